@@ -1,0 +1,156 @@
+"""Frame-level models: the paper's hierarchical LSTM teacher and the starter's baselines.
+
+- `HierarchicalTeacherModel`: the video is cut into b blocks of m = `block_size` frames; a lower
+  stacked LSTM encodes each block, an upper stacked LSTM encodes the sequence of block encodings,
+  and its final state is the video representation E, fed to one sigmoid per class.
+- `LstmModel`: one stacked LSTM over all frames (the starter's LSTM baseline).
+- `FrameLevelLogisticModel`: the mean of the frames fed to a logistic layer (the starter's).
+
+Every model masks padding frames (index >= num_frames): they never change the output. A video
+with 0 frames gets a zero representation, hence the output layer's bias as its prediction.
+"""
+
+import tensorflow as tf
+
+from models import BaseModel, ModelConfig, frame_mask
+
+
+class StackedLSTM(tf.keras.layers.Layer):
+    """`num_layers` LSTMs of `units` cells, each feeding its full sequence to the next.
+
+    Call with `inputs [batch, steps, features]` and `mask [batch, steps]` bool; returns
+    (`outputs [batch, steps, units]`, the top layer's output at every step, padded steps holding
+    the last valid output; `final_state [batch, num_layers * units]`, the concatenated last hidden
+    states of all layers, zeros for a fully masked sequence).
+    """
+
+    def __init__(self, units, num_layers, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.num_layers = num_layers
+        self.layers_ = [
+            tf.keras.layers.LSTM(
+                units, return_sequences=True, return_state=True, name=f"lstm_{index}"
+            )
+            for index in range(num_layers)
+        ]
+
+    def call(self, inputs, mask=None, training=False):
+        outputs = inputs
+        final_hidden = []
+        for lstm in self.layers_:
+            outputs, hidden, _ = lstm(outputs, mask=mask, training=training)
+            final_hidden.append(hidden)
+        final_state = final_hidden[0] if len(final_hidden) == 1 else tf.concat(final_hidden, -1)
+        return outputs, final_state
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+class HierarchicalEncoder(tf.keras.layers.Layer):
+    """Encodes frames with a block-level lower LSTM and a video-level upper LSTM.
+
+    Call with `frames [batch, frames, features]` float and `num_frames [batch]`; returns a dict:
+      `representation [batch, lstm_layers * lstm_cells]`: the upper LSTM's final state, E;
+      `frame_outputs [batch, frames, lstm_cells]`: the lower LSTM's top-layer output at each
+        frame (its running encoding of the frame's block up to that frame);
+      `block_encodings [batch, blocks, lstm_layers * lstm_cells]`.
+    """
+
+    def __init__(self, block_size, lstm_cells, lstm_layers, **kwargs):
+        super().__init__(**kwargs)
+        self.block_size = block_size
+        self.lower = StackedLSTM(lstm_cells, lstm_layers, name="lower")
+        self.upper = StackedLSTM(lstm_cells, lstm_layers, name="upper")
+
+    def call(self, frames, num_frames, training=False):
+        batch_size = tf.shape(frames)[0]
+        num_input_frames = tf.shape(frames)[1]
+        feature_size = frames.shape[-1]
+        num_blocks = (num_input_frames + self.block_size - 1) // self.block_size
+        padded_length = num_blocks * self.block_size
+        frames = tf.pad(frames, [[0, 0], [0, padded_length - num_input_frames], [0, 0]])
+        mask = frame_mask(num_frames, padded_length)
+
+        # Lower level: every block of every video is one sequence of block_size frames.
+        blocks = tf.reshape(frames, [batch_size * num_blocks, self.block_size, feature_size])
+        block_mask = tf.reshape(mask, [batch_size * num_blocks, self.block_size])
+        lower_outputs, block_states = self.lower(blocks, mask=block_mask, training=training)
+
+        # Upper level: the sequence of block encodings; blocks past the last frame are masked.
+        block_encodings = tf.reshape(block_states, [batch_size, num_blocks, block_states.shape[-1]])
+        blocks_present = block_mask[:, 0]  # a block is present when its first frame is
+        blocks_present = tf.reshape(blocks_present, [batch_size, num_blocks])
+        _, representation = self.upper(block_encodings, mask=blocks_present, training=training)
+
+        frame_outputs = tf.reshape(
+            lower_outputs, [batch_size, padded_length, lower_outputs.shape[-1]]
+        )[:, :num_input_frames]
+        return {
+            "representation": representation,
+            "frame_outputs": frame_outputs,
+            "block_encodings": block_encodings,
+        }
+
+
+class HierarchicalTeacherModel(BaseModel):
+    """The paper's teacher: hierarchical LSTM over all frames, sigmoid output per class.
+
+    Call with `video_matrix [batch, frames, features]` (uint8 or float) and `num_frames [batch]`;
+    returns `predictions`, `logits` `[batch, num_classes]`, `representation`
+    `[batch, lstm_layers * lstm_cells]`, `frame_outputs [batch, frames, lstm_cells]`.
+    """
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(config, **kwargs)
+        self.encoder = HierarchicalEncoder(
+            config.block_size, config.lstm_cells, config.lstm_layers, name="encoder"
+        )
+        self.representation_dropout = tf.keras.layers.Dropout(config.dropout)
+
+    def call(self, video_matrix, num_frames, training=False):
+        frames, _ = self.prepare_frames(video_matrix, num_frames)
+        encoded = self.encoder(frames, num_frames, training=training)
+        representation = encoded["representation"]
+        outputs = self.classify(self.representation_dropout(representation, training=training))
+        outputs["representation"] = representation
+        outputs["frame_outputs"] = encoded["frame_outputs"]
+        return outputs
+
+
+class LstmModel(BaseModel):
+    """The starter's LSTM baseline: a stacked LSTM over all frames, its final state classified.
+
+    Returns `predictions`, `logits` `[batch, num_classes]`, `representation`
+    `[batch, lstm_layers * lstm_cells]`, `frame_outputs [batch, frames, lstm_cells]`.
+    """
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(config, **kwargs)
+        self.lstm = StackedLSTM(config.lstm_cells, config.lstm_layers, name="lstm")
+        self.representation_dropout = tf.keras.layers.Dropout(config.dropout)
+
+    def call(self, video_matrix, num_frames, training=False):
+        frames, mask = self.prepare_frames(video_matrix, num_frames)
+        frame_outputs, representation = self.lstm(frames, mask=mask, training=training)
+        outputs = self.classify(self.representation_dropout(representation, training=training))
+        outputs["representation"] = representation
+        outputs["frame_outputs"] = frame_outputs
+        return outputs
+
+
+class FrameLevelLogisticModel(BaseModel):
+    """The starter's frame-level logistic model: mean over the video's frames, then logistic.
+
+    Returns `predictions`, `logits` `[batch, num_classes]`, `representation [batch, features]`
+    (the mean frame; zeros for an empty video).
+    """
+
+    def call(self, video_matrix, num_frames, training=False):
+        frames, _ = self.prepare_frames(video_matrix, num_frames)
+        frame_count = tf.maximum(tf.cast(num_frames, tf.float32), 1.0)[:, tf.newaxis]
+        representation = tf.reduce_sum(frames, axis=1) / frame_count
+        outputs = self.classify(representation)
+        outputs["representation"] = representation
+        return outputs

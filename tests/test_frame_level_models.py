@@ -1,0 +1,105 @@
+"""Tests of the frame-level models: output contract, padding masks, block structure."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import frame_level_models
+import models
+
+CONFIG = models.ModelConfig(
+    num_classes=7, feature_size=6, lstm_cells=8, lstm_layers=2, dropout=0.5, block_size=4
+)
+FRAME_MODELS = ["HierarchicalTeacherModel", "LstmModel", "FrameLevelLogisticModel"]
+
+
+def random_video(rng, batch, frames):
+    return rng.integers(0, 256, size=(batch, frames, CONFIG.feature_size), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("model_name", FRAME_MODELS)
+def test_padding_frames_do_not_change_the_output(model_name):
+    rng = np.random.default_rng(0)
+    model = models.build_model(model_name, CONFIG)
+    video = random_video(rng, 3, 10)
+    num_frames = np.array([10, 6, 1], np.int32)
+    reference = model(video, num_frames=num_frames)
+    # Longer padding, filled with garbage rather than zeros.
+    padded = np.concatenate([video, random_video(rng, 3, 9)], axis=1)
+    padded[1, 6:] = rng.integers(0, 256, size=padded[1, 6:].shape)
+    padded[2, 1:] = 255
+    changed = model(padded, num_frames=num_frames)
+    for key in ("predictions", "representation"):
+        np.testing.assert_allclose(changed[key], reference[key], atol=1e-6)
+    if "frame_outputs" in reference:
+        for row, count in enumerate(num_frames):
+            np.testing.assert_allclose(
+                changed["frame_outputs"][row, :count],
+                reference["frame_outputs"][row, :count],
+                atol=1e-6,
+            )
+
+
+@pytest.mark.parametrize("model_name", FRAME_MODELS)
+def test_output_contract_and_empty_video(model_name):
+    rng = np.random.default_rng(1)
+    model = models.build_model(model_name, CONFIG)
+    outputs = model(random_video(rng, 2, 9), num_frames=np.array([9, 0], np.int32))
+    assert outputs["predictions"].shape == (2, 7)
+    assert outputs["logits"].shape == (2, 7)
+    assert np.isfinite(outputs["predictions"]).all()
+    assert np.all((outputs["predictions"] > 0) & (outputs["predictions"] < 1))
+    np.testing.assert_allclose(outputs["predictions"], tf.sigmoid(outputs["logits"]), atol=1e-6)
+    # A video with no frames: zero representation, so the prediction is the output bias.
+    np.testing.assert_array_equal(outputs["representation"][1], 0.0)
+    bias = model.classifier.bias.numpy()
+    np.testing.assert_allclose(outputs["logits"][1], bias, atol=1e-6)
+
+
+def test_teacher_shapes_follow_the_config():
+    rng = np.random.default_rng(2)
+    model = models.build_model("HierarchicalTeacherModel", CONFIG)
+    outputs = model(random_video(rng, 2, 11), num_frames=np.array([11, 5], np.int32))
+    assert outputs["representation"].shape == (2, CONFIG.lstm_layers * CONFIG.lstm_cells)
+    assert outputs["frame_outputs"].shape == (2, 11, CONFIG.lstm_cells)
+
+
+def test_teacher_blocks_are_encoded_independently():
+    """Changing frames of block 2 leaves the lower encodings of blocks 1 and 3 unchanged."""
+    rng = np.random.default_rng(3)
+    encoder = frame_level_models.HierarchicalEncoder(block_size=4, lstm_cells=8, lstm_layers=2)
+    frames = rng.normal(size=(1, 12, 6)).astype(np.float32)
+    num_frames = np.array([12], np.int32)
+    reference = encoder(frames, num_frames)
+    changed_frames = frames.copy()
+    changed_frames[0, 4:8] += 1.0
+    changed = encoder(changed_frames, num_frames)
+    blocks, changed_blocks = reference["block_encodings"], changed["block_encodings"]
+    np.testing.assert_allclose(changed_blocks[0, 0], blocks[0, 0], atol=1e-6)
+    np.testing.assert_allclose(changed_blocks[0, 2], blocks[0, 2], atol=1e-6)
+    assert np.abs(changed_blocks[0, 1] - blocks[0, 1]).max() > 1e-4
+    # The video representation sees every block.
+    assert np.abs(changed["representation"] - reference["representation"]).max() > 1e-4
+
+
+def test_dropout_only_in_training():
+    rng = np.random.default_rng(4)
+    model = models.build_model("HierarchicalTeacherModel", CONFIG)
+    video, num_frames = random_video(rng, 4, 8), np.full(4, 8, np.int32)
+    first = model(video, num_frames=num_frames, training=False)["predictions"]
+    second = model(video, num_frames=num_frames, training=False)["predictions"]
+    np.testing.assert_array_equal(first, second)
+    trained = model(video, num_frames=num_frames, training=True)["predictions"]
+    assert np.abs(trained - first).max() > 1e-6
+
+
+def test_float_input_equals_dequantized_uint8():
+    rng = np.random.default_rng(5)
+    model = models.build_model("HierarchicalTeacherModel", CONFIG)
+    video, num_frames = random_video(rng, 2, 8), np.array([8, 3], np.int32)
+    as_float = video.astype(np.float32) * 4 / 255 + 4 / 512 - 2
+    np.testing.assert_allclose(
+        model(video, num_frames=num_frames)["predictions"],
+        model(as_float, num_frames=num_frames)["predictions"],
+        atol=1e-6,
+    )

@@ -1,0 +1,46 @@
+"""Tests of losses.py on hand-computed cases."""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+import losses
+
+
+def test_cross_entropy_hand_case():
+    predictions = np.array([[0.9, 0.2], [0.4, 0.5]], np.float32)
+    labels = np.array([[1, 0], [0, 1]], bool)
+    # Video 1: -log 0.9 - log 0.8; video 2: -log 0.6 - log 0.5; mean of the two sums.
+    expected = (-math.log(0.9) - math.log(0.8) - math.log(0.6) - math.log(0.5)) / 2
+    loss = losses.CrossEntropyLoss().calculate_loss(predictions, labels)
+    assert abs(float(loss) - expected) < 1e-5
+
+
+def test_cross_entropy_from_logits_matches_and_is_stable():
+    logits = np.array([[2.0, -1.0, 0.5]], np.float32)
+    labels = np.array([[1, 0, 1]], np.float32)
+    loss_function = losses.CrossEntropyLoss()
+    from_logits = loss_function.calculate_loss(tf.sigmoid(logits), labels, logits=logits)
+    from_probabilities = loss_function.calculate_loss(tf.sigmoid(logits), labels)
+    assert abs(float(from_logits) - float(from_probabilities)) < 1e-5
+    # Saturated logits: probabilities round to 0 or 1, the logits path stays exact.
+    extreme = np.array([[100.0, -100.0]], np.float32)
+    wrong = np.array([[0, 1]], np.float32)
+    loss = loss_function.calculate_loss(tf.sigmoid(extreme), wrong, logits=extreme)
+    assert abs(float(loss) - 200.0) < 1e-3
+
+
+def test_hinge_hand_case():
+    predictions = np.array([[0.5, -2.0, 3.0]], np.float32)
+    labels = np.array([[1, 0, 0]], np.float32)
+    # max(0, 1 - 0.5) + max(0, 1 - 2) + max(0, 1 + 3) = 0.5 + 0 + 4
+    assert abs(float(losses.HingeLoss().calculate_loss(predictions, labels)) - 4.5) < 1e-6
+
+
+def test_softmax_hand_case():
+    predictions = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]], np.float32)
+    labels = np.array([[1, 0, 1], [0, 0, 0]], np.float32)
+    log_softmax = np.array([1.0, 2.0, 3.0]) - np.log(np.exp([1.0, 2.0, 3.0]).sum())
+    expected = (-(0.5 * log_softmax[0] + 0.5 * log_softmax[2]) + 0.0) / 2
+    assert abs(float(losses.SoftmaxLoss().calculate_loss(predictions, labels)) - expected) < 1e-6

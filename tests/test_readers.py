@@ -1,0 +1,240 @@
+"""Tests of readers.py on the real YouTube-8M samples and on hand-made malformed records."""
+
+import logging as python_logging
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import FRAME_SAMPLE, VIDEO_SAMPLE
+
+import readers
+import utils
+
+
+def read_protos(pattern, proto_class):
+    """Every record of the files matching `pattern`, parsed with protobuf (the reference)."""
+    protos = []
+    for path in sorted(tf.io.gfile.glob(pattern)):
+        for record in tf.data.TFRecordDataset(path):
+            protos.append(proto_class.FromString(record.numpy()))
+    return protos
+
+
+def read_all(reader, pattern, batch_size=16):
+    dataset, files = reader.make_dataset(pattern, batch_size)
+    batches = list(readers.iterate_batches(dataset, files))
+    return batches
+
+
+def sequence_example(video_id, labels, frames, id_key="id"):
+    """A SequenceExample from {feature name: list of per-frame byte strings}."""
+    example = tf.train.SequenceExample()
+    example.context.feature[id_key].bytes_list.value.append(video_id.encode())
+    example.context.feature["labels"].int64_list.value.extend(labels)
+    for name, frame_bytes in frames.items():
+        feature_list = example.feature_lists.feature_list[name]
+        for value in frame_bytes:
+            feature_list.feature.add().bytes_list.value.append(value)
+    return example.SerializeToString()
+
+
+def random_frames(rng, num_frames, sizes=(1024, 128), names=("rgb", "audio")):
+    return {
+        name: [rng.integers(0, 256, size, dtype=np.uint8).tobytes() for _ in range(num_frames)]
+        for name, size in zip(names, sizes, strict=True)
+    }
+
+
+def write_records(path, records):
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for record in records:
+            writer.write(record)
+    return str(path)
+
+
+def test_frame_reader_matches_protobuf_on_real_sample():
+    pattern = str(FRAME_SAMPLE / "*.tfrecord")
+    protos = read_protos(pattern, tf.train.SequenceExample)
+    expected = {}
+    for proto in protos:
+        video_id = proto.context.feature["id"].bytes_list.value[0]
+        lists = proto.feature_lists.feature_list
+        rgb = np.frombuffer(b"".join(f.bytes_list.value[0] for f in lists["rgb"].feature), np.uint8)
+        audio = np.frombuffer(
+            b"".join(f.bytes_list.value[0] for f in lists["audio"].feature), np.uint8
+        )
+        matrix = np.concatenate([rgb.reshape(-1, 1024), audio.reshape(-1, 128)], axis=1)
+        expected[video_id] = (matrix, sorted(proto.context.feature["labels"].int64_list.value))
+
+    batches = read_all(readers.YT8MFrameFeatureReader(), pattern)
+    seen = {}
+    for batch in batches:
+        assert batch["video_matrix"].dtype == tf.uint8
+        assert batch["labels"].shape[1] == 3862
+        for row, video_id in enumerate(batch["video_ids"].numpy()):
+            num_frames = int(batch["num_frames"][row])
+            matrix = batch["video_matrix"][row].numpy()
+            seen[video_id] = (matrix[:num_frames], list(np.nonzero(batch["labels"][row])[0]))
+            assert not matrix[num_frames:].any(), "padding frames must be zero"
+    assert len(seen) == len(expected) == 59
+    for video_id, (matrix, labels) in expected.items():
+        got_matrix, got_labels = seen[video_id]
+        assert got_matrix.shape == matrix.shape
+        np.testing.assert_array_equal(got_matrix, matrix)
+        assert got_labels == labels
+    # Known facts of the sample (its README): 119-300 frames, SjJ3 has 170 frames, label 11.
+    frame_counts = [matrix.shape[0] for matrix, _ in seen.values()]
+    assert 119 <= min(frame_counts) and max(frame_counts) == 300
+    assert seen[b"SjJ3"][0].shape[0] == 170 and seen[b"SjJ3"][1] == [11]
+
+
+def test_frame_reader_dequantized_range_and_values():
+    pattern = str(FRAME_SAMPLE / "paddlevideo_example_SjJ3.tfrecord")
+    quantized = read_all(readers.YT8MFrameFeatureReader(), pattern)[0]
+    dequantized = read_all(readers.YT8MFrameFeatureReader(dequantize=True), pattern)[0]
+    values = dequantized["video_matrix"].numpy()
+    assert values.dtype == np.float32
+    assert values.min() >= -2.0 and values.max() <= 2.0 + 4 / 512
+    expected = quantized["video_matrix"].numpy().astype(np.float32) * 4 / 255 + 4 / 512 - 2
+    np.testing.assert_allclose(values, expected, atol=1e-6)
+
+
+def test_max_frames_truncates():
+    pattern = str(FRAME_SAMPLE / "*.tfrecord")
+    batches = read_all(readers.YT8MFrameFeatureReader(max_frames=50), pattern)
+    for batch in batches:
+        assert batch["video_matrix"].shape[1] == 50
+        assert int(tf.reduce_max(batch["num_frames"])) == 50
+
+
+def test_video_level_reader_matches_protobuf():
+    pattern = str(VIDEO_SAMPLE / "*.tfrecord")
+    protos = read_protos(pattern, tf.train.Example)
+    batches = read_all(readers.YT8MAggregatedFeatureReader(), pattern, batch_size=500)
+    ids = np.concatenate([batch["video_ids"].numpy() for batch in batches])
+    matrices = np.concatenate([batch["video_matrix"].numpy() for batch in batches])
+    labels = np.concatenate([batch["labels"].numpy() for batch in batches])
+    assert len(ids) == len(protos) == 1202
+    assert matrices.shape == (1202, 1152)
+    row_of_id = {video_id: row for row, video_id in enumerate(ids)}
+    assert len(row_of_id) == 1202
+    for proto in protos:
+        features = proto.features.feature
+        row = row_of_id[features["id"].bytes_list.value[0]]
+        expected = list(features["mean_rgb"].float_list.value) + list(
+            features["mean_audio"].float_list.value
+        )
+        np.testing.assert_allclose(matrices[row], expected, rtol=0, atol=0)
+        assert list(np.nonzero(labels[row])[0]) == sorted(features["labels"].int64_list.value)
+
+
+def test_deterministic_order_without_shuffle():
+    pattern = str(FRAME_SAMPLE / "*.tfrecord")
+    reader = readers.YT8MFrameFeatureReader(max_frames=5)
+    first = [b["video_ids"].numpy().tolist() for b in read_all(reader, pattern, batch_size=7)]
+    second = [b["video_ids"].numpy().tolist() for b in read_all(reader, pattern, batch_size=7)]
+    assert first == second
+
+
+def test_video_id_key_is_configurable(tmp_path):
+    rng = np.random.default_rng(0)
+    record = sequence_example("abcd", [3], random_frames(rng, 4), id_key="video_id")
+    path = write_records(tmp_path / "a.tfrecord", [record])
+    reader = readers.YT8MFrameFeatureReader(num_classes=10, video_id_key="video_id")
+    batch = read_all(reader, path)[0]
+    assert batch["video_ids"].numpy().tolist() == [b"abcd"]
+    assert int(batch["num_frames"][0]) == 4
+
+
+def test_no_files_match_names_the_flag(tmp_path):
+    reader = readers.YT8MFrameFeatureReader()
+    with pytest.raises(utils.UserInputError, match="--train_data_pattern.*no files match"):
+        reader.make_dataset(
+            str(tmp_path / "nothing*.tfrecord"), 4, flag_name="--train_data_pattern"
+        )
+
+
+def corrupted_copies(tmp_path):
+    """A bit-flipped and a truncated copy of a real shard."""
+    data = (FRAME_SAMPLE / "paddlevideo_example_SjJ3.tfrecord").read_bytes()
+    flipped = bytearray(data)
+    flipped[5000] ^= 0x10
+    flipped_path = tmp_path / "flipped.tfrecord"
+    flipped_path.write_bytes(bytes(flipped))
+    truncated_path = tmp_path / "truncated.tfrecord"
+    truncated_path.write_bytes(data[: len(data) // 2])
+    return flipped_path, truncated_path
+
+
+def test_corrupt_and_truncated_shards_name_the_file(tmp_path):
+    for bad_path in corrupted_copies(tmp_path):
+        good = tmp_path / "good.tfrecord"
+        good.write_bytes((FRAME_SAMPLE / "paddlevideo_example_SjJ3.tfrecord").read_bytes())
+        pattern = f"{good},{bad_path}"
+        with pytest.raises(utils.UserInputError, match=bad_path.name):
+            read_all(readers.YT8MFrameFeatureReader(), pattern)
+
+
+def test_wrong_feature_size_names_the_video(tmp_path):
+    rng = np.random.default_rng(1)
+    good = sequence_example("good", [1], random_frames(rng, 3))
+    frames = random_frames(rng, 3)
+    frames["rgb"][1] = frames["rgb"][1][:1000]
+    bad = sequence_example("bad1", [1], frames)
+    path = write_records(tmp_path / "a.tfrecord", [good, bad])
+    with pytest.raises(utils.UserInputError, match="rgb.*bad1"):
+        read_all(readers.YT8MFrameFeatureReader(num_classes=10), path)
+    # The flag and the data disagree: every frame is "wrong".
+    good_path = write_records(tmp_path / "b.tfrecord", [good])
+    reader = readers.YT8MFrameFeatureReader(num_classes=10, feature_sizes=(512, 128))
+    with pytest.raises(utils.UserInputError, match="expected 512 bytes.*good"):
+        read_all(reader, good_path)
+
+
+def test_wrong_video_level_feature_size_names_the_video(tmp_path):
+    example = tf.train.Example()
+    example.features.feature["id"].bytes_list.value.append(b"vid9")
+    example.features.feature["labels"].int64_list.value.append(2)
+    example.features.feature["mean_rgb"].float_list.value.extend([0.5] * 1000)
+    example.features.feature["mean_audio"].float_list.value.extend([0.5] * 128)
+    path = write_records(tmp_path / "v.tfrecord", [example.SerializeToString()])
+    with pytest.raises(utils.UserInputError, match="mean_rgb.*vid9"):
+        read_all(readers.YT8MAggregatedFeatureReader(num_classes=10), path)
+
+
+def test_label_out_of_range_names_the_video(tmp_path):
+    rng = np.random.default_rng(2)
+    records = [
+        sequence_example("okay", [0, 9], random_frames(rng, 2)),
+        sequence_example("over", [4, 10], random_frames(rng, 2)),
+    ]
+    path = write_records(tmp_path / "a.tfrecord", records)
+    with pytest.raises(utils.UserInputError, match="Label out of range.*over.*10"):
+        read_all(readers.YT8MFrameFeatureReader(num_classes=10), path)
+    negative = sequence_example("negv", [-1], random_frames(rng, 2))
+    negative_path = write_records(tmp_path / "b.tfrecord", [negative])
+    with pytest.raises(utils.UserInputError, match="negv"):
+        read_all(readers.YT8MFrameFeatureReader(num_classes=10), negative_path)
+
+
+def test_missing_feature_list_is_an_error(tmp_path):
+    rng = np.random.default_rng(3)
+    frames = random_frames(rng, 3)
+    del frames["audio"]
+    path = write_records(tmp_path / "a.tfrecord", [sequence_example("noau", [1], frames)])
+    with pytest.raises(utils.UserInputError, match="audio"):
+        read_all(readers.YT8MFrameFeatureReader(num_classes=10), path)
+
+
+def test_empty_video_gives_zero_frames_and_a_warning(tmp_path, caplog):
+    rng = np.random.default_rng(4)
+    records = [
+        sequence_example("full", [1], random_frames(rng, 5)),
+        sequence_example("void", [2], {"rgb": [], "audio": []}),
+    ]
+    path = write_records(tmp_path / "a.tfrecord", records)
+    with caplog.at_level(python_logging.WARNING):
+        batch = read_all(readers.YT8MFrameFeatureReader(num_classes=10), path)[0]
+    assert batch["num_frames"].numpy().tolist() == [5, 0]
+    assert not batch["video_matrix"][1].numpy().any()
+    assert "void" in caplog.text and "0 frames" in caplog.text

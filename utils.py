@@ -1,0 +1,172 @@
+"""Small shared pieces: the model zoo lookup, dequantization, flag-list parsing, model_flags.json.
+
+Everything here is used by more than one module (readers, models, the CLIs). Nothing here reads
+absl FLAGS: callers pass plain values.
+"""
+
+import json
+import os
+import uuid
+
+import tensorflow as tf
+
+# The YouTube-8M features are quantized to uint8 over this range (the dataset's own constants).
+MAX_QUANTIZED_VALUE = 2.0
+MIN_QUANTIZED_VALUE = -2.0
+
+MODEL_FLAGS_FILE = "model_flags.json"
+
+
+class UserInputError(ValueError):
+    """An error the user can fix (bad flag, missing file, malformed data); CLIs exit 1 on it."""
+
+
+def dequantize(
+    feat_vector, max_quantized_value=MAX_QUANTIZED_VALUE, min_quantized_value=MIN_QUANTIZED_VALUE
+):
+    """Maps uint8 quantized features back to floats, as the dataset's tools do.
+
+    Args:
+      feat_vector: uint8 or float tensor of any shape, e.g. `[batch, frames, features]`.
+      max_quantized_value: upper end of the quantization range.
+      min_quantized_value: lower end of the quantization range.
+
+    Returns:
+      float32 tensor of the same shape: `x * (max - min) / 255 + (max - min) / 512 + min`.
+    """
+    quantized_range = max_quantized_value - min_quantized_value
+    scalar = quantized_range / 255.0
+    bias = (quantized_range / 512.0) + min_quantized_value
+    return tf.cast(feat_vector, tf.float32) * scalar + bias
+
+
+def find_class_by_name(name, modules):
+    """Returns the class called `name` from the first of `modules` that defines it.
+
+    Args:
+      name: class name, e.g. "HierarchicalTeacherModel".
+      modules: iterable of modules to search, in order.
+
+    Raises:
+      UserInputError: when no module defines `name`; the message lists what exists.
+    """
+    for module in modules:
+        found = getattr(module, name, None)
+        if found is not None:
+            return found
+    raise UserInputError(f"Unknown class '{name}'.")
+
+
+def get_list_of_feature_names_and_sizes(feature_names, feature_sizes):
+    """Parses the comma-separated `--feature_names` and `--feature_sizes` flag values.
+
+    Args:
+      feature_names: e.g. "rgb,audio" (a list or tuple is accepted as is).
+      feature_sizes: e.g. "1024,128" (a list or tuple of ints is accepted as is).
+
+    Returns:
+      (list of names, list of ints), of the same length.
+
+    Raises:
+      UserInputError: when the two lists differ in length, a size is not a positive integer,
+        or a name is empty or repeated.
+    """
+    if isinstance(feature_names, str):
+        names = [name.strip() for name in feature_names.split(",")]
+    else:
+        names = [str(name).strip() for name in feature_names]
+    if isinstance(feature_sizes, str):
+        size_texts = [size.strip() for size in feature_sizes.split(",")]
+    else:
+        size_texts = [str(size).strip() for size in feature_sizes]
+    if len(names) != len(size_texts):
+        raise UserInputError(
+            f"--feature_names has {len(names)} entries ({','.join(names)}) but --feature_sizes "
+            f"has {len(size_texts)} ({','.join(size_texts)}); they must match one to one."
+        )
+    if any(not name for name in names) or len(set(names)) != len(names):
+        raise UserInputError(f"--feature_names must be distinct and non-empty, got {names}.")
+    sizes = []
+    for size_text in size_texts:
+        try:
+            size = int(size_text)
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise UserInputError(f"--feature_sizes must be positive integers, got '{size_text}'.")
+        sizes.append(size)
+    return names, sizes
+
+
+def glob_data_files(data_pattern, flag_name="data pattern"):
+    """Lists the files matching a comma-separated list of glob patterns (local or gs://).
+
+    Raises:
+      UserInputError: when the pattern is empty or matches no file; the message names the flag.
+    """
+    if not data_pattern:
+        raise UserInputError(
+            f"{flag_name} is empty: give a file pattern such as 'train*.tfrecord'."
+        )
+    files = []
+    for pattern in data_pattern.split(","):
+        pattern = pattern.strip()
+        if pattern:
+            files.extend(tf.io.gfile.glob(pattern))
+    files = sorted(set(files))
+    if not files:
+        raise UserInputError(f"{flag_name}: no files match '{data_pattern}'.")
+    return files
+
+
+def write_text_atomically(path, text):
+    """Writes `text` to `path` through a temporary file and a rename, so `path` is never partial."""
+    temporary_path = f"{path}.tmp-{uuid.uuid4().hex}"
+    with tf.io.gfile.GFile(temporary_path, "w") as handle:
+        handle.write(text)
+    tf.io.gfile.rename(temporary_path, path, overwrite=True)
+
+
+def save_model_flags(train_dir, model_flags):
+    """Writes the dict that rebuilds a model to `train_dir/model_flags.json`."""
+    tf.io.gfile.makedirs(train_dir)
+    text = json.dumps(model_flags, indent=2, sort_keys=True) + "\n"
+    write_text_atomically(os.path.join(train_dir, MODEL_FLAGS_FILE), text)
+
+
+def load_model_flags(train_dir):
+    """Reads `train_dir/model_flags.json`.
+
+    Raises:
+      UserInputError: when the file is missing or not valid JSON; the message names the file.
+    """
+    path = os.path.join(train_dir, MODEL_FLAGS_FILE)
+    if not tf.io.gfile.exists(path):
+        raise UserInputError(
+            f"{path} not found: --train_dir must be a directory written by train.py."
+        )
+    with tf.io.gfile.GFile(path, "r") as handle:
+        try:
+            return json.load(handle)
+        except json.JSONDecodeError as error:
+            raise UserInputError(f"{path} is not valid JSON: {error}") from error
+
+
+def describe_tf_error(error):
+    """Returns a one-line, readable message from a TensorFlow runtime error.
+
+    Graph-side checks (`tf.debugging.Assert`) print their data as `[text] [value] ...` inside a
+    long message full of node names; this keeps only the assertion text and values.
+    """
+    message = getattr(error, "message", None) or str(error)
+    marker = "assertion failed: "
+    if marker in message:
+        message = message.split(marker, 1)[1]
+        message = message.split("\n", 1)[0]
+        parts = [part.strip().strip("'\"") for part in message.split("] [")]
+        return " ".join(part.strip("[]").replace("\\'", "'") for part in parts)
+    lines = [line.strip() for line in message.split("\n") if line.strip()]
+    first = lines[0] if lines else type(error).__name__
+    if first.startswith("{{function_node") and "}}" in first:
+        first = first.split("}}", 1)[1].strip()
+    return first

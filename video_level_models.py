@@ -1,0 +1,19 @@
+"""Video-level models: they read one aggregated feature vector per video (`mean_rgb`, ...)."""
+
+import tensorflow as tf
+
+from models import BaseModel
+
+
+class LogisticModel(BaseModel):
+    """The starter's video-level logistic regression.
+
+    Call with `video_matrix [batch, features]` float and `num_frames [batch]` (unused); returns
+    `predictions`, `logits` `[batch, num_classes]` and `representation [batch, features]`.
+    """
+
+    def call(self, video_matrix, num_frames=None, training=False):
+        representation = tf.cast(video_matrix, tf.float32)
+        outputs = self.classify(representation)
+        outputs["representation"] = representation
+        return outputs
