@@ -28,17 +28,19 @@ class StackedLSTM(tf.keras.layers.Layer):
         super().__init__(**kwargs)
         self.units = units
         self.num_layers = num_layers
-        self.layers_ = [
-            tf.keras.layers.LSTM(
+        self.lstms = []
+        for index in range(num_layers):
+            lstm = tf.keras.layers.LSTM(
                 units, return_sequences=True, return_state=True, name=f"lstm_{index}"
             )
-            for index in range(num_layers)
-        ]
+            # An attribute per layer: checkpoints track attributes, not the layers of a list.
+            setattr(self, f"lstm_{index}", lstm)
+            self.lstms.append(lstm)
 
     def call(self, inputs, mask=None, training=False):
         outputs = inputs
         final_hidden = []
-        for lstm in self.layers_:
+        for lstm in self.lstms:
             outputs, hidden, _ = lstm(outputs, mask=mask, training=training)
             final_hidden.append(hidden)
         final_state = final_hidden[0] if len(final_hidden) == 1 else tf.concat(final_hidden, -1)

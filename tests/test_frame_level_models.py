@@ -103,3 +103,20 @@ def test_float_input_equals_dequantized_uint8():
         model(as_float, num_frames=num_frames)["predictions"],
         atol=1e-6,
     )
+
+
+@pytest.mark.parametrize("model_name", FRAME_MODELS)
+def test_checkpoint_round_trip_restores_every_weight(model_name, tmp_path):
+    rng = np.random.default_rng(6)
+    video, num_frames = random_video(rng, 2, 9), np.array([9, 4], np.int32)
+    model = models.build_model(model_name, CONFIG)
+    expected = model(video, num_frames=num_frames)["predictions"]
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    saved_names = {name for name, _ in tf.train.list_variables(path)}
+    saved_model_names = [name for name in saved_names if name.startswith("model/")]
+    assert len(saved_model_names) == len(model.trainable_variables)
+
+    restored = models.build_model(model_name, CONFIG)
+    restored(video, num_frames=num_frames)
+    tf.train.Checkpoint(model=restored).restore(path).assert_consumed()
+    np.testing.assert_array_equal(restored(video, num_frames=num_frames)["predictions"], expected)
