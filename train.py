@@ -1,0 +1,361 @@
+"""Trains a model from the zoo on YouTube-8M TFRecords and writes checkpoints to --train_dir.
+
+    python train.py --train_data_pattern='data/train*.tfrecord' --train_dir=/tmp/teacher \
+        --model=HierarchicalTeacherModel
+
+Adam with a staircase exponential learning-rate decay, as the starter. Checkpoints go to
+`train_dir` through `tf.train.CheckpointManager` and training resumes from the latest one unless
+--start_new_model. The model's flags are written to `train_dir/model_flags.json`, so eval.py and
+inference.py rebuild the same model without repeating them; when resuming, model flags not given
+on the command line are taken from that file, and a given one that differs is an error.
+TensorBoard summaries (loss, learning rate, examples/sec, GAP and Hit@1 of the training batch)
+go to `train_dir`.
+"""
+
+import dataclasses
+import os
+import sys
+import time
+
+import tensorflow as tf
+from absl import app, flags, logging
+
+import eval_util
+import export_model
+import losses
+import models
+import readers
+import utils
+
+# The flags that define a model: saved in model_flags.json, reused by eval.py and inference.py.
+MODEL_FLAG_NAMES = (
+    "model",
+    "frame_features",
+    "feature_names",
+    "feature_sizes",
+    "num_classes",
+    "max_frames",
+    "lstm_cells",
+    "lstm_layers",
+    "dropout",
+    "block_size",
+    "l2_penalty",
+    "label_loss",
+)
+
+
+@dataclasses.dataclass
+class TrainOptions:
+    """How to train (everything except the model flags)."""
+
+    train_data_pattern: str
+    train_dir: str
+    batch_size: int = 256
+    base_learning_rate: float = 0.001
+    learning_rate_decay: float = 0.95
+    learning_rate_decay_examples: int = 4_000_000
+    num_epochs: int = 5
+    max_steps: int = 0  # 0: no limit
+    regularization_penalty: float = 1.0
+    start_new_model: bool = False
+    export_model_steps: int = 0  # 0: never
+    checkpoint_steps: int = 1000
+    log_every_n_steps: int = 100
+    max_checkpoints_to_keep: int = 5
+    num_readers: int = 4
+    shuffle_buffer_size: int = 1024
+    video_id_key: str = "id"
+    seed: int = 0
+
+    def validate(self):
+        """Raises utils.UserInputError naming the first bad flag."""
+        checks = [
+            ("batch_size", self.batch_size >= 1),
+            ("base_learning_rate", self.base_learning_rate > 0),
+            ("learning_rate_decay", 0 < self.learning_rate_decay <= 1),
+            ("learning_rate_decay_examples", self.learning_rate_decay_examples >= 1),
+            ("num_epochs", self.num_epochs >= 1),
+            ("max_steps", self.max_steps >= 0),
+            ("regularization_penalty", self.regularization_penalty >= 0),
+            ("export_model_steps", self.export_model_steps >= 0),
+            ("checkpoint_steps", self.checkpoint_steps >= 1),
+            ("log_every_n_steps", self.log_every_n_steps >= 1),
+            ("num_readers", self.num_readers >= 1),
+        ]
+        for name, is_valid in checks:
+            if not is_valid:
+                raise utils.UserInputError(f"--{name}={getattr(self, name)} is out of range.")
+        if not self.train_dir:
+            raise utils.UserInputError("--train_dir is required.")
+        return self
+
+
+def normalise_model_flags(model_flags):
+    """Returns model flags with parsed feature lists and checked values (raises on bad ones)."""
+    normalised = dict(model_flags)
+    names, sizes = utils.get_list_of_feature_names_and_sizes(
+        model_flags["feature_names"], model_flags["feature_sizes"]
+    )
+    normalised["feature_names"] = names
+    normalised["feature_sizes"] = sizes
+    if normalised["max_frames"] < 1:
+        raise utils.UserInputError(f"--max_frames={normalised['max_frames']} must be >= 1.")
+    if normalised["model"] not in models.model_names():
+        raise utils.UserInputError(
+            f"--model={normalised['model']} is not a known model; choose one of "
+            f"{', '.join(models.model_names())}."
+        )
+    frame_level = models.is_frame_level(normalised["model"])
+    if frame_level != bool(normalised["frame_features"]):
+        kind = "frame-level" if frame_level else "video-level"
+        raise utils.UserInputError(
+            f"--model={normalised['model']} is a {kind} model: set "
+            f"--frame_features={str(frame_level).lower()} and matching --feature_names."
+        )
+    if not hasattr(losses, normalised["label_loss"]):
+        raise utils.UserInputError(f"--label_loss={normalised['label_loss']} is not a known loss.")
+    models.config_from_model_flags(normalised).validate()
+    return normalised
+
+
+def resolve_model_flags(train_dir, given_flags, explicitly_set, start_new_model):
+    """Decides the model flags of this run.
+
+    A new model takes `given_flags`. When resuming (a model_flags.json exists and not
+    `start_new_model`), flags not in `explicitly_set` come from the file, and an explicitly set
+    flag that differs from the file is an error: the checkpoint was built with the file's value.
+
+    Args:
+      train_dir: the training directory.
+      given_flags: dict of every model flag's value on this command line (defaults included).
+      explicitly_set: names of the flags the user gave.
+      start_new_model: ignore what is in train_dir.
+
+    Returns:
+      the normalised model flags dict.
+    """
+    given = normalise_model_flags(given_flags)
+    path = os.path.join(train_dir, utils.MODEL_FLAGS_FILE)
+    if start_new_model or not tf.io.gfile.exists(path):
+        return given
+    stored = normalise_model_flags(utils.load_model_flags(train_dir))
+    conflicts = [
+        f"--{name}={given[name]} (the checkpoint has {stored[name]})"
+        for name in MODEL_FLAG_NAMES
+        if name in explicitly_set and given[name] != stored[name]
+    ]
+    if conflicts:
+        raise utils.UserInputError(
+            f"{train_dir} holds a model built with other flags: {'; '.join(conflicts)}. "
+            "Drop these flags to resume it, or pass --start_new_model to start over."
+        )
+    return stored
+
+
+def make_learning_rate(options):
+    """The starter's schedule: base * decay ** floor(examples seen / decay examples)."""
+    return tf.keras.optimizers.schedules.ExponentialDecay(
+        options.base_learning_rate,
+        decay_steps=options.learning_rate_decay_examples / options.batch_size,
+        decay_rate=options.learning_rate_decay,
+        staircase=True,
+    )
+
+
+def format_progress(step, loss, learning_rate, examples_per_second, gap, hit_at_one):
+    """One progress line."""
+    return (
+        f"step {step:>7d} | loss {loss:9.4f} | lr {learning_rate:.3e} | "
+        f"{examples_per_second:8.1f} examples/s | batch GAP {gap:.4f} | "
+        f"batch Hit@1 {hit_at_one:.4f}"
+    )
+
+
+def train(options, model_flags):
+    """Runs training until the data (num_epochs) or max_steps runs out.
+
+    Args:
+      options: TrainOptions.
+      model_flags: normalised model flags (see `resolve_model_flags`).
+
+    Returns:
+      dict with `global_step`, `last_loss` and `checkpoint` (path of the final checkpoint).
+    """
+    options.validate()
+    train_dir = options.train_dir
+    if options.start_new_model and tf.io.gfile.exists(train_dir):
+        logging.info("--start_new_model: removing %s", train_dir)
+        tf.io.gfile.rmtree(train_dir)
+    tf.io.gfile.makedirs(train_dir)
+
+    tf.keras.utils.set_random_seed(options.seed)
+    reader = readers.reader_from_model_flags(model_flags, video_id_key=options.video_id_key)
+    dataset, files = reader.make_dataset(
+        options.train_data_pattern,
+        options.batch_size,
+        num_epochs=options.num_epochs,
+        shuffle=True,
+        shuffle_buffer_size=options.shuffle_buffer_size,
+        num_readers=options.num_readers,
+        seed=options.seed,
+        flag_name="--train_data_pattern",
+    )
+    logging.info("Training on %d file(s) matching %s", len(files), options.train_data_pattern)
+
+    model = models.build_from_model_flags(model_flags)
+    label_loss_fn = getattr(losses, model_flags["label_loss"])()
+    learning_rate = make_learning_rate(options)
+    optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate)
+    optimizer.build(model.trainable_variables)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    manager = tf.train.CheckpointManager(
+        checkpoint, train_dir, max_to_keep=options.max_checkpoints_to_keep
+    )
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        logging.info(
+            "Resumed from %s at step %d", manager.latest_checkpoint, int(optimizer.iterations)
+        )
+    else:
+        logging.info("Starting a new %s", model_flags["model"])
+    utils.save_model_flags(train_dir, model_flags)
+
+    regularization_penalty = options.regularization_penalty
+
+    @tf.function
+    def train_step(video_matrix, num_frames, labels):
+        with tf.GradientTape() as tape:
+            outputs = model(video_matrix, num_frames=num_frames, training=True)
+            label_loss = label_loss_fn.calculate_loss(
+                outputs["predictions"], labels, logits=outputs["logits"]
+            )
+            total_loss = label_loss
+            if model.losses:
+                total_loss += regularization_penalty * tf.add_n(model.losses)
+        gradients = tape.gradient(total_loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        return label_loss, outputs["predictions"]
+
+    summary_writer = tf.summary.create_file_writer(train_dir)
+    step = int(optimizer.iterations)
+    loss = None
+    examples_since_log = 0
+    log_start = time.time()
+    last_saved_step = step if manager.latest_checkpoint else -1
+    if options.max_steps and step >= options.max_steps:
+        logging.info(
+            "Already at step %d >= --max_steps=%d: nothing to do.", step, options.max_steps
+        )
+    else:
+        for batch in readers.iterate_batches(dataset, files):
+            loss, predictions = train_step(
+                batch["video_matrix"], batch["num_frames"], batch["labels"]
+            )
+            step = int(optimizer.iterations)
+            examples_since_log += int(batch["num_frames"].shape[0])
+            if step % options.log_every_n_steps == 0 or step == 1:
+                labels = batch["labels"].numpy()
+                predictions = predictions.numpy()
+                gap = eval_util.calculate_gap(predictions, labels)
+                hit_at_one = eval_util.calculate_hit_at_one(predictions, labels)
+                elapsed = max(time.time() - log_start, 1e-9)
+                examples_per_second = examples_since_log / elapsed
+                current_rate = float(learning_rate(optimizer.iterations))
+                logging.info(
+                    format_progress(
+                        step, float(loss), current_rate, examples_per_second, gap, hit_at_one
+                    )
+                )
+                with summary_writer.as_default(step=step):
+                    tf.summary.scalar("loss", float(loss))
+                    tf.summary.scalar("learning_rate", current_rate)
+                    tf.summary.scalar("examples_per_second", examples_per_second)
+                    tf.summary.scalar("gap", gap)
+                    tf.summary.scalar("hit_at_one", hit_at_one)
+                examples_since_log = 0
+                log_start = time.time()
+            if step % options.checkpoint_steps == 0:
+                manager.save(checkpoint_number=step)
+                last_saved_step = step
+            if options.export_model_steps and step % options.export_model_steps == 0:
+                export_snapshot(model, reader, train_dir, step)
+            if options.max_steps and step >= options.max_steps:
+                break
+    if step != last_saved_step:
+        manager.save(checkpoint_number=step)
+    summary_writer.flush()
+    logging.info("Done at step %d; checkpoint %s", step, manager.latest_checkpoint)
+    return {
+        "global_step": step,
+        "last_loss": None if loss is None else float(loss),
+        "checkpoint": manager.latest_checkpoint,
+    }
+
+
+def export_snapshot(model, reader, train_dir, step):
+    """Writes a SavedModel of the current weights to `train_dir/export/step_<step>`."""
+    export_dir = os.path.join(train_dir, "export", f"step_{step}")
+    export_model.export_saved_model(model, reader, export_dir)
+    logging.info("Exported a SavedModel to %s", export_dir)
+
+
+def define_flags():
+    """The starter's training flags, plus the paper's model sizes."""
+    flags.DEFINE_string("train_data_pattern", "", "File glob of the training TFRecords.")
+    flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "Where checkpoints and logs go.")
+    flags.DEFINE_string("model", "HierarchicalTeacherModel", "Which model class to train.")
+    flags.DEFINE_bool("frame_features", True, "Frame-level (SequenceExample) input, else video.")
+    flags.DEFINE_string("feature_names", "rgb,audio", "Comma-separated features to read.")
+    flags.DEFINE_string("feature_sizes", "1024,128", "Their sizes, in the same order.")
+    flags.DEFINE_integer("num_classes", 3862, "Number of classes (3862 in YouTube-8M 2018).")
+    flags.DEFINE_integer("max_frames", 300, "Frames beyond this are dropped.")
+    flags.DEFINE_string("video_id_key", "id", "Context key of the video id ('video_id' in 2017).")
+    flags.DEFINE_integer("lstm_cells", 1024, "Cells per LSTM layer.")
+    flags.DEFINE_integer("lstm_layers", 2, "LSTM layers at each level.")
+    flags.DEFINE_float("dropout", 0.5, "Dropout rate on the video representation.")
+    flags.DEFINE_integer("block_size", 20, "Frames per block of the hierarchical model (m).")
+    flags.DEFINE_float("l2_penalty", 1e-8, "L2 weight on the output layer's weights.")
+    flags.DEFINE_string("label_loss", "CrossEntropyLoss", "Loss class from losses.py.")
+    flags.DEFINE_float("regularization_penalty", 1.0, "Weight of the regularization loss.")
+    flags.DEFINE_integer("batch_size", 256, "Videos per training batch.")
+    flags.DEFINE_float("base_learning_rate", 0.001, "Initial learning rate.")
+    flags.DEFINE_float("learning_rate_decay", 0.95, "Decay factor of the learning rate.")
+    flags.DEFINE_integer(
+        "learning_rate_decay_examples", 4_000_000, "Examples between learning-rate decays."
+    )
+    flags.DEFINE_integer("num_epochs", 5, "Passes over the training data.")
+    flags.DEFINE_integer("max_steps", 0, "Stop after this many steps (0: no limit).")
+    flags.DEFINE_bool("start_new_model", False, "Delete train_dir and start a new model.")
+    flags.DEFINE_integer("export_model_steps", 0, "Export a SavedModel every N steps (0: never).")
+    flags.DEFINE_integer("checkpoint_steps", 1000, "Save a checkpoint every N steps.")
+    flags.DEFINE_integer("log_every_n_steps", 100, "Print progress every N steps.")
+    flags.DEFINE_integer("max_checkpoints_to_keep", 5, "Older checkpoints are deleted.")
+    flags.DEFINE_integer("num_readers", 4, "Shards read in parallel.")
+    flags.DEFINE_integer("shuffle_buffer_size", 1024, "Records held for shuffling.")
+    flags.DEFINE_integer("seed", 0, "Seed of the initialisation and of the shuffles.")
+
+
+def main(unused_argv):
+    flag_values = flags.FLAGS
+    logging.set_verbosity(logging.INFO)
+    option_names = {field.name for field in dataclasses.fields(TrainOptions)}
+    options = TrainOptions(**{name: flag_values[name].value for name in option_names})
+    try:
+        options.validate()
+        if not options.train_data_pattern:
+            raise utils.UserInputError("--train_data_pattern is required.")
+        given = {name: flag_values[name].value for name in MODEL_FLAG_NAMES}
+        explicitly_set = {name for name in MODEL_FLAG_NAMES if flag_values[name].present}
+        model_flags = resolve_model_flags(
+            options.train_dir, given, explicitly_set, options.start_new_model
+        )
+        result = train(options, model_flags)
+    except utils.UserInputError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        sys.exit(1)
+    print(f"Trained to step {result['global_step']}; checkpoint {result['checkpoint']}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
