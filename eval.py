@@ -57,7 +57,7 @@ def evaluate_checkpoint(
     )
     label_loss_fn = getattr(losses, model_flags["label_loss"])()
 
-    @tf.function
+    @tf.function(reduce_retracing=True)
     def eval_step(video_matrix, num_frames, labels):
         outputs = model(video_matrix, num_frames=num_frames, training=False)
         loss = label_loss_fn.calculate_loss(

@@ -70,7 +70,7 @@ class HierarchicalEncoder(tf.keras.layers.Layer):
         batch_size = tf.shape(frames)[0]
         num_input_frames = tf.shape(frames)[1]
         feature_size = frames.shape[-1]
-        num_blocks = (num_input_frames + self.block_size - 1) // self.block_size
+        num_blocks = tf.maximum((num_input_frames + self.block_size - 1) // self.block_size, 1)
         padded_length = num_blocks * self.block_size
         frames = tf.pad(frames, [[0, 0], [0, padded_length - num_input_frames], [0, 0]])
         mask = frame_mask(num_frames, padded_length)

@@ -80,7 +80,7 @@ def checkpoint_predictor(train_dir, top_k, video_id_key):
     reader = readers.reader_from_model_flags(model_flags, video_id_key=video_id_key)
     k = min(top_k, model_flags["num_classes"])
 
-    @tf.function
+    @tf.function(reduce_retracing=True)
     def predict(video_matrix, num_frames):
         outputs = model(video_matrix, num_frames=num_frames, training=False)
         class_scores, class_indexes = tf.math.top_k(outputs["predictions"], k=k, sorted=True)

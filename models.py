@@ -77,11 +77,14 @@ class BaseModel(tf.keras.Model):
           num_frames: `[batch]` int.
 
         Returns:
-          (frames `[batch, frames, features]` float32, mask `[batch, frames]` bool).
+          (frames `[batch, max(frames, 1), features]` float32, mask `[batch, frames]` bool).
         """
         if video_matrix.dtype == tf.uint8:
             video_matrix = utils.dequantize(video_matrix)
         video_matrix = tf.cast(video_matrix, tf.float32)
+        # A batch of only empty videos has 0 steps, which an LSTM cannot run: pad to 1 (masked).
+        missing_steps = tf.maximum(1 - tf.shape(video_matrix)[1], 0)
+        video_matrix = tf.pad(video_matrix, [[0, 0], [0, missing_steps], [0, 0]])
         mask = frame_mask(num_frames, tf.shape(video_matrix)[1])
         return video_matrix * tf.cast(mask, tf.float32)[:, :, tf.newaxis], mask
 

@@ -222,7 +222,7 @@ def train(options, model_flags):
 
     regularization_penalty = options.regularization_penalty
 
-    @tf.function
+    @tf.function(reduce_retracing=True)
     def train_step(video_matrix, num_frames, labels):
         with tf.GradientTape() as tape:
             outputs = model(video_matrix, num_frames=num_frames, training=True)

@@ -230,3 +230,55 @@ def test_cli_user_errors(script, args, message, tmp_path):
     error_lines = [line for line in completed.stderr.splitlines() if line.startswith("ERROR:")]
     assert len(error_lines) == 1 and message in error_lines[0], completed.stderr[-2000:]
     assert "Traceback" not in completed.stderr
+
+
+def test_cli_corrupt_shard_names_the_file(synthetic_sets, tmp_path):
+    shard = sorted(tf.io.gfile.glob(synthetic_sets["train"]))[0]
+    data = bytearray(open(shard, "rb").read())
+    data[len(data) // 2] ^= 0x01
+    broken = tmp_path / "broken-00000.tfrecord"
+    broken.write_bytes(bytes(data))
+    completed = run_cli(
+        "train.py",
+        f"--train_data_pattern={broken}",
+        f"--train_dir={tmp_path / 'model'}",
+        *TINY_MODEL,
+        "--batch_size=4",
+        expect_success=False,
+    )
+    error_lines = [line for line in completed.stderr.splitlines() if line.startswith("ERROR:")]
+    assert len(error_lines) == 1 and "broken-00000.tfrecord" in error_lines[0]
+
+
+def test_inference_predicts_an_empty_video(synthetic_sets, tmp_path):
+    """A video with 0 frames gets a line with finite scores and a warning naming it."""
+    train_dir = str(tmp_path / "teacher")
+    run_cli(
+        "train.py",
+        f"--train_data_pattern={synthetic_sets['train']}",
+        f"--train_dir={train_dir}",
+        *TINY_MODEL,
+        "--batch_size=8",
+        "--max_steps=1",
+    )
+    example = tf.train.SequenceExample()
+    example.context.feature["id"].bytes_list.value.append(b"empty-video")
+    example.context.feature["labels"].int64_list.value.append(1)
+    for name in ("rgb", "audio"):
+        example.feature_lists.feature_list[name].SetInParent()
+    path = tmp_path / "empty.tfrecord"
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        writer.write(example.SerializeToString())
+    output_file = tmp_path / "predictions.csv"
+    completed = run_cli(
+        "inference.py",
+        f"--train_dir={train_dir}",
+        f"--input_data_pattern={path}",
+        f"--output_file={output_file}",
+        "--top_k=3",
+    )
+    assert "empty-video" in completed.stderr and "0 frames" in completed.stderr
+    lines = output_file.read_text().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("empty-video,")
+    scores = [float(token) for token in lines[1].split(",")[1].split(" ")[1::2]]
+    assert len(scores) == 3 and all(np.isfinite(scores))

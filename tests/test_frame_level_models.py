@@ -120,3 +120,12 @@ def test_checkpoint_round_trip_restores_every_weight(model_name, tmp_path):
     restored(video, num_frames=num_frames)
     tf.train.Checkpoint(model=restored).restore(path).assert_consumed()
     np.testing.assert_array_equal(restored(video, num_frames=num_frames)["predictions"], expected)
+
+
+@pytest.mark.parametrize("model_name", FRAME_MODELS)
+def test_batch_of_only_empty_videos(model_name):
+    model = models.build_model(model_name, CONFIG)
+    video = np.zeros((2, 0, CONFIG.feature_size), np.uint8)
+    outputs = model(video, num_frames=np.zeros(2, np.int32))
+    assert outputs["predictions"].shape == (2, 7)
+    np.testing.assert_allclose(outputs["logits"], np.tile(model.classifier.bias.numpy(), (2, 1)))

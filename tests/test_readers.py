@@ -238,3 +238,24 @@ def test_empty_video_gives_zero_frames_and_a_warning(tmp_path, caplog):
     assert batch["num_frames"].numpy().tolist() == [5, 0]
     assert not batch["video_matrix"][1].numpy().any()
     assert "void" in caplog.text and "0 frames" in caplog.text
+
+
+def test_synthetic_round_trip_reads_what_was_written(tmp_path):
+    import synthetic_data
+
+    spec = synthetic_data.SyntheticDatasetSpec(min_frames=20, max_frames=70)
+    files = synthetic_data.write_dataset(str(tmp_path), 12, 3, 9, seed=5, spec=spec)
+    written = dict(synthetic_data.iter_videos(12, 9, seed=5, spec=spec))
+    pattern = ",".join(files)
+    batches = read_all(readers.YT8MFrameFeatureReader(num_classes=9), pattern, batch_size=5)
+    seen = set()
+    for batch in batches:
+        for row, video_id in enumerate(batch["video_ids"].numpy()):
+            video = written[video_id.decode()]
+            expected = np.concatenate([video.features["rgb"], video.features["audio"]], axis=1)
+            num_frames = int(batch["num_frames"][row])
+            assert num_frames == video.num_frames
+            np.testing.assert_array_equal(batch["video_matrix"][row, :num_frames], expected)
+            assert list(np.nonzero(batch["labels"][row])[0]) == list(video.labels)
+            seen.add(video_id.decode())
+    assert seen == set(written)
