@@ -28,6 +28,25 @@ import utils
 AUTOTUNE = tf.data.AUTOTUNE
 
 
+def assert_feature_size(video_ids, bad_video, sizes_found, message):
+    """An in-graph check that no video is flagged in `bad_video`; its failure names the first.
+
+    Args:
+      video_ids: `[B]` strings.
+      bad_video: `[B]` bool, True for a video whose feature has the wrong size.
+      sizes_found: 1-D tensor of the wrong sizes, shown in the message (first three).
+      message: text before the video id, e.g. "Wrong size of feature 'rgb' ... in video".
+
+    Returns:
+      the assert op, for `tf.control_dependencies`.
+    """
+    return tf.debugging.Assert(
+        tf.logical_not(tf.reduce_any(bad_video)),
+        [message, tf.boolean_mask(video_ids, bad_video)[:1], "sizes found", sizes_found[:3]],
+        summarize=5,
+    )
+
+
 class BaseReader:
     """Shared pipeline: files -> interleaved records -> batches -> parse -> prefetch."""
 
@@ -186,16 +205,11 @@ class YT8MFrameFeatureReader(BaseReader):
             frame_bytes = tf.strings.length(frames)
             # A present frame (non-empty string) must hold exactly `size` bytes.
             wrong_size = tf.logical_and(frame_bytes > 0, tf.not_equal(frame_bytes, size))
-            bad_video = tf.reduce_any(wrong_size, axis=1)
-            check = tf.debugging.Assert(
-                tf.logical_not(tf.reduce_any(bad_video)),
-                [
-                    f"Wrong size of feature '{name}' (expected {size} bytes per frame) in video",
-                    tf.boolean_mask(video_ids, bad_video)[:1],
-                    "frame sizes found",
-                    tf.boolean_mask(frame_bytes, wrong_size)[:3],
-                ],
-                summarize=5,
+            check = assert_feature_size(
+                video_ids,
+                tf.reduce_any(wrong_size, axis=1),
+                tf.boolean_mask(frame_bytes, wrong_size),
+                f"Wrong size of feature '{name}' (expected {size} bytes per frame) in video",
             )
             with tf.control_dependencies([check]):
                 matrix = tf.io.decode_raw(frames, tf.uint8, fixed_length=size)
@@ -252,15 +266,11 @@ class YT8MAggregatedFeatureReader(BaseReader):
             values = parsed[name]
             lengths = values.row_lengths()
             bad_video = tf.not_equal(lengths, size)
-            check = tf.debugging.Assert(
-                tf.logical_not(tf.reduce_any(bad_video)),
-                [
-                    f"Wrong size of feature '{name}' (expected {size} floats) in video",
-                    tf.boolean_mask(video_ids, bad_video)[:1],
-                    "size found",
-                    tf.boolean_mask(lengths, bad_video)[:1],
-                ],
-                summarize=5,
+            check = assert_feature_size(
+                video_ids,
+                bad_video,
+                tf.boolean_mask(lengths, bad_video),
+                f"Wrong size of feature '{name}' (expected {size} floats) in video",
             )
             with tf.control_dependencies([check]):
                 columns.append(values.to_tensor(shape=[None, size]))

@@ -2,31 +2,11 @@
 
 import numpy as np
 import pytest
+from reference_metrics import brute_force_ap
 
 from average_precision_calculator import AveragePrecisionCalculator, top_k_mask
 
 TOL = 1e-9
-
-
-def brute_force_ap(scores, labels, n=None, num_positives=None):
-    """The textbook definition, in plain Python: rank, walk, sum precision at each positive.
-
-    Equal scores keep their input order (Python's sort is stable), the documented tie rule.
-    """
-    ranked = sorted(zip(scores, labels, strict=True), key=lambda pair: -pair[0])
-    if num_positives is None:
-        num_positives = sum(1 for label in labels if label > 0)
-    if n is not None:
-        num_positives = min(num_positives, n)
-        ranked = ranked[:n]
-    if num_positives == 0:
-        return 0.0
-    total, hits = 0.0, 0
-    for rank, (_, label) in enumerate(ranked, start=1):
-        if label > 0:
-            hits += 1
-            total += hits / rank
-    return total / num_positives
 
 
 def test_ap_worked_example():

@@ -2,26 +2,11 @@
 
 import numpy as np
 import pytest
+from reference_metrics import brute_force_ap
 
 import eval_util
 
 TOL = 1e-9
-
-
-def brute_force_ap(pairs, num_positives, n=None):
-    """Plain-Python AP@n of (score, label) pairs; ties keep input order (stable sort)."""
-    ranked = sorted(pairs, key=lambda pair: -pair[0])
-    if n is not None:
-        num_positives = min(num_positives, n)
-        ranked = ranked[:n]
-    if num_positives == 0:
-        return 0.0
-    total, hits = 0.0, 0
-    for rank, (_, label) in enumerate(ranked, start=1):
-        if label > 0:
-            hits += 1
-            total += hits / rank
-    return total / num_positives
 
 
 def brute_force_top_k(row_scores, k):
@@ -34,7 +19,8 @@ def brute_force_gap(predictions, labels, top_k=20):
     pairs = []
     for row_scores, row_labels in zip(predictions.tolist(), labels.tolist(), strict=True):
         pairs.extend((row_scores[c], row_labels[c]) for c in brute_force_top_k(row_scores, top_k))
-    return brute_force_ap(pairs, int((labels > 0).sum()))
+    scores, pair_labels = zip(*pairs, strict=True) if pairs else ((), ())
+    return brute_force_ap(list(scores), list(pair_labels), num_positives=int((labels > 0).sum()))
 
 
 def brute_force_perr(predictions, labels):
@@ -60,7 +46,10 @@ def brute_force_class_aps(predictions, labels, top_k, top_n):
             for v in range(predictions.shape[0])
             if c in brute_force_top_k(predictions[v].tolist(), top_k)
         ]
-        aps.append(brute_force_ap(pairs, num_positives, n=top_n))
+        scores, pair_labels = zip(*pairs, strict=True) if pairs else ((), ())
+        aps.append(
+            brute_force_ap(list(scores), list(pair_labels), n=top_n, num_positives=num_positives)
+        )
     return aps
 
 

@@ -2,28 +2,11 @@
 
 import numpy as np
 import pytest
+from reference_metrics import brute_force_ap
 
 from mean_average_precision_calculator import MeanAveragePrecisionCalculator
 
 TOL = 1e-9
-
-
-def brute_force_ap(scores, labels, n=None, num_positives=None):
-    """Plain-Python AP@n: rank by score (stable: ties keep input order), walk, sum precisions."""
-    ranked = sorted(zip(scores, labels, strict=True), key=lambda pair: -pair[0])
-    if num_positives is None:
-        num_positives = sum(1 for label in labels if label > 0)
-    if n is not None:
-        num_positives = min(num_positives, n)
-        ranked = ranked[:n]
-    if num_positives == 0:
-        return 0.0
-    total, hits = 0.0, 0
-    for rank, (_, label) in enumerate(ranked, start=1):
-        if label > 0:
-            hits += 1
-            total += hits / rank
-    return total / num_positives
 
 
 def brute_force_column_aps(score_batches, label_batches, top_n):
