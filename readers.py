@@ -151,8 +151,67 @@ class BaseReader:
             return tf.sparse.to_dense(multi_hot, default_value=False, validate_indices=False)
 
 
+FRAME_SAMPLINGS = ("uniform", "random")
+
+
+def select_frame_indices(
+    num_frames, num_input_frames, frame_stride, frame_sampling, video_ids, sampling_seed=None
+):
+    """Chooses which frames a model that reads 1 in `frame_stride` frames sees.
+
+    Uniform: frames 0, j, 2j, ... below the video's frame count (j = `frame_stride`), so a video
+    of N frames gives ceil(N / j) frames and a video shorter than j gives its first frame.
+    Random: the same number of frames, drawn without replacement from the video's N frames and
+    kept in time order. With `sampling_seed` None the draw is new at every call (training);
+    with a seed it is a hash of (video id, frame index, seed), so a video always gets the same
+    frames whatever batch it is in (eval, inference).
+
+    Args:
+      num_frames: `[B]` int32, frames of each video.
+      num_input_frames: scalar int32 T, the padded length of the batch.
+      frame_stride: j >= 1.
+      frame_sampling: "uniform" or "random".
+      video_ids: `[B]` strings (for the seeded random draw).
+      sampling_seed: None or an int.
+
+    Returns:
+      (frame_indices `[B, T']` int32 with T' = ceil(T / j), the original index of each selected
+      frame, 0 past the selected count; selected_num_frames `[B]` int32 = ceil(N / j)).
+    """
+    selected_num_frames = (num_frames + frame_stride - 1) // frame_stride
+    num_selected = (num_input_frames + frame_stride - 1) // frame_stride
+    batch_size = tf.shape(num_frames)[0]
+    if frame_sampling == "uniform":
+        indices = tf.range(num_selected, dtype=tf.int32) * frame_stride
+        return tf.tile(indices[tf.newaxis, :], [batch_size, 1]), selected_num_frames
+    frame_range = tf.range(num_input_frames)
+    if sampling_seed is None:
+        scores = tf.random.uniform([batch_size, num_input_frames], dtype=tf.float32)
+    else:
+        keys = tf.strings.join(
+            [
+                tf.tile(video_ids[:, tf.newaxis], [1, num_input_frames]),
+                tf.tile(tf.strings.as_string(frame_range)[tf.newaxis, :], [batch_size, 1]),
+                tf.fill([batch_size, num_input_frames], str(sampling_seed)),
+            ],
+            separator=":",
+        )
+        buckets = tf.strings.to_hash_bucket_fast(keys, 1 << 24)
+        scores = tf.cast(buckets, tf.float32) / float(1 << 24)
+    present = frame_range[tf.newaxis, :] < num_frames[:, tf.newaxis]
+    scores = tf.where(present, scores, -1.0)  # absent frames rank last
+    _, chosen = tf.math.top_k(scores, k=num_selected, sorted=True)
+    chosen_valid = tf.range(num_selected)[tf.newaxis, :] < selected_num_frames[:, tf.newaxis]
+    chosen = tf.sort(tf.where(chosen_valid, chosen, num_input_frames), axis=1)
+    return tf.where(chosen_valid, chosen, 0), selected_num_frames
+
+
 class YT8MFrameFeatureReader(BaseReader):
-    """Reads frame-level SequenceExamples into `[B, T, D]` matrices (T <= max_frames)."""
+    """Reads frame-level SequenceExamples into `[B, T, D]` matrices (T <= max_frames).
+
+    With `frame_stride` j > 1 only 1 frame in j is selected (`select_frame_indices`), and only the
+    selected frames are decoded: the cost of what follows the parse falls with j.
+    """
 
     def __init__(
         self,
@@ -162,20 +221,45 @@ class YT8MFrameFeatureReader(BaseReader):
         max_frames=300,
         video_id_key="id",
         dequantize=False,
+        frame_stride=1,
+        frame_sampling="uniform",
+        sampling_seed=None,
+        keep_all_frames=False,
     ):
         """Args:
         num_classes: size C of the label space.
         feature_sizes: bytes per frame of each feature list.
         feature_names: the feature lists to read, concatenated in this order.
-        max_frames: frames beyond this are dropped.
+        max_frames: frames beyond this are dropped (before selection).
         video_id_key: context key of the video id ("id" in 2018, "video_id" in 2017).
         dequantize: yield float32 dequantized features instead of uint8.
+        frame_stride: select 1 frame in this many (j).
+        frame_sampling: "uniform" (frames 0, j, 2j, ...) or "random" (as many, at random).
+        sampling_seed: for "random": None draws anew each time (training); an int makes the
+          draw a fixed function of the video id (eval, inference).
+        keep_all_frames: also yield every frame (`full_video_matrix`, `full_num_frames`), for a
+          teacher that is distilled into a model reading the selected frames.
         """
         super().__init__(num_classes, feature_names, feature_sizes, video_id_key)
         if max_frames < 1:
             raise utils.UserInputError(f"--max_frames must be >= 1, got {max_frames}.")
+        if frame_stride < 1:
+            raise utils.UserInputError(f"--frame_stride must be >= 1, got {frame_stride}.")
+        if frame_sampling not in FRAME_SAMPLINGS:
+            raise utils.UserInputError(
+                f"--frame_sampling={frame_sampling}: choose one of {', '.join(FRAME_SAMPLINGS)}."
+            )
         self.max_frames = max_frames
         self.dequantize = dequantize
+        self.frame_stride = frame_stride
+        self.frame_sampling = frame_sampling
+        self.sampling_seed = sampling_seed
+        self.keep_all_frames = keep_all_frames
+
+    @property
+    def selects_frames(self):
+        """True when the reader passes on fewer frames than the video has."""
+        return self.frame_stride > 1
 
     def parse_serialized(self, serialized):
         """Parses serialized SequenceExamples.
@@ -184,10 +268,12 @@ class YT8MFrameFeatureReader(BaseReader):
           serialized: `[B]` string tensor.
 
         Returns:
-          dict with `video_ids [B]`, `video_matrix [B, T, D]` (uint8, or float32 when
-          `dequantize`), `num_frames [B]` int32 (0 for an empty video), `labels [B, C]` bool.
-          T is the longest video of the batch, capped at `max_frames`; shorter videos are
-          zero-padded.
+          dict with `video_ids [B]`, `video_matrix [B, T', D]` (uint8, or float32 when
+          `dequantize`), `num_frames [B]` int32 (selected frames; 0 for an empty video),
+          `frame_indices [B, T']` int32 (each selected frame's index in the video) and
+          `labels [B, C]` bool. T is the longest video of the batch capped at `max_frames` and
+          T' = ceil(T / frame_stride); shorter videos are zero-padded. With `keep_all_frames`,
+          also `full_video_matrix [B, T, D]` and `full_num_frames [B]`.
         """
         sequence_features = {
             name: tf.io.FixedLenSequenceFeature([], tf.string) for name in self.feature_names
@@ -198,8 +284,8 @@ class YT8MFrameFeatureReader(BaseReader):
             sequence_features=sequence_features,
         )
         video_ids = context[self.video_id_key]
+        frame_strings = []
         num_frames = None
-        matrices = []
         for name, size in zip(self.feature_names, self.feature_sizes, strict=True):
             frames = frame_lists[name][:, : self.max_frames]  # [B, T] strings, "" as padding
             frame_bytes = tf.strings.length(frames)
@@ -212,26 +298,52 @@ class YT8MFrameFeatureReader(BaseReader):
                 f"Wrong size of feature '{name}' (expected {size} bytes per frame) in video",
             )
             with tf.control_dependencies([check]):
-                matrix = tf.io.decode_raw(frames, tf.uint8, fixed_length=size)
-            matrices.append(matrix)
+                frame_strings.append(tf.identity(frames))
             feature_frames = tf.reduce_sum(tf.cast(frame_bytes > 0, tf.int32), axis=1)
+            # Features of unequal length: keep only the frames every feature has.
             num_frames = (
                 feature_frames if num_frames is None else tf.minimum(num_frames, feature_frames)
             )
+        num_input_frames = tf.shape(frame_strings[0])[1]
+        frame_indices, selected_num_frames = select_frame_indices(
+            num_frames,
+            num_input_frames,
+            self.frame_stride,
+            self.frame_sampling,
+            video_ids,
+            self.sampling_seed,
+        )
+        if self.selects_frames:
+            selected = [
+                tf.gather(strings, frame_indices, batch_dims=1) for strings in frame_strings
+            ]
+        else:
+            selected = frame_strings
+        batch = {
+            "video_ids": video_ids,
+            "video_matrix": self._decode(selected, selected_num_frames),
+            "num_frames": selected_num_frames,
+            "frame_indices": frame_indices,
+            "labels": self._labels_to_multi_hot(video_ids, context["labels"]),
+        }
+        if self.keep_all_frames:
+            batch["full_video_matrix"] = self._decode(frame_strings, num_frames)
+            batch["full_num_frames"] = num_frames
+        return batch
+
+    def _decode(self, frame_strings, num_frames):
+        """Per-feature `[B, T]` frame strings -> `[B, T, D]` matrix, zero past `num_frames`."""
+        matrices = [
+            tf.io.decode_raw(strings, tf.uint8, fixed_length=size)
+            for strings, size in zip(frame_strings, self.feature_sizes, strict=True)
+        ]
         video_matrix = matrices[0] if len(matrices) == 1 else tf.concat(matrices, axis=2)
-        # Features of unequal length: keep only the frames every feature has.
-        frame_index = tf.range(tf.shape(video_matrix)[1])
-        valid = frame_index[tf.newaxis, :] < num_frames[:, tf.newaxis]
+        valid = tf.sequence_mask(num_frames, maxlen=tf.shape(video_matrix)[1])
         video_matrix = video_matrix * tf.cast(valid, tf.uint8)[:, :, tf.newaxis]
         video_matrix = tf.ensure_shape(video_matrix, [None, None, self.feature_size])
         if self.dequantize:
             video_matrix = utils.dequantize(video_matrix) * tf.cast(valid, tf.float32)[..., None]
-        return {
-            "video_ids": video_ids,
-            "video_matrix": video_matrix,
-            "num_frames": num_frames,
-            "labels": self._labels_to_multi_hot(video_ids, context["labels"]),
-        }
+        return video_matrix
 
 
 class YT8MAggregatedFeatureReader(BaseReader):
@@ -292,8 +404,15 @@ def get_reader(frame_features, num_classes, feature_names, feature_sizes, **opti
             feature_sizes=feature_sizes,
             **options,
         )
-    options.pop("max_frames", None)
-    options.pop("dequantize", None)
+    for frame_option in (
+        "max_frames",
+        "dequantize",
+        "frame_stride",
+        "frame_sampling",
+        "sampling_seed",
+        "keep_all_frames",
+    ):
+        options.pop(frame_option, None)
     return YT8MAggregatedFeatureReader(
         num_classes=num_classes,
         feature_names=feature_names,
@@ -351,11 +470,25 @@ def make_record_batches(
     return records.batch(batch_size, drop_remainder=drop_remainder), files
 
 
-def reader_from_model_flags(model_flags, video_id_key="id", dequantize=False):
-    """Builds the reader that a model trained with `model_flags` (model_flags.json) reads with."""
+def reader_from_model_flags(
+    model_flags, video_id_key="id", dequantize=False, training=False, keep_all_frames=False
+):
+    """Builds the reader that a model trained with `model_flags` (model_flags.json) reads with.
+
+    The model's frame selection (`frame_stride`, `frame_sampling`) is part of its flags, so train,
+    eval and inference select the same frames. Random sampling draws anew in training and is a
+    fixed function of the video id (`frame_sampling_seed`) otherwise.
+    """
     options = {"video_id_key": video_id_key}
     if model_flags["frame_features"]:
-        options.update(max_frames=model_flags["max_frames"], dequantize=dequantize)
+        options.update(
+            max_frames=model_flags["max_frames"],
+            dequantize=dequantize,
+            frame_stride=model_flags.get("frame_stride", 1),
+            frame_sampling=model_flags.get("frame_sampling", "uniform"),
+            sampling_seed=None if training else model_flags.get("frame_sampling_seed", 0),
+            keep_all_frames=keep_all_frames,
+        )
     return get_reader(
         model_flags["frame_features"],
         model_flags["num_classes"],

@@ -35,6 +35,9 @@ MODEL_FLAG_NAMES = (
     "feature_sizes",
     "num_classes",
     "max_frames",
+    "frame_stride",
+    "frame_sampling",
+    "frame_sampling_seed",
     "lstm_cells",
     "lstm_layers",
     "dropout",
@@ -91,8 +94,12 @@ class TrainOptions:
 
 
 def normalise_model_flags(model_flags):
-    """Returns model flags with parsed feature lists and checked values (raises on bad ones)."""
-    normalised = dict(model_flags)
+    """Returns model flags with parsed feature lists and checked values (raises on bad ones).
+
+    Flags added after a model was trained take their defaults, so older train_dirs still load.
+    """
+    normalised = {"frame_stride": 1, "frame_sampling": "uniform", "frame_sampling_seed": 0}
+    normalised.update(model_flags)
     names, sizes = utils.get_list_of_feature_names_and_sizes(
         model_flags["feature_names"], model_flags["feature_sizes"]
     )
@@ -100,6 +107,12 @@ def normalise_model_flags(model_flags):
     normalised["feature_sizes"] = sizes
     if normalised["max_frames"] < 1:
         raise utils.UserInputError(f"--max_frames={normalised['max_frames']} must be >= 1.")
+    if normalised["frame_stride"] < 1:
+        raise utils.UserInputError(f"--frame_stride={normalised['frame_stride']} must be >= 1.")
+    if normalised["frame_sampling"] not in readers.FRAME_SAMPLINGS:
+        raise utils.UserInputError(
+            f"--frame_sampling={normalised['frame_sampling']}: choose uniform or random."
+        )
     if normalised["model"] not in models.model_names():
         raise utils.UserInputError(
             f"--model={normalised['model']} is not a known model; choose one of "
@@ -189,7 +202,9 @@ def train(options, model_flags):
     tf.io.gfile.makedirs(train_dir)
 
     tf.keras.utils.set_random_seed(options.seed)
-    reader = readers.reader_from_model_flags(model_flags, video_id_key=options.video_id_key)
+    reader = readers.reader_from_model_flags(
+        model_flags, video_id_key=options.video_id_key, training=True
+    )
     dataset, files = reader.make_dataset(
         options.train_data_pattern,
         options.batch_size,
@@ -309,6 +324,11 @@ def define_flags():
     flags.DEFINE_string("feature_sizes", "1024,128", "Their sizes, in the same order.")
     flags.DEFINE_integer("num_classes", 3862, "Number of classes (3862 in YouTube-8M 2018).")
     flags.DEFINE_integer("max_frames", 300, "Frames beyond this are dropped.")
+    flags.DEFINE_integer("frame_stride", 1, "Read 1 frame in this many (j; k = 100/j %).")
+    flags.DEFINE_enum(
+        "frame_sampling", "uniform", ["uniform", "random"], "Frames 0, j, 2j... or random."
+    )
+    flags.DEFINE_integer("frame_sampling_seed", 0, "Seed of random sampling at eval/inference.")
     flags.DEFINE_string("video_id_key", "id", "Context key of the video id ('video_id' in 2017).")
     flags.DEFINE_integer("lstm_cells", 1024, "Cells per LSTM layer.")
     flags.DEFINE_integer("lstm_layers", 2, "LSTM layers at each level.")

@@ -259,3 +259,112 @@ def test_synthetic_round_trip_reads_what_was_written(tmp_path):
             assert list(np.nonzero(batch["labels"][row])[0]) == list(video.labels)
             seen.add(video_id.decode())
     assert seen == set(written)
+
+
+def full_and_selected(pattern, **options):
+    """Reads the same files with all frames and with a selecting reader, keyed by video id."""
+    full = {}
+    for batch in read_all(readers.YT8MFrameFeatureReader(), pattern):
+        for row, video_id in enumerate(batch["video_ids"].numpy()):
+            count = int(batch["num_frames"][row])
+            full[video_id] = batch["video_matrix"][row, :count].numpy()
+    selected = {}
+    for batch in read_all(readers.YT8MFrameFeatureReader(**options), pattern):
+        for row, video_id in enumerate(batch["video_ids"].numpy()):
+            count = int(batch["num_frames"][row])
+            assert not batch["video_matrix"][row, count:].numpy().any()
+            selected[video_id] = (
+                batch["video_matrix"][row, :count].numpy(),
+                batch["frame_indices"][row, :count].numpy(),
+            )
+    return full, selected
+
+
+def test_uniform_stride_selects_every_jth_frame_of_real_videos():
+    pattern = str(FRAME_SAMPLE / "*.tfrecord")
+    full, selected = full_and_selected(pattern, frame_stride=10)
+    assert len(selected) == 59
+    for video_id, (matrix, indices) in selected.items():
+        num_frames = full[video_id].shape[0]
+        assert matrix.shape[0] == -(-num_frames // 10)  # ceil(N / 10)
+        np.testing.assert_array_equal(indices, np.arange(0, num_frames, 10))
+        np.testing.assert_array_equal(matrix, full[video_id][::10])
+
+
+def test_stride_longer_than_the_video_gives_its_first_frame(tmp_path):
+    rng = np.random.default_rng(7)
+    frames = random_frames(rng, 3)
+    path = write_records(tmp_path / "a.tfrecord", [sequence_example("tiny", [1], frames)])
+    for sampling in ("uniform", "random"):
+        reader = readers.YT8MFrameFeatureReader(
+            num_classes=10, frame_stride=20, frame_sampling=sampling, sampling_seed=1
+        )
+        batch = read_all(reader, path)[0]
+        assert int(batch["num_frames"][0]) == 1
+        if sampling == "uniform":
+            expected = np.frombuffer(frames["rgb"][0], np.uint8)
+            np.testing.assert_array_equal(batch["video_matrix"][0, 0, :1024], expected)
+
+
+def test_random_sampling_is_ordered_and_seeded():
+    pattern = str(FRAME_SAMPLE / "*.tfrecord")
+    full, first = full_and_selected(
+        pattern, frame_stride=4, frame_sampling="random", sampling_seed=3
+    )
+    _, again = full_and_selected(pattern, frame_stride=4, frame_sampling="random", sampling_seed=3)
+    _, other_seed = full_and_selected(
+        pattern, frame_stride=4, frame_sampling="random", sampling_seed=4
+    )
+    differs = 0
+    for video_id, (matrix, indices) in first.items():
+        num_frames = full[video_id].shape[0]
+        assert len(indices) == -(-num_frames // 4)
+        assert np.all(np.diff(indices) > 0) and indices[0] >= 0 and indices[-1] < num_frames
+        np.testing.assert_array_equal(matrix, full[video_id][indices])
+        np.testing.assert_array_equal(again[video_id][1], indices)
+        differs += not np.array_equal(other_seed[video_id][1], indices)
+    assert differs == len(first)
+    # Not uniform: the gaps between chosen frames vary.
+    assert any(len(set(np.diff(indices))) > 1 for _, indices in first.values())
+
+
+def test_unseeded_random_sampling_changes_between_reads():
+    pattern = str(FRAME_SAMPLE / "paddlevideo_example_SjJ3.tfrecord")
+    reader = readers.YT8MFrameFeatureReader(frame_stride=10, frame_sampling="random")
+    dataset, _ = reader.make_dataset(pattern, 1, num_epochs=2)
+    first, second = [batch["frame_indices"].numpy() for batch in dataset]
+    assert first.shape == second.shape == (1, 17)
+    assert not np.array_equal(first, second)
+
+
+def test_selecting_reader_decodes_only_the_selected_frames():
+    """In the traced parse, every decode reads the gathered (selected) frame strings."""
+    reader = readers.YT8MFrameFeatureReader(frame_stride=10)
+    graph = (
+        tf.function(reader.parse_serialized)
+        .get_concrete_function(tf.TensorSpec([None], tf.string))
+        .graph
+    )
+    decodes = [op for op in graph.get_operations() if op.type.startswith("Decode")]
+    assert len(decodes) == 2
+    assert all(op.inputs[0].op.type == "GatherV2" for op in decodes)
+    batch = read_all(reader, str(FRAME_SAMPLE / "*.tfrecord"))[0]
+    assert batch["video_matrix"].shape[1] == 30  # 300 frames / 10
+    assert "full_video_matrix" not in batch
+
+
+def test_keep_all_frames_gives_the_teacher_every_frame():
+    pattern = str(FRAME_SAMPLE / "paddlevideo_example_SjJ3.tfrecord")
+    reader = readers.YT8MFrameFeatureReader(frame_stride=5, keep_all_frames=True)
+    batch = read_all(reader, pattern)[0]
+    assert int(batch["full_num_frames"][0]) == 170 and int(batch["num_frames"][0]) == 34
+    np.testing.assert_array_equal(
+        batch["video_matrix"][0], batch["full_video_matrix"][0].numpy()[::5]
+    )
+
+
+def test_bad_selection_flags_are_rejected():
+    with pytest.raises(utils.UserInputError, match="--frame_stride"):
+        readers.YT8MFrameFeatureReader(frame_stride=0)
+    with pytest.raises(utils.UserInputError, match="--frame_sampling"):
+        readers.YT8MFrameFeatureReader(frame_sampling="sometimes")
