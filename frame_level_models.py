@@ -20,8 +20,9 @@ class StackedLSTM(tf.keras.layers.Layer):
 
     Call with `inputs [batch, steps, features]` and `mask [batch, steps]` bool; returns
     (`outputs [batch, steps, units]`, the top layer's output at every step, padded steps holding
-    the last valid output; `final_state [batch, num_layers * units]`, the concatenated last hidden
-    states of all layers, zeros for a fully masked sequence).
+    the last valid output, zeros for a fully masked sequence; `final_state [batch, num_layers *
+    units]`, the concatenated last hidden states of all layers, zeros for a fully masked sequence).
+    Masks must be right-padded (True then False), as frame masks are.
     """
 
     def __init__(self, units, num_layers, **kwargs):
@@ -37,13 +38,29 @@ class StackedLSTM(tf.keras.layers.Layer):
             setattr(self, f"lstm_{index}", lstm)
             self.lstms.append(lstm)
 
-    def call(self, inputs, mask=None, training=False):
-        outputs = inputs
+    def call(self, inputs, mask, training=False):
+        # Only sequences with at least one step run through the LSTMs: fully masked ones (empty
+        # blocks, empty videos) cost nothing, and cuDNN never sees a zero-length sequence.
+        batch_size = tf.shape(inputs)[0]
+        present = tf.cast(tf.where(tf.reduce_any(mask, axis=1))[:, 0], tf.int32)
+        # One extra one-step sequence of zeros keeps the LSTM batch non-empty when no sequence
+        # is present; it is dropped after.
+        outputs = tf.concat([tf.gather(inputs, present), tf.zeros_like(inputs[:1])], axis=0)
+        one_step = tf.sequence_mask([1], tf.shape(mask)[1])
+        present_mask = tf.concat([tf.gather(mask, present), one_step], axis=0)
         final_hidden = []
         for lstm in self.lstms:
-            outputs, hidden, _ = lstm(outputs, mask=mask, training=training)
+            outputs, hidden, _ = lstm(outputs, mask=present_mask, training=training)
             final_hidden.append(hidden)
         final_state = final_hidden[0] if len(final_hidden) == 1 else tf.concat(final_hidden, -1)
+        outputs, final_state = outputs[:-1], final_state[:-1]
+        scatter_index = present[:, tf.newaxis]
+        outputs = tf.scatter_nd(
+            scatter_index, outputs, tf.stack([batch_size, tf.shape(inputs)[1], self.units])
+        )
+        final_state = tf.scatter_nd(
+            scatter_index, final_state, tf.stack([batch_size, self.num_layers * self.units])
+        )
         return outputs, final_state
 
     def compute_mask(self, inputs, mask=None):
@@ -112,7 +129,7 @@ class HierarchicalTeacherModel(BaseModel):
         self.representation_dropout = tf.keras.layers.Dropout(config.dropout)
 
     def call(self, video_matrix, num_frames, training=False):
-        frames, _ = self.prepare_frames(video_matrix, num_frames)
+        frames, _, num_frames = self.prepare_frames(video_matrix, num_frames)
         encoded = self.encoder(frames, num_frames, training=training)
         representation = encoded["representation"]
         outputs = self.classify(self.representation_dropout(representation, training=training))
@@ -134,7 +151,7 @@ class LstmModel(BaseModel):
         self.representation_dropout = tf.keras.layers.Dropout(config.dropout)
 
     def call(self, video_matrix, num_frames, training=False):
-        frames, mask = self.prepare_frames(video_matrix, num_frames)
+        frames, mask, _ = self.prepare_frames(video_matrix, num_frames)
         frame_outputs, representation = self.lstm(frames, mask=mask, training=training)
         outputs = self.classify(self.representation_dropout(representation, training=training))
         outputs["representation"] = representation
@@ -150,7 +167,7 @@ class FrameLevelLogisticModel(BaseModel):
     """
 
     def call(self, video_matrix, num_frames, training=False):
-        frames, _ = self.prepare_frames(video_matrix, num_frames)
+        frames, _, num_frames = self.prepare_frames(video_matrix, num_frames)
         frame_count = tf.maximum(tf.cast(num_frames, tf.float32), 1.0)[:, tf.newaxis]
         representation = tf.reduce_sum(frames, axis=1) / frame_count
         outputs = self.classify(representation)

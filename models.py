@@ -74,10 +74,11 @@ class BaseModel(tf.keras.Model):
 
         Args:
           video_matrix: `[batch, frames, features]` uint8 or float.
-          num_frames: `[batch]` int.
+          num_frames: `[batch]` int; counts above `frames` are taken as `frames`.
 
         Returns:
-          (frames `[batch, max(frames, 1), features]` float32, mask `[batch, frames]` bool).
+          (frames `[batch, max(frames, 1), features]` float32, mask `[batch, frames]` bool,
+          num_frames `[batch]` int32 clamped to the frames given).
         """
         if video_matrix.dtype == tf.uint8:
             video_matrix = utils.dequantize(video_matrix)
@@ -85,8 +86,10 @@ class BaseModel(tf.keras.Model):
         # A batch of only empty videos has 0 steps, which an LSTM cannot run: pad to 1 (masked).
         missing_steps = tf.maximum(1 - tf.shape(video_matrix)[1], 0)
         video_matrix = tf.pad(video_matrix, [[0, 0], [0, missing_steps], [0, 0]])
-        mask = frame_mask(num_frames, tf.shape(video_matrix)[1])
-        return video_matrix * tf.cast(mask, tf.float32)[:, :, tf.newaxis], mask
+        num_input_frames = tf.shape(video_matrix)[1]
+        num_frames = tf.minimum(tf.cast(num_frames, tf.int32), num_input_frames)
+        mask = frame_mask(num_frames, num_input_frames)
+        return video_matrix * tf.cast(mask, tf.float32)[:, :, tf.newaxis], mask, num_frames
 
     def classify(self, representation):
         """`[batch, hidden]` -> dict with `logits` and `predictions`, `[batch, num_classes]`."""

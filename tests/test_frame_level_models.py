@@ -129,3 +129,27 @@ def test_batch_of_only_empty_videos(model_name):
     outputs = model(video, num_frames=np.zeros(2, np.int32))
     assert outputs["predictions"].shape == (2, 7)
     np.testing.assert_allclose(outputs["logits"], np.tile(model.classifier.bias.numpy(), (2, 1)))
+
+
+@pytest.mark.parametrize("model_name", FRAME_MODELS)
+def test_frame_counts_beyond_the_matrix_are_clamped(model_name):
+    rng = np.random.default_rng(8)
+    model = models.build_model(model_name, CONFIG)
+    video = random_video(rng, 2, 10)
+    exact = model(video, num_frames=np.array([10, 4], np.int32))["predictions"]
+    overstated = model(video, num_frames=np.array([15, 4], np.int32))["predictions"]
+    np.testing.assert_allclose(overstated, exact, atol=1e-6)
+
+
+def test_stacked_lstm_skips_empty_sequences_exactly():
+    """Running only non-empty sequences gives what running each alone gives."""
+    rng = np.random.default_rng(9)
+    stack = frame_level_models.StackedLSTM(units=5, num_layers=2)
+    inputs = rng.normal(size=(4, 6, 3)).astype(np.float32)
+    mask = np.array([[1] * 6, [0] * 6, [1, 1, 1, 0, 0, 0], [0] * 6]) > 0
+    outputs, final_state = stack(inputs, mask=mask)
+    assert not np.asarray(outputs[1]).any() and not np.asarray(final_state[3]).any()
+    for row in (0, 2):
+        alone_outputs, alone_state = stack(inputs[row : row + 1], mask=mask[row : row + 1])
+        np.testing.assert_allclose(final_state[row], alone_state[0], atol=1e-6)
+        np.testing.assert_allclose(outputs[row], alone_outputs[0], atol=1e-6)
