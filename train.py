@@ -14,7 +14,6 @@ go to `train_dir`.
 
 import dataclasses
 import os
-import sys
 import time
 
 import tensorflow as tf
@@ -60,6 +59,7 @@ class TrainOptions:
     num_epochs: int = 5
     max_steps: int = 0  # 0: no limit
     regularization_penalty: float = 1.0
+    clip_gradient_norm: float = 1.0  # each gradient tensor clipped to this norm (0: off)
     start_new_model: bool = False
     export_model_steps: int = 0  # 0: never
     checkpoint_steps: int = 1000
@@ -80,6 +80,7 @@ class TrainOptions:
             ("num_epochs", self.num_epochs >= 1),
             ("max_steps", self.max_steps >= 0),
             ("regularization_penalty", self.regularization_penalty >= 0),
+            ("clip_gradient_norm", self.clip_gradient_norm >= 0),
             ("export_model_steps", self.export_model_steps >= 0),
             ("checkpoint_steps", self.checkpoint_steps >= 1),
             ("log_every_n_steps", self.log_every_n_steps >= 1),
@@ -125,8 +126,13 @@ def normalise_model_flags(model_flags):
             f"--model={normalised['model']} is a {kind} model: set "
             f"--frame_features={str(frame_level).lower()} and matching --feature_names."
         )
-    if not hasattr(losses, normalised["label_loss"]):
-        raise utils.UserInputError(f"--label_loss={normalised['label_loss']} is not a known loss.")
+    loss_class = getattr(losses, normalised["label_loss"], None)
+    is_loss = isinstance(loss_class, type) and issubclass(loss_class, losses.BaseLoss)
+    if not is_loss or loss_class is losses.BaseLoss:
+        raise utils.UserInputError(
+            f"--label_loss={normalised['label_loss']} is not a known loss; choose "
+            "CrossEntropyLoss, HingeLoss or SoftmaxLoss."
+        )
     models.config_from_model_flags(normalised).validate()
     return normalised
 
@@ -134,8 +140,8 @@ def normalise_model_flags(model_flags):
 def resolve_model_flags(train_dir, given_flags, explicitly_set, start_new_model):
     """Decides the model flags of this run.
 
-    A new model takes `given_flags`. When resuming (a model_flags.json exists and not
-    `start_new_model`), flags not in `explicitly_set` come from the file, and an explicitly set
+    A new model takes `given_flags`. When resuming (a checkpoint and model_flags.json exist and
+    not `start_new_model`), flags not in `explicitly_set` come from the file, and an explicitly set
     flag that differs from the file is an error: the checkpoint was built with the file's value.
 
     Args:
@@ -149,7 +155,8 @@ def resolve_model_flags(train_dir, given_flags, explicitly_set, start_new_model)
     """
     given = normalise_model_flags(given_flags)
     path = os.path.join(train_dir, utils.MODEL_FLAGS_FILE)
-    if start_new_model or not tf.io.gfile.exists(path):
+    has_checkpoint = tf.io.gfile.isdir(train_dir) and tf.train.latest_checkpoint(train_dir)
+    if start_new_model or not has_checkpoint or not tf.io.gfile.exists(path):
         return given
     stored = normalise_model_flags(utils.load_model_flags(train_dir))
     conflicts = [
@@ -196,28 +203,15 @@ def train(options, model_flags):
     """
     options.validate()
     train_dir = options.train_dir
+    # Everything that can fail on a user's input is checked before --start_new_model deletes.
+    files = utils.glob_data_files(options.train_data_pattern, "--train_data_pattern")
+    tf.keras.utils.set_random_seed(options.seed)
+    model = models.build_from_model_flags(model_flags)
     if options.start_new_model and tf.io.gfile.exists(train_dir):
         logging.info("--start_new_model: removing %s", train_dir)
         tf.io.gfile.rmtree(train_dir)
     tf.io.gfile.makedirs(train_dir)
 
-    tf.keras.utils.set_random_seed(options.seed)
-    reader = readers.reader_from_model_flags(
-        model_flags, video_id_key=options.video_id_key, training=True
-    )
-    dataset, files = reader.make_dataset(
-        options.train_data_pattern,
-        options.batch_size,
-        num_epochs=options.num_epochs,
-        shuffle=True,
-        shuffle_buffer_size=options.shuffle_buffer_size,
-        num_readers=options.num_readers,
-        seed=options.seed,
-        flag_name="--train_data_pattern",
-    )
-    logging.info("Training on %d file(s) matching %s", len(files), options.train_data_pattern)
-
-    model = models.build_from_model_flags(model_flags)
     label_loss_fn = getattr(losses, model_flags["label_loss"])()
     learning_rate = make_learning_rate(options)
     optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate)
@@ -233,9 +227,29 @@ def train(options, model_flags):
         )
     else:
         logging.info("Starting a new %s", model_flags["model"])
+
+    # The data order depends on the step, so a job resumed many times does not replay the same
+    # first batches each time (the input pipeline restarts at an epoch's start on resume).
+    data_seed = options.seed + int(optimizer.iterations)
+    tf.keras.utils.set_random_seed(data_seed)
+    reader = readers.reader_from_model_flags(
+        model_flags, video_id_key=options.video_id_key, training=True
+    )
+    dataset, files = reader.make_dataset(
+        ",".join(files),
+        options.batch_size,
+        num_epochs=options.num_epochs,
+        shuffle=True,
+        shuffle_buffer_size=options.shuffle_buffer_size,
+        num_readers=options.num_readers,
+        seed=data_seed,
+        flag_name="--train_data_pattern",
+    )
+    logging.info("Training on %d file(s) matching %s", len(files), options.train_data_pattern)
     utils.save_model_flags(train_dir, model_flags)
 
     regularization_penalty = options.regularization_penalty
+    clip_gradient_norm = options.clip_gradient_norm
 
     @tf.function(reduce_retracing=True)
     def train_step(video_matrix, num_frames, labels):
@@ -248,6 +262,8 @@ def train(options, model_flags):
             if model.losses:
                 total_loss += regularization_penalty * tf.add_n(model.losses)
         gradients = tape.gradient(total_loss, model.trainable_variables)
+        if clip_gradient_norm > 0:
+            gradients = [tf.clip_by_norm(gradient, clip_gradient_norm) for gradient in gradients]
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
         return label_loss, outputs["predictions"]
 
@@ -337,6 +353,7 @@ def define_flags():
     flags.DEFINE_float("l2_penalty", 1e-8, "L2 weight on the output layer's weights.")
     flags.DEFINE_string("label_loss", "CrossEntropyLoss", "Loss class from losses.py.")
     flags.DEFINE_float("regularization_penalty", 1.0, "Weight of the regularization loss.")
+    flags.DEFINE_float("clip_gradient_norm", 1.0, "Clip each gradient to this norm (0: off).")
     flags.DEFINE_integer("batch_size", 256, "Videos per training batch.")
     flags.DEFINE_float("base_learning_rate", 0.001, "Initial learning rate.")
     flags.DEFINE_float("learning_rate_decay", 0.95, "Decay factor of the learning rate.")
@@ -360,7 +377,7 @@ def main(unused_argv):
     logging.set_verbosity(logging.INFO)
     option_names = {field.name for field in dataclasses.fields(TrainOptions)}
     options = TrainOptions(**{name: flag_values[name].value for name in option_names})
-    try:
+    with utils.exit_on_user_error():
         options.validate()
         if not options.train_data_pattern:
             raise utils.UserInputError("--train_data_pattern is required.")
@@ -370,9 +387,6 @@ def main(unused_argv):
             options.train_dir, given, explicitly_set, options.start_new_model
         )
         result = train(options, model_flags)
-    except utils.UserInputError as error:
-        print(f"ERROR: {error}", file=sys.stderr)
-        sys.exit(1)
     print(f"Trained to step {result['global_step']}; checkpoint {result['checkpoint']}")
 
 
