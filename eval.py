@@ -11,7 +11,6 @@ Without --run_once it waits for new checkpoints, as the starter does.
 
 import json
 import os
-import sys
 import time
 
 import tensorflow as tf
@@ -120,7 +119,10 @@ def run(train_dir, eval_data_pattern, run_once, timeout_secs=None, **evaluate_op
     """Evaluates the latest checkpoint (run_once) or each new one as it appears.
 
     Returns:
-      the metrics of the last checkpoint evaluated (None if none appeared before the timeout).
+      the metrics of the last checkpoint evaluated.
+
+    Raises:
+      utils.UserInputError: when no checkpoint appeared before the timeout.
     """
     if run_once:
         checkpoints = [None]
@@ -134,6 +136,10 @@ def run(train_dir, eval_data_pattern, run_once, timeout_secs=None, **evaluate_op
         write_metrics(train_dir, metrics)
         logging.info(format_metrics(metrics))
         print(format_metrics(metrics), flush=True)
+    if metrics is None:
+        raise utils.UserInputError(
+            f"No checkpoint appeared in {train_dir} within --timeout_secs={timeout_secs}."
+        )
     return metrics
 
 
@@ -151,7 +157,7 @@ def define_flags():
 def main(unused_argv):
     flag_values = flags.FLAGS
     logging.set_verbosity(logging.INFO)
-    try:
+    with utils.exit_on_user_error():
         if not flag_values.eval_data_pattern:
             raise utils.UserInputError("--eval_data_pattern is required.")
         if flag_values.batch_size < 1 or flag_values.top_k < 1:
@@ -166,9 +172,6 @@ def main(unused_argv):
             video_id_key=flag_values.video_id_key,
             num_readers=flag_values.num_readers,
         )
-    except utils.UserInputError as error:
-        print(f"ERROR: {error}", file=sys.stderr)
-        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ with a message naming the video id.
 """
 
 import os
-import sys
 import types
+import uuid
 
 import tensorflow as tf
 from absl import app, flags, logging
@@ -68,18 +68,22 @@ def export_saved_model(model, reader, export_dir, top_k=20):
     Returns:
       export_dir.
     """
+    if top_k < 1:
+        raise utils.UserInputError(f"--top_k={top_k} must be >= 1.")
     module = ServingModule(model, reader, top_k)
-    temporary_dir = export_dir.rstrip("/") + ".tmp"
-    if tf.io.gfile.exists(temporary_dir):
-        tf.io.gfile.rmtree(temporary_dir)
-    tf.saved_model.save(
-        module,
-        temporary_dir,
-        signatures={"serving_default": module.serve, "predict": module.predict},
-    )
-    if tf.io.gfile.exists(export_dir):
-        tf.io.gfile.rmtree(export_dir)
-    tf.io.gfile.rename(temporary_dir, export_dir)
+    temporary_dir = export_dir.rstrip("/") + f".tmp-{uuid.uuid4().hex}"
+    try:
+        tf.saved_model.save(
+            module,
+            temporary_dir,
+            signatures={"serving_default": module.serve, "predict": module.predict},
+        )
+        if tf.io.gfile.exists(export_dir):
+            tf.io.gfile.rmtree(export_dir)
+        tf.io.gfile.rename(temporary_dir, export_dir)
+    finally:
+        if tf.io.gfile.exists(temporary_dir):
+            tf.io.gfile.rmtree(temporary_dir)
     return export_dir
 
 
@@ -124,7 +128,7 @@ def define_flags():
 
 def main(unused_argv):
     flag_values = flags.FLAGS
-    try:
+    with utils.exit_on_user_error():
         if not flag_values.train_dir:
             raise utils.UserInputError("--train_dir is required.")
         export_dir = flag_values.export_dir or os.path.join(
@@ -135,9 +139,6 @@ def main(unused_argv):
         )
         reader = readers.reader_from_model_flags(model_flags, flag_values.video_id_key)
         export_saved_model(model, reader, export_dir, flag_values.top_k)
-    except utils.UserInputError as error:
-        print(f"ERROR: {error}", file=sys.stderr)
-        sys.exit(1)
     logging.info("Exported %s", checkpoint_path)
     print(f"Exported {checkpoint_path} to {export_dir}")
 

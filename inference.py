@@ -18,7 +18,6 @@ result. With --vocabulary_file, a second CSV (`<output stem>_names.csv`) lists e
 import csv
 import io
 import os
-import sys
 import time
 import uuid
 
@@ -64,7 +63,16 @@ def load_vocabulary(vocabulary_file):
             raise utils.UserInputError(
                 f"--vocabulary_file={vocabulary_file} needs the columns Index and Name."
             )
-        return {int(row["Index"]): row["Name"] for row in rows}
+        vocabulary = {}
+        for line_number, row in enumerate(rows, start=2):
+            try:
+                vocabulary[int(row["Index"])] = row["Name"]
+            except (TypeError, ValueError):
+                raise utils.UserInputError(
+                    f"--vocabulary_file={vocabulary_file} line {line_number}: Index "
+                    f"{row['Index']!r} is not an integer."
+                ) from None
+        return vocabulary
 
 
 def named_output_path(output_file):
@@ -100,8 +108,11 @@ def iterate_predictions(
 ):
     """Yields (video_ids, class_indexes, class_scores) numpy arrays per batch, in input order."""
     if saved_model_dir:
+        if not tf.io.gfile.isdir(saved_model_dir):
+            raise utils.UserInputError(f"--saved_model_dir={saved_model_dir} does not exist.")
         loaded = tf.saved_model.load(saved_model_dir)
         serve = loaded.signatures["serving_default"]
+        num_classes = loaded.signatures["predict"].structured_outputs["predictions"].shape[1]
         records, files = readers.make_record_batches(
             input_data_pattern,
             batch_size,
@@ -116,6 +127,12 @@ def iterate_predictions(
                 except StopIteration:
                     return
                 outputs = serve(serialized_examples=serialized)
+            exported_k = outputs["class_indexes"].shape[1]
+            if exported_k < min(top_k, num_classes):
+                raise utils.UserInputError(
+                    f"--top_k={top_k} but the SavedModel in {saved_model_dir} returns "
+                    f"{exported_k} classes per video; export it again with --top_k={top_k}."
+                )
             indexes = outputs["class_indexes"].numpy()[:, :top_k]
             scores = outputs["class_scores"].numpy()[:, :top_k]
             yield outputs["video_ids"].numpy(), indexes, scores
@@ -154,6 +171,8 @@ def run_inference(
         raise utils.UserInputError("Give --train_dir or --saved_model_dir.")
     if top_k < 1 or batch_size < 1:
         raise utils.UserInputError("--top_k and --batch_size must be >= 1.")
+    if output_file.endswith("/") or tf.io.gfile.isdir(output_file):
+        raise utils.UserInputError(f"--output_file={output_file} is a directory; name a file.")
     output_dir = os.path.dirname(output_file) or "."
     tf.io.gfile.makedirs(output_dir)
     vocabulary = load_vocabulary(vocabulary_file) if vocabulary_file else None
@@ -231,7 +250,7 @@ def define_flags():
 def main(unused_argv):
     flag_values = flags.FLAGS
     logging.set_verbosity(logging.INFO)
-    try:
+    with utils.exit_on_user_error():
         if not flag_values.input_data_pattern:
             raise utils.UserInputError("--input_data_pattern is required.")
         result = run_inference(
@@ -245,9 +264,6 @@ def main(unused_argv):
             video_id_key=flag_values.video_id_key,
             num_readers=flag_values.num_readers,
         )
-    except utils.UserInputError as error:
-        print(f"ERROR: {error}", file=sys.stderr)
-        sys.exit(1)
     print(f"Wrote predictions for {result['num_videos']} videos to {result['output_file']}")
     if result["named_output_file"]:
         print(f"Wrote label names to {result['named_output_file']}")

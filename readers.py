@@ -432,7 +432,7 @@ def find_unreadable_file(files):
             for _ in tf.data.TFRecordDataset(path, buffer_size=1 << 20):
                 pass
         except tf.errors.DataLossError as error:
-            return path, error.message.split("\n")[0]
+            return path, utils.describe_tf_error(error)
     return None
 
 
@@ -519,9 +519,25 @@ def data_errors(files):
             "exclude it from the pattern."
         ) from None
     except tf.errors.InvalidArgumentError as error:
-        detail = utils.describe_tf_error(error)[:500]
+        detail = utils.describe_tf_error(error).split("  Did you mean")[0][:500]
         source = files[0] if len(files) == 1 else f"one of {len(files)} files"
-        raise utils.UserInputError(f"Malformed record in {source}: {detail}") from None
+        raise utils.UserInputError(
+            f"Malformed record in {source}: {detail}{hint(detail)}"
+        ) from None
+
+
+def hint(detail):
+    """A suggestion for the flag most likely behind a parse error, or ""."""
+    if "Feature list" in detail and "is required but could not be found" in detail:
+        return (
+            ". The records lack that frame-level feature list: check --feature_names, or for "
+            "video-level records use --frame_features=false --feature_names=mean_rgb,mean_audio"
+        )
+    if "sizes found 0" in detail:
+        return ". The feature is missing from the records: check --feature_names"
+    if "Inconsistent max number of elements for feature" in detail or "Key: " in detail:
+        return ". Check --video_id_key ('id' in 2018 data, 'video_id' in 2017) and --feature_names"
+    return ""
 
 
 def iterate_batches(dataset, files, max_reported=5):

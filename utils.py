@@ -4,8 +4,11 @@ Everything here is used by more than one module (readers, models, the CLIs). Not
 absl FLAGS: callers pass plain values.
 """
 
+import contextlib
 import json
 import os
+import re
+import sys
 import uuid
 
 import tensorflow as tf
@@ -169,4 +172,37 @@ def describe_tf_error(error):
     first = lines[0] if lines else type(error).__name__
     if first.startswith("{{function_node") and "}}" in first:
         first = first.split("}}", 1)[1].strip()
+    # tf.data's wrapping: "Error in user-defined function ... Iterator::Root::...: <message>".
+    first = re.sub(r"^.*?Iterator::[\w:]+: ", "", first)
+    first = re.sub(r"\s*\[Op:\w+\].*$", "", first)
     return first
+
+
+@contextlib.contextmanager
+def exit_on_user_error():
+    """For a CLI's main: an error the user can cause ends the command with one `ERROR:` line.
+
+    Catches `UserInputError`, TensorFlow's file errors (not found, permission denied, a path that
+    is a directory or a file where the other is needed) and `OSError`, prints one line to stderr
+    and exits with status 1. Anything else is a bug and keeps its traceback.
+    """
+    file_errors = (
+        tf.errors.NotFoundError,
+        tf.errors.PermissionDeniedError,
+        tf.errors.FailedPreconditionError,
+        tf.errors.AlreadyExistsError,
+    )
+    try:
+        yield
+    except UserInputError as error:
+        message = str(error)
+    except file_errors as error:
+        message = describe_tf_error(error)
+    except OSError as error:
+        message = f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
+        if not error.strerror:
+            message = str(error)
+    else:
+        return
+    print(f"ERROR: {message}", file=sys.stderr)
+    sys.exit(1)

@@ -132,6 +132,21 @@ def test_train_resume_eval_inference(synthetic_sets, tmp_path):
     )
     with open(output_file) as expected, open(from_saved_model) as got:
         assert got.read() == expected.read()
+    # Asking a SavedModel exported with top 3 for 4 pairs is an error, not a shorter CSV.
+    small_export = str(tmp_path / "export_top3")
+    run_cli(
+        "export_model.py", f"--train_dir={train_dir}", f"--export_dir={small_export}", "--top_k=3"
+    )
+    refused = run_cli(
+        "inference.py",
+        f"--saved_model_dir={small_export}",
+        f"--input_data_pattern={synthetic_sets['validate']}",
+        f"--output_file={tmp_path / 'refused.csv'}",
+        "--top_k=4",
+        expect_success=False,
+    )
+    assert "--top_k=4" in refused.stderr and "export it again" in refused.stderr
+    assert not os.path.exists(tmp_path / "refused.csv")
 
 
 def check_csv_against_model(output_file, train_dir, data_pattern, top_k):
@@ -221,6 +236,11 @@ def test_inference_writes_label_names(tmp_path):
             "model_flags",
         ),
         ("inference.py", ["--input_data_pattern=x"], "--output_file"),
+        (
+            "eval.py",
+            ["--train_dir=/nonexistent", "--eval_data_pattern=x", "--timeout_secs=1"],
+            "No checkpoint appeared",
+        ),
     ],
 )
 def test_cli_user_errors(script, args, message, tmp_path):
