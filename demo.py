@@ -14,7 +14,6 @@ and prints the metrics. The same steps with the CLIs are in the README.
 
 import importlib
 import os
-import sys
 import time
 
 from absl import app, flags, logging
@@ -42,9 +41,12 @@ def generate_data(output_dir, num_train_videos, num_validate_videos, num_classes
     """Writes both splits unless they exist; returns their file patterns."""
     patterns = {}
     for split, num_videos in (("train", num_train_videos), ("validate", num_validate_videos)):
-        split_dir = os.path.join(output_dir, "data", split)
+        # One directory per configuration: changing a flag never mixes in older shards.
+        split_dir = os.path.join(
+            output_dir, "data", f"{split}-{num_videos}videos-{num_classes}classes-seed{seed}"
+        )
         patterns[split] = os.path.join(split_dir, f"{split}-*.tfrecord")
-        marker = os.path.join(split_dir, f"COMPLETE-{num_videos}-{num_classes}-{seed}")
+        marker = os.path.join(split_dir, "COMPLETE")
         if os.path.exists(marker):
             print(f"[data] {split}: reusing {patterns[split]}", flush=True)
             continue
@@ -67,7 +69,7 @@ def main(unused_argv):
     logging.set_verbosity(logging.INFO)
     output_dir = FLAGS.output_dir
     start = time.time()
-    try:
+    with utils.exit_on_user_error():
         patterns = generate_data(
             output_dir,
             FLAGS.num_train_videos,
@@ -103,12 +105,17 @@ def main(unused_argv):
             base_learning_rate=FLAGS.base_learning_rate,
             num_epochs=FLAGS.num_epochs,
             checkpoint_steps=steps_per_epoch,
+            max_steps=FLAGS.num_epochs * steps_per_epoch,  # a rerun does not train further
             log_every_n_steps=10,
             seed=FLAGS.seed,
         )
-        model_flags = train.resolve_model_flags(
-            train_dir, model_flags, set(model_flags), start_new_model=False
-        )
+        try:
+            model_flags = train.resolve_model_flags(
+                train_dir, model_flags, set(model_flags), start_new_model=False
+            )
+        except utils.UserInputError:
+            print(f"[train] the demo's flags changed: a new model in {train_dir}", flush=True)
+            options.start_new_model = True
         print(
             f"[train] HierarchicalTeacherModel, {FLAGS.num_epochs} epochs of "
             f"{steps_per_epoch} steps, checkpoints in {train_dir}",
@@ -125,12 +132,9 @@ def main(unused_argv):
             patterns["validate"], output_file, train_dir=train_dir, batch_size=64
         )
         print(f"[inference] {written['num_videos']} videos -> {output_file}", flush=True)
-    except utils.UserInputError as error:
-        print(f"ERROR: {error}", file=sys.stderr)
-        sys.exit(1)
 
     with open(output_file) as handle:
-        head = [next(handle).rstrip("\n") for _ in range(3)]
+        head = handle.read().splitlines()[:3]
     print("\n=== demo results (synthetic validate split) ===")
     for name in ("gap", "avg_hit_at_one", "avg_perr", "map", "avg_loss"):
         print(f"  {name:<15s} {metrics[name]:.4f}")
