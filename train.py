@@ -191,6 +191,178 @@ def format_progress(step, loss, learning_rate, examples_per_second, gap, hit_at_
     )
 
 
+class ProgressLogger:
+    """A progress line and TensorBoard scalars every `every_n_steps` steps (and at step 1).
+
+    Logs the loss, the learning rate, examples/s, and the GAP and Hit@1 of the batch's
+    predictions, plus any extra scalars a step reports (e.g. distillation terms).
+    """
+
+    def __init__(self, log_dir, every_n_steps, learning_rate):
+        """`learning_rate`: a callable of no argument returning the current rate."""
+        self.writer = tf.summary.create_file_writer(log_dir)
+        self.every_n_steps = every_n_steps
+        self.learning_rate = learning_rate
+        self.examples = 0
+        self.start = time.time()
+
+    def record(self, step, batch, loss, predictions, extra_scalars=None):
+        self.examples += int(batch["labels"].shape[0])
+        if step % self.every_n_steps and step != 1:
+            return
+        labels = batch["labels"].numpy()
+        predictions = predictions.numpy()
+        gap = eval_util.calculate_gap(predictions, labels)
+        hit_at_one = eval_util.calculate_hit_at_one(predictions, labels)
+        examples_per_second = self.examples / max(time.time() - self.start, 1e-9)
+        rate = float(self.learning_rate())
+        line = format_progress(step, float(loss), rate, examples_per_second, gap, hit_at_one)
+        scalars = {name: float(value) for name, value in (extra_scalars or {}).items()}
+        if scalars:
+            line += " | " + " | ".join(f"{name} {value:.4f}" for name, value in scalars.items())
+        logging.info(line)
+        scalars.update(
+            loss=float(loss),
+            learning_rate=rate,
+            examples_per_second=examples_per_second,
+            gap=gap,
+            hit_at_one=hit_at_one,
+        )
+        with self.writer.as_default(step=step):
+            for name, value in scalars.items():
+                tf.summary.scalar(name, value)
+        self.examples = 0
+        self.start = time.time()
+
+    def flush(self):
+        self.writer.flush()
+
+
+def apply_gradients(optimizer, tape, loss, variables, clip_gradient_norm):
+    """One optimizer step on `variables`, each gradient clipped to `clip_gradient_norm` (0: no)."""
+    gradients = tape.gradient(loss, variables)
+    if clip_gradient_norm > 0:
+        gradients = [tf.clip_by_norm(gradient, clip_gradient_norm) for gradient in gradients]
+    optimizer.apply_gradients(zip(gradients, variables, strict=True))
+
+
+def regularization_loss(model, regularization_penalty):
+    """The model's regularization losses times the penalty (0.0 when it has none)."""
+    if not model.losses:
+        return 0.0
+    return regularization_penalty * tf.add_n(model.losses)
+
+
+def make_supervised_step(model, label_loss_fn, optimizer, options):
+    """A compiled step that trains all of `model` on its label loss.
+
+    Returns:
+      step(batch) -> (label_loss, predictions `[batch, num_classes]`, extra scalars {}).
+    """
+
+    @tf.function(reduce_retracing=True)
+    def compiled_step(video_matrix, num_frames, labels):
+        with tf.GradientTape() as tape:
+            outputs = model(video_matrix, num_frames=num_frames, training=True)
+            label_loss = label_loss_fn.calculate_loss(
+                outputs["predictions"], labels, logits=outputs["logits"]
+            )
+            total_loss = label_loss + regularization_loss(model, options.regularization_penalty)
+        apply_gradients(
+            optimizer, tape, total_loss, model.trainable_variables, options.clip_gradient_norm
+        )
+        return label_loss, outputs["predictions"]
+
+    def step(batch):
+        label_loss, predictions = compiled_step(
+            batch["video_matrix"], batch["num_frames"], batch["labels"]
+        )
+        return label_loss, predictions, {}
+
+    return step
+
+
+def run_steps(step, batches, current_step, manager, options, logger, export=None):
+    """Runs `step` on each batch, with logging, periodic checkpoints and exports.
+
+    Args:
+      step: callable(batch) -> (loss, predictions, extra scalars).
+      batches: iterable of batch dicts.
+      current_step: callable returning the global step after a training step.
+      manager: the CheckpointManager to save into every `options.checkpoint_steps`.
+      options: TrainOptions.
+      logger: ProgressLogger.
+      export: callable(step) writing a SavedModel, or None.
+
+    Returns:
+      (the last loss or None, True when --max_steps was reached).
+    """
+    loss = None
+    for batch in batches:
+        loss, predictions, extra_scalars = step(batch)
+        global_step = current_step()
+        logger.record(global_step, batch, loss, predictions, extra_scalars)
+        if global_step % options.checkpoint_steps == 0:
+            manager.save(checkpoint_number=global_step)
+        if export and options.export_model_steps and global_step % options.export_model_steps == 0:
+            export(global_step)
+        if options.max_steps and global_step >= options.max_steps:
+            return loss, True
+    return loss, False
+
+
+def save_if_new(manager, step):
+    """Saves a checkpoint at `step` unless the latest one is already that step's."""
+    latest = manager.latest_checkpoint
+    if latest is None or not latest.endswith(f"-{step}"):
+        manager.save(checkpoint_number=step)
+
+
+def prepare_train_dir(options, model_flags):
+    """Checks the data pattern and builds the model, then (with --start_new_model) empties
+    `train_dir`: nothing is deleted while a user's input can still fail.
+
+    Returns:
+      (the list of training files, the built model).
+    """
+    options.validate()
+    files = utils.glob_data_files(options.train_data_pattern, "--train_data_pattern")
+    tf.keras.utils.set_random_seed(options.seed)
+    model = models.build_from_model_flags(model_flags)
+    if options.start_new_model and tf.io.gfile.exists(options.train_dir):
+        logging.info("--start_new_model: removing %s", options.train_dir)
+        tf.io.gfile.rmtree(options.train_dir)
+    tf.io.gfile.makedirs(options.train_dir)
+    return files, model
+
+
+def make_training_dataset(model_flags, options, files, num_epochs, step, keep_all_frames=False):
+    """The shuffled training pipeline over `files`.
+
+    Its seed is --seed plus the current step, so a job resumed many times does not replay the
+    same first batches each time (the pipeline restarts at an epoch's start on resume).
+    """
+    data_seed = options.seed + int(step)
+    tf.keras.utils.set_random_seed(data_seed)
+    reader = readers.reader_from_model_flags(
+        model_flags,
+        video_id_key=options.video_id_key,
+        training=True,
+        keep_all_frames=keep_all_frames,
+    )
+    dataset, files = reader.make_dataset(
+        ",".join(files),
+        options.batch_size,
+        num_epochs=num_epochs,
+        shuffle=True,
+        shuffle_buffer_size=options.shuffle_buffer_size,
+        num_readers=options.num_readers,
+        seed=data_seed,
+        flag_name="--train_data_pattern",
+    )
+    return reader, readers.iterate_batches(dataset, files)
+
+
 def train(options, model_flags):
     """Runs training until the data (num_epochs) or max_steps runs out.
 
@@ -201,17 +373,8 @@ def train(options, model_flags):
     Returns:
       dict with `global_step`, `last_loss` and `checkpoint` (path of the final checkpoint).
     """
-    options.validate()
+    files, model = prepare_train_dir(options, model_flags)
     train_dir = options.train_dir
-    # Everything that can fail on a user's input is checked before --start_new_model deletes.
-    files = utils.glob_data_files(options.train_data_pattern, "--train_data_pattern")
-    tf.keras.utils.set_random_seed(options.seed)
-    model = models.build_from_model_flags(model_flags)
-    if options.start_new_model and tf.io.gfile.exists(train_dir):
-        logging.info("--start_new_model: removing %s", train_dir)
-        tf.io.gfile.rmtree(train_dir)
-    tf.io.gfile.makedirs(train_dir)
-
     label_loss_fn = getattr(losses, model_flags["label_loss"])()
     learning_rate = make_learning_rate(options)
     optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate)
@@ -227,97 +390,38 @@ def train(options, model_flags):
         )
     else:
         logging.info("Starting a new %s", model_flags["model"])
-
-    # The data order depends on the step, so a job resumed many times does not replay the same
-    # first batches each time (the input pipeline restarts at an epoch's start on resume).
-    data_seed = options.seed + int(optimizer.iterations)
-    tf.keras.utils.set_random_seed(data_seed)
-    reader = readers.reader_from_model_flags(
-        model_flags, video_id_key=options.video_id_key, training=True
-    )
-    dataset, files = reader.make_dataset(
-        ",".join(files),
-        options.batch_size,
-        num_epochs=options.num_epochs,
-        shuffle=True,
-        shuffle_buffer_size=options.shuffle_buffer_size,
-        num_readers=options.num_readers,
-        seed=data_seed,
-        flag_name="--train_data_pattern",
+    reader, batches = make_training_dataset(
+        model_flags, options, files, options.num_epochs, optimizer.iterations
     )
     logging.info("Training on %d file(s) matching %s", len(files), options.train_data_pattern)
     utils.save_model_flags(train_dir, model_flags)
 
-    regularization_penalty = options.regularization_penalty
-    clip_gradient_norm = options.clip_gradient_norm
+    def current_step():
+        return int(optimizer.iterations)
 
-    @tf.function(reduce_retracing=True)
-    def train_step(video_matrix, num_frames, labels):
-        with tf.GradientTape() as tape:
-            outputs = model(video_matrix, num_frames=num_frames, training=True)
-            label_loss = label_loss_fn.calculate_loss(
-                outputs["predictions"], labels, logits=outputs["logits"]
-            )
-            total_loss = label_loss
-            if model.losses:
-                total_loss += regularization_penalty * tf.add_n(model.losses)
-        gradients = tape.gradient(total_loss, model.trainable_variables)
-        if clip_gradient_norm > 0:
-            gradients = [tf.clip_by_norm(gradient, clip_gradient_norm) for gradient in gradients]
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-        return label_loss, outputs["predictions"]
-
-    summary_writer = tf.summary.create_file_writer(train_dir)
-    step = int(optimizer.iterations)
     loss = None
-    examples_since_log = 0
-    log_start = time.time()
-    last_saved_step = step if manager.latest_checkpoint else -1
-    if options.max_steps and step >= options.max_steps:
+    if options.max_steps and current_step() >= options.max_steps:
         logging.info(
-            "Already at step %d >= --max_steps=%d: nothing to do.", step, options.max_steps
+            "At step %d >= --max_steps=%d: nothing to do.", current_step(), options.max_steps
         )
     else:
-        for batch in readers.iterate_batches(dataset, files):
-            loss, predictions = train_step(
-                batch["video_matrix"], batch["num_frames"], batch["labels"]
-            )
-            step = int(optimizer.iterations)
-            examples_since_log += int(batch["num_frames"].shape[0])
-            if step % options.log_every_n_steps == 0 or step == 1:
-                labels = batch["labels"].numpy()
-                predictions = predictions.numpy()
-                gap = eval_util.calculate_gap(predictions, labels)
-                hit_at_one = eval_util.calculate_hit_at_one(predictions, labels)
-                elapsed = max(time.time() - log_start, 1e-9)
-                examples_per_second = examples_since_log / elapsed
-                current_rate = float(learning_rate(optimizer.iterations))
-                logging.info(
-                    format_progress(
-                        step, float(loss), current_rate, examples_per_second, gap, hit_at_one
-                    )
-                )
-                with summary_writer.as_default(step=step):
-                    tf.summary.scalar("loss", float(loss))
-                    tf.summary.scalar("learning_rate", current_rate)
-                    tf.summary.scalar("examples_per_second", examples_per_second)
-                    tf.summary.scalar("gap", gap)
-                    tf.summary.scalar("hit_at_one", hit_at_one)
-                examples_since_log = 0
-                log_start = time.time()
-            if step % options.checkpoint_steps == 0:
-                manager.save(checkpoint_number=step)
-                last_saved_step = step
-            if options.export_model_steps and step % options.export_model_steps == 0:
-                export_snapshot(model, reader, train_dir, step)
-            if options.max_steps and step >= options.max_steps:
-                break
-    if step != last_saved_step:
-        manager.save(checkpoint_number=step)
-    summary_writer.flush()
-    logging.info("Done at step %d; checkpoint %s", step, manager.latest_checkpoint)
+        logger = ProgressLogger(
+            train_dir, options.log_every_n_steps, lambda: learning_rate(optimizer.iterations)
+        )
+        loss, _ = run_steps(
+            make_supervised_step(model, label_loss_fn, optimizer, options),
+            batches,
+            current_step,
+            manager,
+            options,
+            logger,
+            export=lambda step: export_snapshot(model, reader, train_dir, step),
+        )
+        logger.flush()
+    save_if_new(manager, current_step())
+    logging.info("Done at step %d; checkpoint %s", current_step(), manager.latest_checkpoint)
     return {
-        "global_step": step,
+        "global_step": current_step(),
         "last_loss": None if loss is None else float(loss),
         "checkpoint": manager.latest_checkpoint,
     }
