@@ -70,3 +70,52 @@ class SoftmaxLoss(BaseLoss):
         target = tf.math.divide_no_nan(labels, label_count)
         log_probabilities = tf.nn.log_softmax(tf.cast(predictions, tf.float32), axis=1)
         return tf.reduce_mean(-tf.reduce_sum(target * log_probabilities, axis=1))
+
+
+def representation_distance(teacher_representation, student_representation):
+    """L_student for the final representations: squared distance ||E_T - E_S||^2.
+
+    Averaged over the representation's dimensions (and over the batch), so its scale does not
+    grow with the LSTM width: summed over 2,048 or 4,096 dimensions the paper's unweighted
+    squared error dwarfs the classification loss. The teacher side is not differentiated: the
+    student moves toward the teacher, never the reverse.
+
+    Args:
+      teacher_representation: `[batch, hidden]` E_T.
+      student_representation: `[batch, hidden]` E_S.
+
+    Returns:
+      scalar float32.
+    """
+    teacher_representation = tf.stop_gradient(tf.cast(teacher_representation, tf.float32))
+    difference = tf.cast(student_representation, tf.float32) - teacher_representation
+    return tf.reduce_mean(tf.square(difference))
+
+
+def intermediate_distance(
+    teacher_frame_outputs, student_frame_outputs, frame_indices, student_num_frames
+):
+    """The intermediate variant's extra term: the lower-level outputs at the selected frames.
+
+    The student's i-th frame is frame `frame_indices[:, i]` of the video (0, j, 2j, ... for
+    uniform selection); its lower-level output is compared with the teacher's output at that
+    same frame. Squared distance averaged over dimensions and over the selected frames that
+    exist (padding excluded); the teacher side is not differentiated.
+
+    Args:
+      teacher_frame_outputs: `[batch, frames, hidden]`, the teacher's output at every frame.
+      student_frame_outputs: `[batch, selected, hidden]`.
+      frame_indices: `[batch, selected]` int, the video frame of each selected frame.
+      student_num_frames: `[batch]` int, selected frames that exist per video.
+
+    Returns:
+      scalar float32 (0 when no frame exists).
+    """
+    teacher_at_selected = tf.gather(
+        tf.stop_gradient(tf.cast(teacher_frame_outputs, tf.float32)), frame_indices, batch_dims=1
+    )
+    squared = tf.reduce_mean(
+        tf.square(tf.cast(student_frame_outputs, tf.float32) - teacher_at_selected), axis=2
+    )
+    present = tf.sequence_mask(student_num_frames, maxlen=tf.shape(squared)[1], dtype=tf.float32)
+    return tf.math.divide_no_nan(tf.reduce_sum(squared * present), tf.reduce_sum(present))

@@ -44,3 +44,33 @@ def test_softmax_hand_case():
     log_softmax = np.array([1.0, 2.0, 3.0]) - np.log(np.exp([1.0, 2.0, 3.0]).sum())
     expected = (-(0.5 * log_softmax[0] + 0.5 * log_softmax[2]) + 0.0) / 2
     assert abs(float(losses.SoftmaxLoss().calculate_loss(predictions, labels)) - expected) < 1e-6
+
+
+def test_representation_distance_hand_case():
+    teacher = np.array([[1.0, 2.0], [0.0, 0.0]], np.float32)
+    student = np.array([[0.0, 2.0], [3.0, 1.0]], np.float32)
+    # Squared differences 1, 0, 9, 1: mean over dimensions and batch = 11 / 4.
+    assert abs(float(losses.representation_distance(teacher, student)) - 2.75) < 1e-6
+
+
+def test_distances_do_not_move_the_teacher():
+    teacher = tf.Variable([[1.0, 2.0]])
+    student = tf.Variable([[0.0, 0.0]])
+    with tf.GradientTape() as tape:
+        loss = losses.representation_distance(teacher, student)
+    teacher_gradient, student_gradient = tape.gradient(loss, [teacher, student])
+    assert teacher_gradient is None
+    np.testing.assert_allclose(student_gradient, [[-1.0, -2.0]])
+
+
+def test_intermediate_distance_compares_the_selected_frames():
+    # Teacher outputs at frames 0..5 of one video: value t in both dimensions.
+    teacher = np.repeat(np.arange(6, dtype=np.float32)[None, :, None], 2, axis=2)
+    # The student read frames 0, 2, 4 (stride 2), but only 2 exist; its outputs are 0, 1, 99.
+    student = np.array([[[0.0, 0.0], [1.0, 1.0], [99.0, 99.0]]], np.float32)
+    indices = np.array([[0, 2, 4]], np.int32)
+    distance = losses.intermediate_distance(teacher, student, indices, np.array([2]))
+    # Frame 0: (0 - 0)^2 = 0; frame 2: (1 - 2)^2 = 1; the padded third frame is left out.
+    assert abs(float(distance) - 0.5) < 1e-6
+    empty = losses.intermediate_distance(teacher, student, indices, np.array([0]))
+    assert float(empty) == 0.0
