@@ -95,6 +95,10 @@ def main(unused_argv):
                 "block_size": 20,
                 "l2_penalty": 1e-8,
                 "label_loss": "CrossEntropyLoss",
+                "distill_mode": "final",
+                "distill_weight": 10.0,
+                "intermediate_weight": 1.0,
+                "teacher_block_size": 20,
             }
         )
         steps_per_epoch = -(-FLAGS.num_train_videos // FLAGS.batch_size)

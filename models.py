@@ -117,9 +117,10 @@ def build_model(model_name, config, modules=None):
 def zoo_modules():
     """The modules searched for `--model`, in order."""
     import frame_level_models
+    import student_models
     import video_level_models
 
-    return [frame_level_models, video_level_models]
+    return [frame_level_models, student_models, video_level_models]
 
 
 def model_names():

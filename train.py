@@ -24,6 +24,7 @@ import export_model
 import losses
 import models
 import readers
+import student_models
 import utils
 
 # The flags that define a model: saved in model_flags.json, reused by eval.py and inference.py.
@@ -43,7 +44,22 @@ MODEL_FLAG_NAMES = (
     "block_size",
     "l2_penalty",
     "label_loss",
+    "distill_mode",
+    "distill_weight",
+    "intermediate_weight",
+    "teacher_block_size",
 )
+
+# Defaults of the model flags that older model_flags.json files may lack.
+MODEL_FLAG_DEFAULTS = {
+    "frame_stride": 1,
+    "frame_sampling": "uniform",
+    "frame_sampling_seed": 0,
+    "distill_mode": "final",
+    "distill_weight": 10.0,
+    "intermediate_weight": 1.0,
+    "teacher_block_size": 20,
+}
 
 
 @dataclasses.dataclass
@@ -99,7 +115,7 @@ def normalise_model_flags(model_flags):
 
     Flags added after a model was trained take their defaults, so older train_dirs still load.
     """
-    normalised = {"frame_stride": 1, "frame_sampling": "uniform", "frame_sampling_seed": 0}
+    normalised = dict(MODEL_FLAG_DEFAULTS)
     normalised.update(model_flags)
     names, sizes = utils.get_list_of_feature_names_and_sizes(
         model_flags["feature_names"], model_flags["feature_sizes"]
@@ -125,6 +141,17 @@ def normalise_model_flags(model_flags):
         raise utils.UserInputError(
             f"--model={normalised['model']} is a {kind} model: set "
             f"--frame_features={str(frame_level).lower()} and matching --feature_names."
+        )
+    if normalised["distill_mode"] not in ("final", "intermediate"):
+        raise utils.UserInputError(
+            f"--distill_mode={normalised['distill_mode']}: choose final or intermediate."
+        )
+    for name in ("distill_weight", "intermediate_weight"):
+        if normalised[name] < 0:
+            raise utils.UserInputError(f"--{name}={normalised[name]} must be >= 0.")
+    if normalised["teacher_block_size"] < 1:
+        raise utils.UserInputError(
+            f"--teacher_block_size={normalised['teacher_block_size']} must be >= 1."
         )
     loss_class = getattr(losses, normalised["label_loss"], None)
     is_loss = isinstance(loss_class, type) and issubclass(loss_class, losses.BaseLoss)
@@ -170,6 +197,24 @@ def resolve_model_flags(train_dir, given_flags, explicitly_set, start_new_model)
             "Drop these flags to resume it, or pass --start_new_model to start over."
         )
     return stored
+
+
+def student_model_flags(given, explicitly_set, teacher_train_dir):
+    """Model flags of a DistilledStudentModel: the paper's student block size (5) unless
+    --block_size is given, and, when distilling from a trained teacher, the teacher's classes,
+    features and LSTM sizes for the flags not given."""
+    student = dict(given)
+    if "block_size" not in explicitly_set:
+        student["block_size"] = student_models.STUDENT_BLOCK_SIZE
+    if teacher_train_dir:
+        teacher_flags = utils.load_model_flags(teacher_train_dir)
+        inherited = ("num_classes", "feature_names", "feature_sizes", "lstm_cells", "lstm_layers")
+        for name in inherited:
+            if name not in explicitly_set:
+                student[name] = teacher_flags[name]
+        if "max_frames" not in explicitly_set:
+            student["max_frames"] = teacher_flags["max_frames"]
+    return student
 
 
 def make_learning_rate(options):
@@ -455,6 +500,25 @@ def define_flags():
     flags.DEFINE_float("dropout", 0.5, "Dropout rate on the video representation.")
     flags.DEFINE_integer("block_size", 20, "Frames per block of the hierarchical model (m).")
     flags.DEFINE_float("l2_penalty", 1e-8, "L2 weight on the output layer's weights.")
+    flags.DEFINE_enum(
+        "distill_mode",
+        "final",
+        ["final", "intermediate"],
+        "DistilledStudentModel: match the final representation, or also the lower-level "
+        "outputs at the selected frames.",
+    )
+    flags.DEFINE_float(
+        "distill_weight", 10.0, "Weight of ||E_T - E_S||^2 (averaged over dimensions)."
+    )
+    flags.DEFINE_float(
+        "intermediate_weight", 1.0, "Weight of the intermediate term (--distill_mode=intermediate)."
+    )
+    flags.DEFINE_integer("teacher_block_size", 20, "Block size of the joint teacher.")
+    flags.DEFINE_integer("joint_epochs", 5, "Distillation phase 1: passes with the teacher.")
+    flags.DEFINE_integer("finetune_epochs", 1, "Distillation phase 2: passes of the student alone.")
+    flags.DEFINE_string(
+        "teacher_train_dir", "", "Distil from this trained, frozen teacher instead of jointly."
+    )
     flags.DEFINE_string("label_loss", "CrossEntropyLoss", "Loss class from losses.py.")
     flags.DEFINE_float("regularization_penalty", 1.0, "Weight of the regularization loss.")
     flags.DEFINE_float("clip_gradient_norm", 1.0, "Clip each gradient to this norm (0: off).")
@@ -487,10 +551,23 @@ def main(unused_argv):
             raise utils.UserInputError("--train_data_pattern is required.")
         given = {name: flag_values[name].value for name in MODEL_FLAG_NAMES}
         explicitly_set = {name for name in MODEL_FLAG_NAMES if flag_values[name].present}
+        distilling = given["model"] == "DistilledStudentModel"
+        if distilling:
+            given = student_model_flags(given, explicitly_set, flag_values.teacher_train_dir)
         model_flags = resolve_model_flags(
             options.train_dir, given, explicitly_set, options.start_new_model
         )
-        result = train(options, model_flags)
+        if distilling:
+            import distillation
+
+            distill_options = distillation.DistillOptions(
+                joint_epochs=flag_values.joint_epochs,
+                finetune_epochs=flag_values.finetune_epochs,
+                teacher_train_dir=flag_values.teacher_train_dir,
+            )
+            result = distillation.train_distilled(options, model_flags, distill_options)
+        else:
+            result = train(options, model_flags)
     print(f"Trained to step {result['global_step']}; checkpoint {result['checkpoint']}")
 
 

@@ -1,0 +1,301 @@
+"""Trains a DistilledStudentModel from a hierarchical teacher: the paper's two phases.
+
+Phase 1, `joint_epochs` passes over the data. The reader yields every frame (for the teacher)
+and the student's selected frames (1 in `frame_stride`) of the same videos.
+- Joint (the paper): a teacher encoder, the student and one shared output layer are trained
+  together on L_model(teacher's predictions) + distill_weight * L_student(E_T, E_S)
+  [+ intermediate_weight * distance of the lower-level outputs at the selected frames].
+- Serial (`teacher_train_dir`): the teacher is a trained HierarchicalTeacherModel, frozen. The
+  student starts with the teacher's output layer and its encoder is trained on the distillation
+  terms alone.
+Phase 2, `finetune_epochs` passes: the teacher is dropped; the student and the output layer are
+fine-tuned on L_model of the student's own predictions, reading only the selected frames.
+
+Checkpoints: phase 1 writes to `train_dir/distill/` (student, teacher encoder, optimizer, step);
+phase 2 writes to `train_dir` itself, student only, so the checkpoints eval.py, inference.py and
+export_model.py read hold no teacher variable. Each phase resumes where it was stopped; the
+global step runs on across the phases and drives the learning-rate schedule. An epoch that was
+interrupted is redone whole (with a new shuffle).
+"""
+
+import dataclasses
+import os
+
+import tensorflow as tf
+from absl import logging
+
+import export_model
+import frame_level_models
+import losses
+import readers
+import train
+import utils
+
+DISTILL_MODES = ("final", "intermediate")
+PHASE_ONE_DIR = "distill"
+
+
+@dataclasses.dataclass
+class DistillOptions:
+    """The phases (the distillation weights are model flags, saved with the student)."""
+
+    joint_epochs: int = 5
+    finetune_epochs: int = 1
+    teacher_train_dir: str = ""  # a trained teacher to distil from (serial mode); "" = joint
+
+    def validate(self):
+        if self.joint_epochs < 0 or self.finetune_epochs < 0:
+            raise utils.UserInputError("--joint_epochs and --finetune_epochs must be >= 0.")
+        if self.joint_epochs + self.finetune_epochs == 0:
+            raise utils.UserInputError("--joint_epochs and --finetune_epochs are both 0.")
+        return self
+
+
+def load_frozen_teacher(teacher_train_dir, model_flags):
+    """Restores a trained teacher for serial distillation and checks that it fits the student.
+
+    Raises:
+      utils.UserInputError: when the teacher does not read every frame or its representation,
+        classes or features differ from the student's.
+    """
+    teacher, teacher_flags, checkpoint_path = export_model.restore_model(teacher_train_dir)
+    if not isinstance(teacher, frame_level_models.HierarchicalTeacherModel):
+        raise utils.UserInputError(
+            f"--teacher_train_dir={teacher_train_dir} holds a {teacher_flags['model']}; "
+            "distillation needs a HierarchicalTeacherModel."
+        )
+    if teacher_flags.get("frame_stride", 1) != 1:
+        raise utils.UserInputError(
+            f"--teacher_train_dir={teacher_train_dir} holds a teacher that reads 1 frame in "
+            f"{teacher_flags['frame_stride']}; the teacher must read every frame."
+        )
+    for name in ("num_classes", "feature_names", "feature_sizes", "lstm_cells", "lstm_layers"):
+        if teacher_flags[name] != model_flags[name]:
+            raise utils.UserInputError(
+                f"--{name}={model_flags[name]} differs from the teacher's {teacher_flags[name]} "
+                f"in {teacher_train_dir}: the student must match it (drop the flag to inherit it)."
+            )
+    teacher.trainable = False
+    logging.info("Distilling from the frozen teacher %s", checkpoint_path)
+    return teacher
+
+
+def make_phase_one_step(student, teacher, joint, model_flags, optimizer, options):
+    """The compiled phase-1 step.
+
+    Returns:
+      step(batch) -> (total loss, the student's predictions, {label_loss, distill_final,
+      distill_intermediate}).
+    """
+    label_loss_fn = getattr(losses, model_flags["label_loss"])()
+    intermediate = model_flags["distill_mode"] == "intermediate"
+    distill_weight = model_flags["distill_weight"]
+    intermediate_weight = model_flags["intermediate_weight"]
+    if joint:
+        variables = teacher.trainable_variables + student.trainable_variables
+    else:
+        variables = student.encoder.trainable_variables
+
+    @tf.function(reduce_retracing=True)
+    def compiled_step(full_matrix, full_num_frames, video_matrix, num_frames, indices, labels):
+        with tf.GradientTape() as tape:
+            student_outputs = student(video_matrix, num_frames=num_frames, training=True)
+            if joint:
+                frames, _, full_num_frames = student.prepare_frames(full_matrix, full_num_frames)
+                teacher_outputs = teacher(frames, full_num_frames, training=True)
+                teacher_logits = student.classify(
+                    student.representation_dropout(teacher_outputs["representation"], training=True)
+                )["logits"]
+                label_loss = label_loss_fn.calculate_loss(
+                    tf.sigmoid(teacher_logits), labels, logits=teacher_logits
+                )
+                label_loss += train.regularization_loss(student, options.regularization_penalty)
+            else:
+                teacher_outputs = teacher(full_matrix, num_frames=full_num_frames, training=False)
+                label_loss = tf.constant(0.0)
+            final = losses.representation_distance(
+                teacher_outputs["representation"], student_outputs["representation"]
+            )
+            total_loss = label_loss + distill_weight * final
+            if intermediate:
+                between = losses.intermediate_distance(
+                    teacher_outputs["frame_outputs"],
+                    student_outputs["frame_outputs"],
+                    indices,
+                    num_frames,
+                )
+                total_loss += intermediate_weight * between
+            else:
+                between = tf.constant(0.0)
+        train.apply_gradients(optimizer, tape, total_loss, variables, options.clip_gradient_norm)
+        return total_loss, student_outputs["predictions"], label_loss, final, between
+
+    def step(batch):
+        total_loss, predictions, label_loss, final, between = compiled_step(
+            batch["full_video_matrix"],
+            batch["full_num_frames"],
+            batch["video_matrix"],
+            batch["num_frames"],
+            batch["frame_indices"],
+            batch["labels"],
+        )
+        scalars = {"label_loss": label_loss, "distill_final": final}
+        if intermediate:
+            scalars["distill_intermediate"] = between
+        return total_loss, predictions, scalars
+
+    return step, variables
+
+
+def build_teacher_encoder(model_flags, student):
+    """The joint teacher: a hierarchical encoder over every frame (it shares the student's output
+    layer), with its variables created."""
+    encoder = frame_level_models.HierarchicalEncoder(
+        model_flags["teacher_block_size"],
+        model_flags["lstm_cells"],
+        model_flags["lstm_layers"],
+        name="teacher_encoder",
+    )
+    feature_size = student.config.feature_size
+    encoder(tf.zeros([1, 1, feature_size]), tf.ones([1], tf.int32))
+    return encoder
+
+
+def train_distilled(options, model_flags, distill_options):
+    """Runs both phases (resuming either) and returns like `train.train`.
+
+    Args:
+      options: train.TrainOptions (num_epochs is not used: the phases have their own).
+      model_flags: normalised flags of a DistilledStudentModel.
+      distill_options: DistillOptions.
+    """
+    distill_options.validate()
+    files, student = train.prepare_train_dir(options, model_flags)
+    train_dir = options.train_dir
+    joint = not distill_options.teacher_train_dir
+    if joint:
+        teacher = build_teacher_encoder(model_flags, student)
+    else:
+        teacher = load_frozen_teacher(distill_options.teacher_train_dir, model_flags)
+
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
+    schedule = train.make_learning_rate(options)
+
+    def learning_rate():
+        return schedule(step)
+
+    def current_step():
+        return int(step)
+
+    # Phase 2's objects hold no teacher: its checkpoints are what eval and inference read.
+    finetune_optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate)
+    finetune_optimizer.build(student.trainable_variables)
+    finetune_checkpoint = tf.train.Checkpoint(
+        model=student, optimizer=finetune_optimizer, step=step, epochs_done=epochs_done
+    )
+    finetune_manager = tf.train.CheckpointManager(
+        finetune_checkpoint, train_dir, max_to_keep=options.max_checkpoints_to_keep
+    )
+    joint_optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate)
+    joint_checkpoint_objects = {"model": student, "step": step, "epochs_done": epochs_done}
+    if joint:
+        joint_checkpoint_objects["teacher"] = teacher
+    joint_checkpoint = tf.train.Checkpoint(optimizer=joint_optimizer, **joint_checkpoint_objects)
+    joint_manager = tf.train.CheckpointManager(
+        joint_checkpoint,
+        os.path.join(train_dir, PHASE_ONE_DIR),
+        max_to_keep=options.max_checkpoints_to_keep,
+    )
+    phase_one_step, phase_one_variables = make_phase_one_step(
+        student, teacher, joint, model_flags, joint_optimizer, options
+    )
+    joint_optimizer.build(phase_one_variables)
+
+    if finetune_manager.latest_checkpoint:
+        phase = 2
+        finetune_checkpoint.restore(finetune_manager.latest_checkpoint)
+        logging.info("Resumed fine-tuning from %s", finetune_manager.latest_checkpoint)
+    elif joint_manager.latest_checkpoint and distill_options.joint_epochs > 0:
+        phase = 1
+        joint_checkpoint.restore(joint_manager.latest_checkpoint).assert_existing_objects_matched()
+        logging.info("Resumed distillation from %s", joint_manager.latest_checkpoint)
+    else:
+        phase = 1 if distill_options.joint_epochs > 0 else 2
+        if not joint:
+            # The student starts with the teacher's output layer (the paper's shared layer).
+            for student_weight, teacher_weight in zip(
+                student.classifier.weights, teacher.classifier.weights, strict=True
+            ):
+                student_weight.assign(teacher_weight)
+        logging.info("Starting a new DistilledStudentModel (%s)", "joint" if joint else "serial")
+    utils.save_model_flags(train_dir, model_flags)
+    logger = train.ProgressLogger(train_dir, options.log_every_n_steps, learning_rate)
+
+    def advancing(step_fn):
+        """The step, then the global step advanced (run_steps reads it right after)."""
+
+        def advanced_step(batch):
+            result = step_fn(batch)
+            step.assign_add(1)
+            return result
+
+        return advanced_step
+
+    def run_phase(epochs, step_fn, manager, keep_all_frames, export=None):
+        """Runs the phase's remaining epochs; True when --max_steps stopped it."""
+        while int(epochs_done) < epochs:
+            logging.info("Phase %d, epoch %d of %d", phase, int(epochs_done) + 1, epochs)
+            _, batches = train.make_training_dataset(
+                model_flags, options, files, 1, step, keep_all_frames=keep_all_frames
+            )
+            _, stopped = train.run_steps(
+                advancing(step_fn), batches, current_step, manager, options, logger, export
+            )
+            if stopped:
+                train.save_if_new(manager, current_step())
+                return True
+            epochs_done.assign_add(1)
+            manager.save(checkpoint_number=current_step())
+        return False
+
+    stopped = bool(options.max_steps) and current_step() >= options.max_steps
+    if phase == 1 and not stopped:
+        stopped = run_phase(distill_options.joint_epochs, phase_one_step, joint_manager, True)
+        if not stopped:
+            phase = 2
+            epochs_done.assign(0)
+            # The first student-only checkpoint marks the start of phase 2 for a resume.
+            finetune_manager.save(checkpoint_number=current_step())
+            logging.info("Phase 1 done at step %d: the teacher is dropped", current_step())
+    if phase == 2 and not stopped:
+        label_loss_fn = getattr(losses, model_flags["label_loss"])()
+        supervised = train.make_supervised_step(student, label_loss_fn, finetune_optimizer, options)
+        export_reader = readers.reader_from_model_flags(model_flags, options.video_id_key)
+        run_phase(
+            distill_options.finetune_epochs,
+            supervised,
+            finetune_manager,
+            False,
+            export=lambda global_step: train.export_snapshot(
+                student, export_reader, train_dir, global_step
+            ),
+        )
+        train.save_if_new(finetune_manager, current_step())
+    logger.flush()
+    if phase == 1:
+        logging.info(
+            "Stopped in phase 1 at step %d (%s); the student has no fine-tuned checkpoint yet.",
+            current_step(),
+            joint_manager.latest_checkpoint,
+        )
+    else:
+        logging.info(
+            "Done at step %d; checkpoint %s", current_step(), finetune_manager.latest_checkpoint
+        )
+    return {
+        "global_step": current_step(),
+        "last_loss": None,
+        "checkpoint": finetune_manager.latest_checkpoint,
+        "phase": phase,
+    }
