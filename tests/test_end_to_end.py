@@ -341,3 +341,88 @@ def test_uniform_baseline_reads_every_jth_frame_in_train_eval_and_inference(
     # Random frames at inference are a fixed function of the video: identical reruns.
     with open(outputs[0]) as first, open(outputs[1]) as second:
         assert first.read() == second.read()
+
+
+def test_distilled_student_trains_from_the_cli_and_serves_like_any_model(synthetic_sets, tmp_path):
+    """`train.py --model=DistilledStudentModel --frame_stride=4`: both phases, then eval,
+    inference and export read 1 frame in 4 and hold no teacher variable."""
+    train_dir = str(tmp_path / "student")
+    trained = run_cli(
+        "train.py",
+        f"--train_data_pattern={synthetic_sets['train']}",
+        f"--train_dir={train_dir}",
+        "--model=DistilledStudentModel",
+        "--frame_stride=4",
+        "--distill_mode=intermediate",
+        "--teacher_block_size=6",
+        "--lstm_cells=8",
+        "--lstm_layers=1",
+        f"--num_classes={NUM_CLASSES}",
+        "--joint_epochs=1",
+        "--finetune_epochs=1",
+        "--batch_size=8",
+        "--log_every_n_steps=1",
+    )
+    # 48 videos in batches of 8: 6 joint steps, then 6 fine-tuning steps.
+    assert "Trained to step 12" in trained.stdout
+    assert "distill_intermediate" in trained.stderr and "the teacher is dropped" in trained.stderr
+    with open(os.path.join(train_dir, "model_flags.json")) as handle:
+        model_flags = json.load(handle)
+    assert model_flags["model"] == "DistilledStudentModel"
+    assert model_flags["frame_stride"] == 4 and model_flags["block_size"] == 5  # student's m
+
+    run_cli(
+        "eval.py",
+        f"--train_dir={train_dir}",
+        f"--eval_data_pattern={synthetic_sets['validate']}",
+        "--run_once",
+    )
+    with open(os.path.join(train_dir, "eval_metrics.json")) as handle:
+        metrics = json.load(handle)
+    assert metrics["global_step"] == 12 and metrics["num_examples"] == 20
+
+    output_file = str(tmp_path / "student.csv")
+    run_cli(
+        "inference.py",
+        f"--train_dir={train_dir}",
+        f"--input_data_pattern={synthetic_sets['validate']}",
+        f"--output_file={output_file}",
+        "--top_k=3",
+    )
+    check_csv_against_model(output_file, train_dir, synthetic_sets["validate"], top_k=3)
+
+    export_dir = str(tmp_path / "student_export")
+    run_cli("export_model.py", f"--train_dir={train_dir}", f"--export_dir={export_dir}")
+    loaded = tf.saved_model.load(export_dir)
+    student, _, _ = export_model.restore_model(train_dir)
+    assert len(loaded.model_variables) == len(student.variables)
+    assert not [v.name for v in loaded.model_variables if "teacher" in v.name]
+    # The served student reads 1 frame in 4: num_frames is ceil(frames / 4).
+    first_shard = sorted(tf.io.gfile.glob(synthetic_sets["validate"]))[0]
+    serialized = next(iter(tf.data.TFRecordDataset(first_shard))).numpy()
+    served = loaded.signatures["serving_default"](serialized_examples=tf.constant([serialized]))
+    full = readers.YT8MFrameFeatureReader(num_classes=NUM_CLASSES).parse_serialized([serialized])
+    assert int(served["num_frames"][0]) == -(-int(full["num_frames"][0]) // 4)
+    assert int(full["num_frames"][0]) > 4
+
+
+def test_serial_student_inherits_the_teachers_sizes(synthetic_sets, tmp_path):
+    teacher_dir = str(tmp_path / "teacher")
+    common = [f"--train_data_pattern={synthetic_sets['train']}", "--batch_size=8"]
+    run_cli("train.py", *common, f"--train_dir={teacher_dir}", *TINY_MODEL, "--max_steps=2")
+    student_dir = str(tmp_path / "student")
+    run_cli(
+        "train.py",
+        *common,
+        f"--train_dir={student_dir}",
+        "--model=DistilledStudentModel",
+        "--frame_stride=10",
+        f"--teacher_train_dir={teacher_dir}",
+        "--joint_epochs=1",
+        "--finetune_epochs=0",
+    )
+    with open(os.path.join(student_dir, "model_flags.json")) as handle:
+        model_flags = json.load(handle)
+    assert model_flags["lstm_cells"] == 8 and model_flags["num_classes"] == NUM_CLASSES
+    assert model_flags["frame_stride"] == 10
+    assert tf.train.latest_checkpoint(student_dir).endswith("ckpt-6")
