@@ -1,0 +1,371 @@
+"""Inference speed and memory of the teacher and the students, measured side by side.
+
+    python benchmark.py --output_dir=benchmark_out          (what `make bench` runs)
+
+On one synthetic data set in the YouTube-8M frame format (120-300 frames a video, as the 2018
+videos), for each model size (`--presets`: `paper` = 1,024 cells x 2 layers, 3,862 classes;
+`small` = the reproduction's small preset) and each model (the teacher on every frame, block 20;
+students on 1 frame in j = 100/k, block 5, for k in `--ks`), it measures videos per second:
+
+- `plain_read`: the shards read and batched with `tf.data.TFRecordDataset`, nothing parsed: the
+  physical limit of the input;
+- `pipeline`: the model's reader alone (read, parse, select frames, decode to uint8);
+- `model`: the model alone (dequantize, LSTMs, output layer, top-k) on batches already in memory;
+- `end_to_end`: what `inference.py` does per batch (`readers.iterate_batches`, the compiled
+  model and top-k of `inference.checkpoint_predictor`, results to numpy), from the TFRecords.
+
+Every figure is the median of `--repeats` passes; within a pass all models are measured one
+after the other, so drift in the machine's speed affects them alike. The first batch of every
+pass is not timed, and every model is traced on all batch shapes before the timed passes.
+Models have random weights: speed does not depend on them.
+
+Memory: `inference.py` runs in a child process on the data and on 4x the data (the same shards
+listed four times under other names), for the teacher and the 10 % student of the first preset;
+its peak RSS must not grow with the number of videos (inference streams).
+
+Writes `benchmark.json` and prints a table with the teacher/student ratios.
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import tensorflow as tf
+from absl import app, flags, logging
+
+import inference
+import models
+import readers
+import synthetic_data
+import train
+import utils
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("output_dir", "benchmark_out", "Where the data, models and results go.")
+flags.DEFINE_list("presets", ["small", "paper"], "Model sizes to measure: small, paper.")
+flags.DEFINE_list("ks", ["5", "10", "25", "50"], "Students' % of frames (stride = 100 / k).")
+flags.DEFINE_integer("num_videos", 640, "Videos in the synthetic benchmark set.")
+flags.DEFINE_integer("batch_size", 64, "Videos per batch.")
+flags.DEFINE_integer("repeats", 3, "Timed passes per measurement (the median is reported).")
+flags.DEFINE_integer("num_readers", 4, "Shards read in parallel.")
+flags.DEFINE_bool("measure_memory", True, "Measure inference's peak RSS at 1x and 4x the data.")
+
+NUM_SHARDS = 8
+MEMORY_DATA_COPIES = 4
+# Model sizes. `small` is the reproduction's small preset; `paper` the paper's section 4.
+PRESETS = {
+    "small": {"lstm_cells": 64, "lstm_layers": 2, "num_classes": 10},
+    "paper": {"lstm_cells": 1024, "lstm_layers": 2, "num_classes": 3862},
+}
+TEACHER_BLOCK_SIZE = 20
+STUDENT_BLOCK_SIZE = 5
+
+
+def parse_ks(values):
+    """`--ks` -> sorted list of int percentages whose stride 100 / k is a whole number."""
+    ks = []
+    for value in values:
+        try:
+            k = int(value)
+        except ValueError:
+            raise utils.UserInputError(f"--ks: '{value}' is not an integer.") from None
+        if not 0 < k < 100 or 100 % k:
+            raise utils.UserInputError(
+                f"--ks: {k} % needs a whole stride 100 / k; use e.g. 5, 10, 20, 25, 50."
+            )
+        ks.append(k)
+    return sorted(set(ks))
+
+
+def benchmark_models(preset, ks):
+    """[(name, model_flags)] of the teacher and the students of `preset`."""
+    if preset not in PRESETS:
+        raise utils.UserInputError(f"--presets: unknown preset '{preset}' (small, paper).")
+    base = {
+        "model": "HierarchicalTeacherModel",
+        "frame_features": True,
+        "feature_names": "rgb,audio",
+        "feature_sizes": "1024,128",
+        "max_frames": 300,
+        "dropout": 0.5,
+        "l2_penalty": 1e-8,
+        "label_loss": "CrossEntropyLoss",
+        **PRESETS[preset],
+    }
+    entries = [("teacher", dict(base, block_size=TEACHER_BLOCK_SIZE, frame_stride=1))]
+    for k in sorted(ks, reverse=True):
+        student = dict(
+            base,
+            model="DistilledStudentModel",
+            block_size=STUDENT_BLOCK_SIZE,
+            frame_stride=100 // k,
+        )
+        entries.append((f"student-{k}", student))
+    return [(name, train.normalise_model_flags(flags)) for name, flags in entries]
+
+
+def write_benchmark_data(data_dir, num_videos, num_classes):
+    """The synthetic set (written once; a COMPLETE marker says it is whole); returns its pattern."""
+    pattern = os.path.join(data_dir, "bench-*.tfrecord")
+    marker = os.path.join(data_dir, "COMPLETE")
+    if not tf.io.gfile.exists(marker):
+        spec = synthetic_data.SyntheticDatasetSpec(min_frames=120, max_frames=300)
+        synthetic_data.write_dataset(
+            data_dir, num_videos, NUM_SHARDS, num_classes, seed=7, split="bench", spec=spec
+        )
+        utils.write_text_atomically(marker, f"{num_videos} videos\n")
+    return pattern
+
+
+def copies_of_data(pattern, copies_dir, copies):
+    """A pattern over `copies` links to every shard of `pattern` (the same data, more videos)."""
+    tf.io.gfile.makedirs(copies_dir)
+    for copy in range(copies):
+        for path in tf.io.gfile.glob(pattern):
+            link = os.path.join(copies_dir, f"copy{copy}-{os.path.basename(path)}")
+            if not os.path.lexists(link):
+                os.symlink(os.path.abspath(path), link)
+    return os.path.join(copies_dir, "copy*-bench-*.tfrecord")
+
+
+def save_untrained(model_flags, train_dir):
+    """A checkpoint of a freshly built model, loadable by eval.py and inference.py."""
+    if tf.train.latest_checkpoint(train_dir):
+        return train_dir
+    model = models.build_from_model_flags(model_flags)
+    tf.train.Checkpoint(model=model).save(os.path.join(train_dir, "ckpt"))
+    utils.save_model_flags(train_dir, model_flags)
+    return train_dir
+
+
+def timed_rate(batches, count_videos):
+    """Videos per second over an iterable of batches, not timing the first batch."""
+    iterator = iter(batches)
+    first = next(iterator, None)
+    if first is None:
+        return float("nan")
+    num_videos = 0
+    start = time.perf_counter()
+    for batch in iterator:
+        num_videos += count_videos(batch)
+    elapsed = time.perf_counter() - start
+    return num_videos / elapsed if elapsed > 0 else float("nan")
+
+
+def plain_read_rate(pattern, batch_size, num_readers):
+    records, _ = readers.make_record_batches(pattern, batch_size, num_readers=num_readers)
+    return timed_rate(records.prefetch(readers.AUTOTUNE), lambda batch: int(batch.shape[0]))
+
+
+def pipeline_rate(reader, pattern, batch_size, num_readers):
+    dataset, _ = reader.make_dataset(pattern, batch_size, num_readers=num_readers)
+    return timed_rate(dataset, lambda batch: int(batch["num_frames"].shape[0]))
+
+
+def model_rate(predict, cached_batches):
+    def predictions():
+        for video_matrix, num_frames in cached_batches:
+            indexes, _ = predict(video_matrix, num_frames)
+            yield indexes.numpy()
+
+    return timed_rate(predictions(), len)
+
+
+def end_to_end_rate(reader, predict, pattern, batch_size, num_readers):
+    """inference.py's loop: reader, model, top-k, numpy (the compiled model already traced)."""
+    dataset, files = reader.make_dataset(pattern, batch_size, num_readers=num_readers)
+
+    def predictions():
+        for batch in readers.iterate_batches(dataset, files):
+            indexes, scores = predict(batch["video_matrix"], batch["num_frames"])
+            yield batch["video_ids"].numpy(), indexes.numpy(), scores.numpy()
+
+    return timed_rate(predictions(), lambda batch: len(batch[0]))
+
+
+def measure_preset(preset, ks, pattern, work_dir, batch_size, repeats, num_readers):
+    """Per model: median videos/s of the pipeline, the model alone and end to end."""
+    entries = benchmark_models(preset, ks)
+    prepared = []
+    for name, model_flags in entries:
+        train_dir = save_untrained(model_flags, os.path.join(work_dir, preset, name))
+        reader, predict = inference.checkpoint_predictor(train_dir, 20, "id")
+        dataset, _ = reader.make_dataset(pattern, batch_size, num_readers=num_readers)
+        cached = [(batch["video_matrix"], batch["num_frames"]) for batch in dataset]
+        for video_matrix, num_frames in cached:  # traces every batch shape before timing
+            predict(video_matrix, num_frames)
+        prepared.append((name, model_flags, train_dir, reader, predict, cached))
+    samples = {name: {"pipeline": [], "model": [], "end_to_end": []} for name, _ in entries}
+    for repeat in range(repeats):
+        for name, _, _, reader, predict, cached in prepared:
+            samples[name]["pipeline"].append(
+                pipeline_rate(reader, pattern, batch_size, num_readers)
+            )
+            samples[name]["model"].append(model_rate(predict, cached))
+            samples[name]["end_to_end"].append(
+                end_to_end_rate(reader, predict, pattern, batch_size, num_readers)
+            )
+            logging.info("%s %s pass %d: %s", preset, name, repeat + 1, samples[name])
+    results = []
+    for name, model_flags, train_dir, _, _, cached in prepared:
+        entry = {
+            "name": name,
+            "k": 100 // model_flags["frame_stride"],
+            "frame_stride": model_flags["frame_stride"],
+            "block_size": model_flags["block_size"],
+            "frames_per_video": sum(int(tf.reduce_sum(n)) for _, n in cached)
+            / sum(int(n.shape[0]) for _, n in cached),
+            "train_dir": train_dir,
+        }
+        for measure, values in samples[name].items():
+            entry[f"{measure}_videos_per_second"] = statistics.median(values)
+            entry[f"{measure}_samples"] = values
+        results.append(entry)
+    teacher = results[0]
+    for entry in results:
+        for measure in ("pipeline", "model", "end_to_end"):
+            key = f"{measure}_videos_per_second"
+            entry[f"{measure}_speedup"] = entry[key] / teacher[key]
+    return results
+
+
+def measure_memory(train_dirs, pattern, copies_pattern, work_dir, batch_size):
+    """Peak RSS (MiB) of inference on the data and on MEMORY_DATA_COPIES times the data."""
+    memory = {}
+    for name, train_dir in train_dirs.items():
+        row = {}
+        for label, data in (("1x", pattern), (f"{MEMORY_DATA_COPIES}x", copies_pattern)):
+            output_file = os.path.join(work_dir, f"memory-{name}-{label}.csv")
+            row[f"peak_rss_mib_{label}"] = child_peak_rss_mib(
+                train_dir, data, output_file, batch_size
+            )
+            with open(output_file) as handle:
+                row[f"videos_{label}"] = sum(1 for _ in handle) - 1
+        row["growth"] = row[f"peak_rss_mib_{MEMORY_DATA_COPIES}x"] / row["peak_rss_mib_1x"]
+        memory[name] = row
+    return memory
+
+
+def child_peak_rss_mib(train_dir, pattern, output_file, batch_size):
+    """Runs inference.py as a child and returns its own peak RSS in MiB (from wait4)."""
+    command = [
+        sys.executable,
+        os.path.join(os.path.dirname(os.path.abspath(__file__)), "inference.py"),
+        f"--train_dir={train_dir}",
+        f"--input_data_pattern={pattern}",
+        f"--output_file={output_file}",
+        f"--batch_size={batch_size}",
+    ]
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    with open(output_file + ".log", "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=log, env=environment)
+        _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        with open(output_file + ".log") as log:
+            raise RuntimeError(f"inference.py failed:\n{log.read()[-2000:]}")
+    return round(usage.ru_maxrss / 1024.0, 1)  # kilobytes on Linux
+
+
+def format_table(report):
+    """The report as a text table: videos/s and the teacher/student speed-ups."""
+    plain = report["plain_read_videos_per_second"]
+    lines = [
+        f"plain TFRecord read: {plain:,.0f} videos/s "
+        f"({report['num_videos']} videos, {report['frames_per_video']:.0f} frames on average, "
+        f"batch {report['batch_size']})",
+        "",
+        f"{'preset':<7} {'model':<11} {'frames':>6} {'pipeline v/s':>13} {'of plain':>8} "
+        f"{'model v/s':>10} {'end-to-end v/s':>15} {'speed-up':>8}",
+    ]
+    for preset, results in report["presets"].items():
+        for entry in results:
+            lines.append(
+                f"{preset:<7} {entry['name']:<11} {entry['frames_per_video']:>6.1f} "
+                f"{entry['pipeline_videos_per_second']:>13,.0f} "
+                f"{entry['pipeline_videos_per_second'] / plain:>8.0%} "
+                f"{entry['model_videos_per_second']:>10,.1f} "
+                f"{entry['end_to_end_videos_per_second']:>15,.1f} "
+                f"{entry['end_to_end_speedup']:>7.2f}x"
+            )
+    for name, row in report.get("memory", {}).items():
+        lines.append(
+            f"peak RSS of inference.py, {name}: {row['peak_rss_mib_1x']:,.0f} MiB on "
+            f"{row['videos_1x']} videos, {row[f'peak_rss_mib_{MEMORY_DATA_COPIES}x']:,.0f} MiB on "
+            f"{row[f'videos_{MEMORY_DATA_COPIES}x']} ({row['growth']:.2f}x)"
+        )
+    return "\n".join(lines)
+
+
+def run_benchmark(
+    output_dir, presets, ks, num_videos, batch_size, repeats, num_readers, measure_memory_too
+):
+    """Runs every measurement and writes `output_dir/benchmark.json`; returns the report."""
+    if num_videos < 2 * batch_size:
+        raise utils.UserInputError(
+            f"--num_videos={num_videos} must be at least 2 batches (--batch_size={batch_size}): "
+            "the first batch of each pass is not timed."
+        )
+    if repeats < 1:
+        raise utils.UserInputError(f"--repeats={repeats} must be >= 1.")
+    ks = parse_ks(ks)
+    for preset in presets:
+        if preset not in PRESETS:
+            raise utils.UserInputError(f"--presets: unknown preset '{preset}' (small, paper).")
+    data_dir = os.path.join(output_dir, f"data-{num_videos}videos")
+    pattern = write_benchmark_data(data_dir, num_videos, num_classes=10)
+    plain_samples = [plain_read_rate(pattern, batch_size, num_readers) for _ in range(repeats)]
+    report = {
+        "num_videos": num_videos,
+        "batch_size": batch_size,
+        "repeats": repeats,
+        "plain_read_videos_per_second": statistics.median(plain_samples),
+        "plain_read_samples": plain_samples,
+        "presets": {},
+        "tensorflow": tf.__version__,
+        "cpu_count": os.cpu_count(),
+    }
+    work_dir = os.path.join(output_dir, "models")
+    for preset in presets:
+        results = measure_preset(preset, ks, pattern, work_dir, batch_size, repeats, num_readers)
+        report["presets"][preset] = results
+    first = report["presets"][presets[0]]
+    report["frames_per_video"] = first[0]["frames_per_video"]
+    if measure_memory_too:
+        copies = copies_of_data(
+            pattern, os.path.join(output_dir, f"data-x{MEMORY_DATA_COPIES}"), MEMORY_DATA_COPIES
+        )
+        chosen = {f"{presets[0]} {entry['name']}": entry["train_dir"] for entry in first}
+        chosen = {
+            name: train_dir
+            for name, train_dir in chosen.items()
+            if name.endswith(("teacher", "student-10"))
+        }
+        report["memory"] = measure_memory(chosen, pattern, copies, output_dir, batch_size)
+    utils.write_text_atomically(
+        os.path.join(output_dir, "benchmark.json"), json.dumps(report, indent=2) + "\n"
+    )
+    return report
+
+
+def main(unused_argv):
+    with utils.exit_on_user_error():
+        report = run_benchmark(
+            FLAGS.output_dir,
+            FLAGS.presets,
+            FLAGS.ks,
+            FLAGS.num_videos,
+            FLAGS.batch_size,
+            FLAGS.repeats,
+            FLAGS.num_readers,
+            FLAGS.measure_memory,
+        )
+    print(format_table(report))
+    print(f"Wrote {os.path.join(FLAGS.output_dir, 'benchmark.json')}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,59 @@
+"""Tests of benchmark.py: a tiny run gives a complete, consistent report."""
+
+import json
+
+import numpy as np
+import pytest
+
+import benchmark
+import utils
+
+
+def test_tiny_benchmark_reports_every_model_and_memory(tmp_path):
+    output_dir = str(tmp_path / "bench")
+    report = benchmark.run_benchmark(
+        output_dir,
+        presets=["small"],
+        ks=["10", "50"],
+        num_videos=32,
+        batch_size=8,
+        repeats=1,
+        num_readers=2,
+        measure_memory_too=True,
+    )
+    with open(f"{output_dir}/benchmark.json") as handle:
+        assert json.load(handle) == json.loads(json.dumps(report))
+    results = report["presets"]["small"]
+    assert [entry["name"] for entry in results] == ["teacher", "student-50", "student-10"]
+    assert [entry["frame_stride"] for entry in results] == [1, 2, 10]
+    teacher_frames = results[0]["frames_per_video"]
+    assert 120 <= teacher_frames <= 300
+    # Each student reads ceil(frames / stride) frames: about 1/stride of the teacher's.
+    for entry in results[1:]:
+        assert entry["frames_per_video"] == pytest.approx(
+            teacher_frames / entry["frame_stride"], abs=1.0
+        )
+    for entry in results:
+        for measure in ("pipeline", "model", "end_to_end"):
+            assert np.isfinite(entry[f"{measure}_videos_per_second"])
+            assert entry[f"{measure}_videos_per_second"] > 0
+    assert results[0]["end_to_end_speedup"] == 1.0
+    assert report["plain_read_videos_per_second"] > 0
+    memory = report["memory"]
+    assert set(memory) == {"small teacher", "small student-10"}
+    for row in memory.values():
+        assert row["videos_1x"] == 32 and row["videos_4x"] == 128
+        assert row["peak_rss_mib_1x"] > 100 and row["growth"] > 0
+    table = benchmark.format_table(report)
+    assert "student-10" in table and "peak RSS" in table
+
+
+@pytest.mark.parametrize("bad", ["7", "0", "100", "ten"])
+def test_bad_ks_are_refused(bad):
+    with pytest.raises(utils.UserInputError, match="--ks"):
+        benchmark.parse_ks([bad])
+
+
+def test_too_few_videos_for_the_batch_is_refused(tmp_path):
+    with pytest.raises(utils.UserInputError, match="--num_videos"):
+        benchmark.run_benchmark(str(tmp_path), ["small"], ["10"], 10, 8, 1, 2, False)
