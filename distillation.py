@@ -242,6 +242,8 @@ def train_distilled(options, model_flags, distill_options):
 
         return advanced_step
 
+    stop = train.StopSignals()
+
     def run_phase(epochs, step_fn, manager, keep_all_frames, export=None):
         """Runs the phase's remaining epochs; True when --max_steps stopped it."""
         while int(epochs_done) < epochs:
@@ -250,7 +252,7 @@ def train_distilled(options, model_flags, distill_options):
                 model_flags, options, files, 1, step, keep_all_frames=keep_all_frames
             )
             _, stopped = train.run_steps(
-                advancing(step_fn), batches, current_step, manager, options, logger, export
+                advancing(step_fn), batches, current_step, manager, options, logger, export, stop
             )
             if stopped:
                 train.save_if_new(manager, current_step())
@@ -259,30 +261,37 @@ def train_distilled(options, model_flags, distill_options):
             manager.save(checkpoint_number=current_step())
         return False
 
-    stopped = bool(options.max_steps) and current_step() >= options.max_steps
-    if phase == 1 and not stopped:
-        stopped = run_phase(distill_options.joint_epochs, phase_one_step, joint_manager, True)
-        if not stopped:
-            phase = 2
-            epochs_done.assign(0)
-            # The first student-only checkpoint marks the start of phase 2 for a resume.
-            finetune_manager.save(checkpoint_number=current_step())
-            logging.info("Phase 1 done at step %d: the teacher is dropped", current_step())
-    if phase == 2 and not stopped:
-        label_loss_fn = getattr(losses, model_flags["label_loss"])()
-        supervised = train.make_supervised_step(student, label_loss_fn, finetune_optimizer, options)
-        export_reader = readers.reader_from_model_flags(model_flags, options.video_id_key)
-        run_phase(
-            distill_options.finetune_epochs,
-            supervised,
-            finetune_manager,
-            False,
-            export=lambda global_step: train.export_snapshot(
-                student, export_reader, train_dir, global_step
-            ),
-        )
-        train.save_if_new(finetune_manager, current_step())
-    logger.flush()
+    try:
+        with stop:
+            stopped = bool(options.max_steps) and current_step() >= options.max_steps
+            if phase == 1 and not stopped:
+                stopped = run_phase(
+                    distill_options.joint_epochs, phase_one_step, joint_manager, True
+                )
+                if not stopped:
+                    phase = 2
+                    epochs_done.assign(0)
+                    # The first student-only checkpoint marks the start of phase 2 for a resume.
+                    finetune_manager.save(checkpoint_number=current_step())
+                    logging.info("Phase 1 done at step %d: the teacher is dropped", current_step())
+            if phase == 2 and not stopped:
+                label_loss_fn = getattr(losses, model_flags["label_loss"])()
+                supervised = train.make_supervised_step(
+                    student, label_loss_fn, finetune_optimizer, options
+                )
+                export_reader = readers.reader_from_model_flags(model_flags, options.video_id_key)
+                run_phase(
+                    distill_options.finetune_epochs,
+                    supervised,
+                    finetune_manager,
+                    False,
+                    export=lambda global_step: train.export_snapshot(
+                        student, export_reader, train_dir, global_step
+                    ),
+                )
+                train.save_if_new(finetune_manager, current_step())
+    finally:
+        logger.flush()
     if phase == 1:
         logging.info(
             "Stopped in phase 1 at step %d (%s); the student has no fine-tuned checkpoint yet.",

@@ -14,6 +14,9 @@ go to `train_dir`.
 
 import dataclasses
 import os
+import signal
+import sys
+import threading
 import time
 
 import tensorflow as tf
@@ -283,9 +286,20 @@ class ProgressLogger:
         self.writer.flush()
 
 
+# In the message of the error raised when a step's loss is NaN or infinite.
+NONFINITE_LOSS_MESSAGE = "the training loss is not finite"
+
+
 def apply_gradients(optimizer, tape, loss, variables, clip_gradient_norm):
-    """One optimizer step on `variables`, each gradient clipped to `clip_gradient_norm` (0: no)."""
-    gradients = tape.gradient(loss, variables)
+    """One optimizer step on `variables`, each gradient clipped to `clip_gradient_norm` (0: no).
+
+    A NaN or infinite `loss` raises `tf.errors.InvalidArgumentError` (with
+    NONFINITE_LOSS_MESSAGE) before any variable changes.
+    """
+    # The variables' updates wait for the check (Keras moves its step counter regardless).
+    finite = tf.debugging.Assert(tf.math.is_finite(loss), [NONFINITE_LOSS_MESSAGE, loss])
+    with tf.control_dependencies([finite]):
+        gradients = tape.gradient(loss, variables)
     if clip_gradient_norm > 0:
         gradients = [tf.clip_by_norm(gradient, clip_gradient_norm) for gradient in gradients]
     optimizer.apply_gradients(zip(gradients, variables, strict=True))
@@ -327,7 +341,50 @@ def make_supervised_step(model, label_loss_fn, optimizer, options):
     return step
 
 
-def run_steps(step, batches, current_step, manager, options, logger, export=None):
+class TrainingInterrupted(Exception):
+    """SIGTERM or SIGINT stopped training; a checkpoint of the last step was written."""
+
+    def __init__(self, signal_name, step, checkpoint):
+        super().__init__(
+            f"{signal_name} received: stopped at step {step} and saved {checkpoint}. Run the "
+            "same command again to resume from there."
+        )
+        self.signal_name = signal_name
+        self.exit_code = 128 + signal.Signals[signal_name].value
+
+
+class StopSignals:
+    """While active, SIGTERM (a preemption) and SIGINT (Ctrl-C) ask training to stop after the
+    current step instead of killing it; a second SIGINT interrupts at once.
+
+    Signal handlers can only be set from the main thread; elsewhere this does nothing.
+    """
+
+    HANDLED = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.received = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signal_number in self.HANDLED:
+                self._previous[signal_number] = signal.signal(signal_number, self._handle)
+        return self
+
+    def __exit__(self, *unused_exception):
+        for signal_number, handler in self._previous.items():
+            signal.signal(signal_number, handler)
+        self._previous = {}
+
+    def _handle(self, signal_number, unused_frame):
+        if self.received is not None and signal_number == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signal_number).name
+        logging.warning("%s received: stopping after this step.", self.received)
+
+
+def run_steps(step, batches, current_step, manager, options, logger, export=None, stop=None):
     """Runs `step` on each batch, with logging, periodic checkpoints and exports.
 
     Args:
@@ -338,19 +395,39 @@ def run_steps(step, batches, current_step, manager, options, logger, export=None
       options: TrainOptions.
       logger: ProgressLogger.
       export: callable(step) writing a SavedModel, or None.
+      stop: a StopSignals; when it has received a signal, a checkpoint is saved and
+        TrainingInterrupted raised.
 
     Returns:
       (the last loss or None, True when --max_steps was reached).
+
+    Raises:
+      utils.UserInputError: when a step's loss is NaN or infinite (nothing of that step is
+        applied or saved: the latest checkpoint keeps the last good weights).
+      TrainingInterrupted: after SIGTERM or SIGINT, once the checkpoint is written.
     """
     loss = None
     for batch in batches:
-        loss, predictions, extra_scalars = step(batch)
+        next_step = current_step() + 1
+        try:
+            loss, predictions, extra_scalars = step(batch)
+        except tf.errors.InvalidArgumentError as error:
+            if NONFINITE_LOSS_MESSAGE not in str(error):
+                raise
+            raise utils.UserInputError(
+                f"The training loss is NaN or infinite at step {next_step}; training "
+                f"stopped. The latest checkpoint ({manager.latest_checkpoint}) holds the last "
+                "weights saved before it. Lower --base_learning_rate or check the input data."
+            ) from None
         global_step = current_step()
         logger.record(global_step, batch, loss, predictions, extra_scalars)
         if global_step % options.checkpoint_steps == 0:
             manager.save(checkpoint_number=global_step)
         if export and options.export_model_steps and global_step % options.export_model_steps == 0:
             export(global_step)
+        if stop is not None and stop.received:
+            save_if_new(manager, global_step)
+            raise TrainingInterrupted(stop.received, global_step, manager.latest_checkpoint)
         if options.max_steps and global_step >= options.max_steps:
             return loss, True
     return loss, False
@@ -453,16 +530,20 @@ def train(options, model_flags):
         logger = ProgressLogger(
             train_dir, options.log_every_n_steps, lambda: learning_rate(optimizer.iterations)
         )
-        loss, _ = run_steps(
-            make_supervised_step(model, label_loss_fn, optimizer, options),
-            batches,
-            current_step,
-            manager,
-            options,
-            logger,
-            export=lambda step: export_snapshot(model, reader, train_dir, step),
-        )
-        logger.flush()
+        try:
+            with StopSignals() as stop:
+                loss, _ = run_steps(
+                    make_supervised_step(model, label_loss_fn, optimizer, options),
+                    batches,
+                    current_step,
+                    manager,
+                    options,
+                    logger,
+                    export=lambda step: export_snapshot(model, reader, train_dir, step),
+                    stop=stop,
+                )
+        finally:
+            logger.flush()
     save_if_new(manager, current_step())
     logging.info("Done at step %d; checkpoint %s", current_step(), manager.latest_checkpoint)
     return {
@@ -571,6 +652,15 @@ def main(unused_argv):
     print(f"Trained to step {result['global_step']}; checkpoint {result['checkpoint']}")
 
 
+def run_training_main(argv):
+    """main, with an interruption by SIGTERM or SIGINT reported and the signal's exit status."""
+    try:
+        main(argv)
+    except TrainingInterrupted as interruption:
+        print(f"INTERRUPTED: {interruption}", file=sys.stderr)
+        sys.exit(interruption.exit_code)
+
+
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    app.run(run_training_main)
