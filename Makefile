@@ -1,10 +1,10 @@
-# Set-up, demo and tests. `make demo` and `make test` work on a fresh clone.
+# Set-up, demo, the paper's grid, the benchmark and tests. Every target works on a fresh clone.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint format clean
+.PHONY: setup demo reproduce bench test lint format clean
 
 setup: $(STAMP)
 
@@ -15,6 +15,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 demo: setup
 	$(PY) demo.py --output_dir=demo_out
+
+reproduce: setup
+	$(PY) reproduce.py --output_dir=reproduce_out
+
+bench: setup
+	$(PY) benchmark.py --output_dir=benchmark_out
 
 lint: setup
 	$(PY) -m ruff check .
@@ -28,4 +34,4 @@ test: lint
 	$(PY) -m pytest tests
 
 clean:
-	rm -rf demo_out .pytest_cache .ruff_cache
+	rm -rf demo_out reproduce_out benchmark_out .pytest_cache .ruff_cache

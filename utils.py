@@ -122,12 +122,17 @@ def glob_data_files(data_pattern, flag_name="data pattern"):
     return files
 
 
-def write_text_atomically(path, text):
-    """Writes `text` to `path` through a temporary file and a rename, so `path` is never partial."""
+def write_bytes_atomically(path, data):
+    """Writes `data` to `path` through a temporary file and a rename, so `path` is never partial."""
     temporary_path = f"{path}.tmp-{uuid.uuid4().hex}"
-    with tf.io.gfile.GFile(temporary_path, "w") as handle:
-        handle.write(text)
+    with tf.io.gfile.GFile(temporary_path, "wb") as handle:
+        handle.write(data)
     tf.io.gfile.rename(temporary_path, path, overwrite=True)
+
+
+def write_text_atomically(path, text):
+    """Writes the string `text` (UTF-8) to `path`; see write_bytes_atomically."""
+    write_bytes_atomically(path, text.encode("utf-8"))
 
 
 def save_model_flags(train_dir, model_flags):
