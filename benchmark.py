@@ -14,9 +14,10 @@ students on 1 frame in j = 100/k, block 5, for k in `--ks`), it measures videos 
 - `end_to_end`: what `inference.py` does per batch (`readers.iterate_batches`, the compiled
   model and top-k of `inference.checkpoint_predictor`, results to numpy), from the TFRecords.
 
-Every figure is the median of `--repeats` passes; within a pass all models are measured one
-after the other, so drift in the machine's speed affects them alike. The first batch of every
-pass is not timed, and every model is traced on all batch shapes before the timed passes.
+Every figure is the median of `--repeats` repeats; within a repeat the plain read and all
+models are measured one after the other, so drift in the machine's speed affects them alike.
+A measurement passes over the data as often as it takes to time at least `--min_seconds`; the
+first batch of every pass is not timed, and every model is traced on all batch shapes before.
 Models have random weights: speed does not depend on them.
 
 Memory: `inference.py` runs in a child process on the data and on 4x the data (the same shards
@@ -51,6 +52,11 @@ flags.DEFINE_integer("num_videos", 640, "Videos in the synthetic benchmark set."
 flags.DEFINE_integer("batch_size", 64, "Videos per batch.")
 flags.DEFINE_integer("repeats", 3, "Timed passes per measurement (the median is reported).")
 flags.DEFINE_integer("num_readers", 4, "Shards read in parallel.")
+flags.DEFINE_float(
+    "min_seconds",
+    2.0,
+    "Each measurement repeats passes over the data until it has timed this long.",
+)
 flags.DEFINE_bool("measure_memory", True, "Measure inference's peak RSS at 1x and 4x the data.")
 
 NUM_SHARDS = 8
@@ -141,53 +147,73 @@ def save_untrained(model_flags, train_dir):
     return train_dir
 
 
-def timed_rate(batches, count_videos):
-    """Videos per second over an iterable of batches, not timing the first batch."""
-    iterator = iter(batches)
-    first = next(iterator, None)
-    if first is None:
-        return float("nan")
+def timed_rate(make_batches, count_videos, min_seconds):
+    """Videos per second over passes of `make_batches()` lasting at least `min_seconds` in all.
+
+    The first batch of every pass is not timed (pipeline start-up, the first call of the
+    compiled model); passes are repeated until the timed part adds up to `min_seconds`, so
+    that fast models are not timed over a fraction of a second.
+    """
     num_videos = 0
-    start = time.perf_counter()
-    for batch in iterator:
-        num_videos += count_videos(batch)
-    elapsed = time.perf_counter() - start
-    return num_videos / elapsed if elapsed > 0 else float("nan")
+    elapsed = 0.0
+    while num_videos == 0 or elapsed < min_seconds:
+        iterator = iter(make_batches())
+        if next(iterator, None) is None:
+            return float("nan")
+        start = time.perf_counter()
+        for batch in iterator:
+            num_videos += count_videos(batch)
+        elapsed += time.perf_counter() - start
+        if num_videos == 0:  # a single batch: nothing was timed
+            return float("nan")
+    return num_videos / elapsed
 
 
-def plain_read_rate(pattern, batch_size, num_readers):
-    records, _ = readers.make_record_batches(pattern, batch_size, num_readers=num_readers)
-    return timed_rate(records.prefetch(readers.AUTOTUNE), lambda batch: int(batch.shape[0]))
+def plain_read_rate(pattern, batch_size, num_readers, min_seconds):
+    def make_batches():
+        records, _ = readers.make_record_batches(pattern, batch_size, num_readers=num_readers)
+        return records.prefetch(readers.AUTOTUNE)
+
+    return timed_rate(make_batches, lambda batch: int(batch.shape[0]), min_seconds)
 
 
-def pipeline_rate(reader, pattern, batch_size, num_readers):
-    dataset, _ = reader.make_dataset(pattern, batch_size, num_readers=num_readers)
-    return timed_rate(dataset, lambda batch: int(batch["num_frames"].shape[0]))
+def pipeline_rate(reader, pattern, batch_size, num_readers, min_seconds):
+    def make_batches():
+        return reader.make_dataset(pattern, batch_size, num_readers=num_readers)[0]
+
+    return timed_rate(make_batches, lambda batch: int(batch["num_frames"].shape[0]), min_seconds)
 
 
-def model_rate(predict, cached_batches):
-    def predictions():
+def model_rate(predict, cached_batches, min_seconds):
+    def make_batches():
         for video_matrix, num_frames in cached_batches:
             indexes, _ = predict(video_matrix, num_frames)
             yield indexes.numpy()
 
-    return timed_rate(predictions(), len)
+    return timed_rate(make_batches, len, min_seconds)
 
 
-def end_to_end_rate(reader, predict, pattern, batch_size, num_readers):
+def end_to_end_rate(reader, predict, pattern, batch_size, num_readers, min_seconds):
     """inference.py's loop: reader, model, top-k, numpy (the compiled model already traced)."""
-    dataset, files = reader.make_dataset(pattern, batch_size, num_readers=num_readers)
 
-    def predictions():
+    def make_batches():
+        dataset, files = reader.make_dataset(pattern, batch_size, num_readers=num_readers)
         for batch in readers.iterate_batches(dataset, files):
             indexes, scores = predict(batch["video_matrix"], batch["num_frames"])
             yield batch["video_ids"].numpy(), indexes.numpy(), scores.numpy()
 
-    return timed_rate(predictions(), lambda batch: len(batch[0]))
+    return timed_rate(make_batches, lambda batch: len(batch[0]), min_seconds)
 
 
-def measure_preset(preset, ks, pattern, work_dir, batch_size, repeats, num_readers):
-    """Per model: median videos/s of the pipeline, the model alone and end to end."""
+def measure_preset(preset, ks, pattern, work_dir, batch_size, repeats, num_readers, min_seconds):
+    """Per model: median videos/s of the pipeline, the model alone and end to end.
+
+    Each repeat first times a plain TFRecord read of the same shards, then every model in turn,
+    so that a pipeline's rate is compared with a plain read taken minutes, not an hour, apart.
+
+    Returns:
+      (per-model result dicts, teacher first; the plain read's samples in videos/s).
+    """
     entries = benchmark_models(preset, ks)
     prepared = []
     for name, model_flags in entries:
@@ -199,14 +225,16 @@ def measure_preset(preset, ks, pattern, work_dir, batch_size, repeats, num_reade
             predict(video_matrix, num_frames)
         prepared.append((name, model_flags, train_dir, reader, predict, cached))
     samples = {name: {"pipeline": [], "model": [], "end_to_end": []} for name, _ in entries}
+    plain_samples = []
     for repeat in range(repeats):
+        plain_samples.append(plain_read_rate(pattern, batch_size, num_readers, min_seconds))
         for name, _, _, reader, predict, cached in prepared:
             samples[name]["pipeline"].append(
-                pipeline_rate(reader, pattern, batch_size, num_readers)
+                pipeline_rate(reader, pattern, batch_size, num_readers, min_seconds)
             )
-            samples[name]["model"].append(model_rate(predict, cached))
+            samples[name]["model"].append(model_rate(predict, cached, min_seconds))
             samples[name]["end_to_end"].append(
-                end_to_end_rate(reader, predict, pattern, batch_size, num_readers)
+                end_to_end_rate(reader, predict, pattern, batch_size, num_readers, min_seconds)
             )
             logging.info("%s %s pass %d: %s", preset, name, repeat + 1, samples[name])
     results = []
@@ -223,13 +251,16 @@ def measure_preset(preset, ks, pattern, work_dir, batch_size, repeats, num_reade
         for measure, values in samples[name].items():
             entry[f"{measure}_videos_per_second"] = statistics.median(values)
             entry[f"{measure}_samples"] = values
+        entry["pipeline_of_plain_read"] = entry["pipeline_videos_per_second"] / statistics.median(
+            plain_samples
+        )
         results.append(entry)
     teacher = results[0]
     for entry in results:
         for measure in ("pipeline", "model", "end_to_end"):
             key = f"{measure}_videos_per_second"
             entry[f"{measure}_speedup"] = entry[key] / teacher[key]
-    return results
+    return results, plain_samples
 
 
 def measure_memory(train_dirs, pattern, copies_pattern, work_dir, batch_size):
@@ -249,10 +280,32 @@ def measure_memory(train_dirs, pattern, copies_pattern, work_dir, batch_size):
     return memory
 
 
+# Runs a script as __main__ and, at exit, writes its process's peak RSS (VmHWM, kB) to a file.
+# VmHWM belongs to the address space that exec created, so unlike wait4's ru_maxrss it does not
+# include the parent's memory at the time of the fork.
+PEAK_RSS_WRAPPER = """
+import atexit, runpy, sys
+
+def write_peak_rss(path=sys.argv[1]):
+    with open("/proc/self/status") as status:
+        peak_kb = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(path, "w") as handle:
+        handle.write(peak_kb)
+
+atexit.register(write_peak_rss)
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 def child_peak_rss_mib(train_dir, pattern, output_file, batch_size):
-    """Runs inference.py as a child and returns its own peak RSS in MiB (from wait4)."""
+    """Runs inference.py as a child process and returns its own peak RSS in MiB (Linux)."""
+    peak_file = output_file + ".peak_rss_kb"
     command = [
         sys.executable,
+        "-c",
+        PEAK_RSS_WRAPPER,
+        peak_file,
         os.path.join(os.path.dirname(os.path.abspath(__file__)), "inference.py"),
         f"--train_dir={train_dir}",
         f"--input_data_pattern={pattern}",
@@ -261,13 +314,12 @@ def child_peak_rss_mib(train_dir, pattern, output_file, batch_size):
     ]
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     with open(output_file + ".log", "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=log, env=environment)
-        _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
+        completed = subprocess.run(command, stdout=log, stderr=log, env=environment, check=False)
+    if completed.returncode != 0:
         with open(output_file + ".log") as log:
             raise RuntimeError(f"inference.py failed:\n{log.read()[-2000:]}")
-    return round(usage.ru_maxrss / 1024.0, 1)  # kilobytes on Linux
+    with open(peak_file) as handle:
+        return round(int(handle.read()) / 1024.0, 1)
 
 
 def format_table(report):
@@ -286,7 +338,7 @@ def format_table(report):
             lines.append(
                 f"{preset:<7} {entry['name']:<11} {entry['frames_per_video']:>6.1f} "
                 f"{entry['pipeline_videos_per_second']:>13,.0f} "
-                f"{entry['pipeline_videos_per_second'] / plain:>8.0%} "
+                f"{entry['pipeline_of_plain_read']:>8.0%} "
                 f"{entry['model_videos_per_second']:>10,.1f} "
                 f"{entry['end_to_end_videos_per_second']:>15,.1f} "
                 f"{entry['end_to_end_speedup']:>7.2f}x"
@@ -301,7 +353,15 @@ def format_table(report):
 
 
 def run_benchmark(
-    output_dir, presets, ks, num_videos, batch_size, repeats, num_readers, measure_memory_too
+    output_dir,
+    presets,
+    ks,
+    num_videos,
+    batch_size,
+    repeats,
+    num_readers,
+    measure_memory_too,
+    min_seconds=2.0,
 ):
     """Runs every measurement and writes `output_dir/benchmark.json`; returns the report."""
     if num_videos < 2 * batch_size:
@@ -311,27 +371,33 @@ def run_benchmark(
         )
     if repeats < 1:
         raise utils.UserInputError(f"--repeats={repeats} must be >= 1.")
+    if min_seconds < 0:
+        raise utils.UserInputError(f"--min_seconds={min_seconds} must be >= 0.")
     ks = parse_ks(ks)
     for preset in presets:
         if preset not in PRESETS:
             raise utils.UserInputError(f"--presets: unknown preset '{preset}' (small, paper).")
     data_dir = os.path.join(output_dir, f"data-{num_videos}videos")
     pattern = write_benchmark_data(data_dir, num_videos, num_classes=10)
-    plain_samples = [plain_read_rate(pattern, batch_size, num_readers) for _ in range(repeats)]
     report = {
         "num_videos": num_videos,
         "batch_size": batch_size,
         "repeats": repeats,
-        "plain_read_videos_per_second": statistics.median(plain_samples),
-        "plain_read_samples": plain_samples,
+        "min_seconds": min_seconds,
         "presets": {},
+        "plain_read_samples": {},
         "tensorflow": tf.__version__,
         "cpu_count": os.cpu_count(),
     }
     work_dir = os.path.join(output_dir, "models")
     for preset in presets:
-        results = measure_preset(preset, ks, pattern, work_dir, batch_size, repeats, num_readers)
+        results, plain_samples = measure_preset(
+            preset, ks, pattern, work_dir, batch_size, repeats, num_readers, min_seconds
+        )
         report["presets"][preset] = results
+        report["plain_read_samples"][preset] = plain_samples
+    every_plain_sample = [rate for rates in report["plain_read_samples"].values() for rate in rates]
+    report["plain_read_videos_per_second"] = statistics.median(every_plain_sample)
     first = report["presets"][presets[0]]
     report["frames_per_video"] = first[0]["frames_per_video"]
     if measure_memory_too:
@@ -362,6 +428,7 @@ def main(unused_argv):
             FLAGS.repeats,
             FLAGS.num_readers,
             FLAGS.measure_memory,
+            FLAGS.min_seconds,
         )
     print(format_table(report))
     print(f"Wrote {os.path.join(FLAGS.output_dir, 'benchmark.json')}")

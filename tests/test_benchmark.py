@@ -1,6 +1,7 @@
 """Tests of benchmark.py: a tiny run gives a complete, consistent report."""
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ def test_tiny_benchmark_reports_every_model_and_memory(tmp_path):
         repeats=1,
         num_readers=2,
         measure_memory_too=True,
+        min_seconds=0.0,
     )
     with open(f"{output_dir}/benchmark.json") as handle:
         assert json.load(handle) == json.loads(json.dumps(report))
@@ -39,6 +41,11 @@ def test_tiny_benchmark_reports_every_model_and_memory(tmp_path):
             assert entry[f"{measure}_videos_per_second"] > 0
     assert results[0]["end_to_end_speedup"] == 1.0
     assert report["plain_read_videos_per_second"] > 0
+    assert len(report["plain_read_samples"]["small"]) == 1
+    for entry in results:
+        assert entry["pipeline_of_plain_read"] == pytest.approx(
+            entry["pipeline_videos_per_second"] / report["plain_read_samples"]["small"][0]
+        )
     memory = report["memory"]
     assert set(memory) == {"small teacher", "small student-10"}
     for row in memory.values():
@@ -46,6 +53,22 @@ def test_tiny_benchmark_reports_every_model_and_memory(tmp_path):
         assert row["peak_rss_mib_1x"] > 100 and row["growth"] > 0
     table = benchmark.format_table(report)
     assert "student-10" in table and "peak RSS" in table
+
+
+def test_timed_rate_repeats_passes_until_min_seconds():
+    passes = []
+
+    def make_batches():
+        passes.append(1)
+        for _ in range(3):
+            time.sleep(0.01)
+            yield [0, 0]  # a batch of two videos
+
+    rate = benchmark.timed_rate(make_batches, len, min_seconds=0.1)
+    # Two timed batches of two videos per pass, about 0.02 s per pass: five passes or more.
+    assert len(passes) >= 5
+    assert 20 < rate <= 2 * 2 / 0.02  # a sleep lasts at least what it asks for
+    assert np.isnan(benchmark.timed_rate(lambda: iter([[0]]), len, min_seconds=1.0))
 
 
 @pytest.mark.parametrize("bad", ["7", "0", "100", "ten"])
