@@ -171,6 +171,7 @@ def train_distilled(options, model_flags, distill_options):
     """
     distill_options.validate()
     files, student = train.prepare_train_dir(options, model_flags)
+    skipped = readers.SkippedRecords()
     train_dir = options.train_dir
     joint = not distill_options.teacher_train_dir
     if joint:
@@ -249,7 +250,7 @@ def train_distilled(options, model_flags, distill_options):
         while int(epochs_done) < epochs:
             logging.info("Phase %d, epoch %d of %d", phase, int(epochs_done) + 1, epochs)
             _, batches = train.make_training_dataset(
-                model_flags, options, files, 1, step, keep_all_frames=keep_all_frames
+                model_flags, options, files, 1, step, keep_all_frames, skipped
             )
             _, stopped = train.run_steps(
                 advancing(step_fn), batches, current_step, manager, options, logger, export, stop
@@ -302,9 +303,11 @@ def train_distilled(options, model_flags, distill_options):
         logging.info(
             "Done at step %d; checkpoint %s", current_step(), finetune_manager.latest_checkpoint
         )
+    train.report_skipped(options, skipped)
     return {
         "global_step": current_step(),
         "last_loss": None,
         "checkpoint": finetune_manager.latest_checkpoint,
         "phase": phase,
+        "skipped_records": skipped.count,
     }

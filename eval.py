@@ -33,6 +33,7 @@ def evaluate_checkpoint(
     top_k=20,
     video_id_key="id",
     num_readers=4,
+    corrupt_record_policy="fail",
 ):
     """Evaluates one checkpoint on every video matching `eval_data_pattern`.
 
@@ -44,13 +45,17 @@ def evaluate_checkpoint(
       top_k: predictions per video counted by GAP.
       video_id_key: context key of the video id.
       num_readers: shards read in parallel.
+      corrupt_record_policy: "fail" or "skip" (readers.py).
 
     Returns:
       dict with `gap`, `avg_hit_at_one`, `avg_perr`, `map`, `avg_loss`, `num_examples`,
-      `global_step`, `checkpoint`, `eval_seconds`, `videos_per_second`.
+      `global_step`, `checkpoint`, `eval_seconds`, `videos_per_second`, `skipped_records`
+      (left out by the "skip" policy; 0 with "fail") and `skipped` (what they were).
     """
     model, model_flags, checkpoint_path = export_model.restore_model(train_dir, checkpoint_path)
-    reader = readers.reader_from_model_flags(model_flags, video_id_key=video_id_key)
+    reader = readers.reader_from_model_flags(
+        model_flags, video_id_key=video_id_key, corrupt_record_policy=corrupt_record_policy
+    )
     dataset, files = reader.make_dataset(
         eval_data_pattern, batch_size, num_readers=num_readers, flag_name="--eval_data_pattern"
     )
@@ -66,7 +71,7 @@ def evaluate_checkpoint(
 
     metrics = eval_util.EvaluationMetrics(model_flags["num_classes"], top_k, None)
     start = time.time()
-    for batch in readers.iterate_batches(dataset, files):
+    for batch in readers.iterate_batches(dataset, files, reader.skipped_records):
         predictions, loss = eval_step(batch["video_matrix"], batch["num_frames"], batch["labels"])
         metrics.accumulate(predictions.numpy(), batch["labels"].numpy(), float(loss))
     elapsed = time.time() - start
@@ -85,6 +90,8 @@ def evaluate_checkpoint(
         "checkpoint": checkpoint_path,
         "eval_seconds": elapsed,
         "videos_per_second": num_examples / max(elapsed, 1e-9),
+        "skipped_records": reader.skipped_records.count,
+        "skipped": reader.skipped_records.summary(),
     }
 
 
@@ -112,6 +119,11 @@ def format_metrics(metrics):
         f"GAP {metrics['gap']:.4f} | Hit@1 {metrics['avg_hit_at_one']:.4f} | "
         f"PERR {metrics['avg_perr']:.4f} | mAP {metrics['map']:.4f} | "
         f"loss {metrics['avg_loss']:.4f}"
+        + (
+            f" | {metrics['skipped_records']} record(s) skipped"
+            if metrics["skipped_records"]
+            else ""
+        )
     )
 
 
@@ -124,6 +136,8 @@ def run(train_dir, eval_data_pattern, run_once, timeout_secs=None, **evaluate_op
     Raises:
       utils.UserInputError: when no checkpoint appeared before the timeout.
     """
+    if tf.io.gfile.isdir(train_dir):  # (it may not exist yet while training starts)
+        utils.check_writable_dir(train_dir, "--train_dir")  # eval_metrics.json goes there
     if run_once:
         checkpoints = [None]
     else:
@@ -152,6 +166,12 @@ def define_flags():
     flags.DEFINE_string("video_id_key", "id", "Context key of the video id.")
     flags.DEFINE_integer("num_readers", 4, "Shards read in parallel.")
     flags.DEFINE_integer("timeout_secs", 0, "Stop waiting for checkpoints after this (0: never).")
+    flags.DEFINE_enum(
+        "corrupt_record_policy",
+        "fail",
+        readers.CORRUPT_RECORD_POLICIES,
+        readers.CORRUPT_RECORD_POLICY_HELP,
+    )
 
 
 def main(unused_argv):
@@ -171,6 +191,7 @@ def main(unused_argv):
             top_k=flag_values.top_k,
             video_id_key=flag_values.video_id_key,
             num_readers=flag_values.num_readers,
+            corrupt_record_policy=flag_values.corrupt_record_policy,
         )
 
 

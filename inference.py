@@ -81,11 +81,13 @@ def named_output_path(output_file):
     return f"{stem}_names{extension or '.csv'}"
 
 
-def checkpoint_predictor(train_dir, top_k, video_id_key):
+def checkpoint_predictor(train_dir, top_k, video_id_key, corrupt_record_policy="fail"):
     """Returns (reader, predict): predict maps a parsed batch to top-k indexes and scores."""
     model, model_flags, checkpoint_path = export_model.restore_model(train_dir)
     logging.info("Restored %s", checkpoint_path)
-    reader = readers.reader_from_model_flags(model_flags, video_id_key=video_id_key)
+    reader = readers.reader_from_model_flags(
+        model_flags, video_id_key=video_id_key, corrupt_record_policy=corrupt_record_policy
+    )
     k = min(top_k, model_flags["num_classes"])
 
     @tf.function(reduce_retracing=True)
@@ -105,8 +107,16 @@ def iterate_predictions(
     saved_model_dir=None,
     video_id_key="id",
     num_readers=4,
+    corrupt_record_policy="fail",
+    skipped=None,
 ):
-    """Yields (video_ids, class_indexes, class_scores) numpy arrays per batch, in input order."""
+    """Yields (video_ids, class_indexes, class_scores) numpy arrays per batch, in input order.
+
+    With `corrupt_record_policy="skip"` what is left out is tallied in `skipped` (a
+    readers.SkippedRecords). A SavedModel parses the records itself, with the "fail" checks:
+    there only damaged shards can be skipped.
+    """
+    skipped = skipped if skipped is not None else readers.SkippedRecords()
     if saved_model_dir:
         if not tf.io.gfile.isdir(saved_model_dir):
             raise utils.UserInputError(f"--saved_model_dir={saved_model_dir} does not exist.")
@@ -118,6 +128,8 @@ def iterate_predictions(
             batch_size,
             num_readers=num_readers,
             flag_name="--input_data_pattern",
+            corrupt_record_policy=corrupt_record_policy,
+            skipped=skipped,
         )
         iterator = iter(records.prefetch(readers.AUTOTUNE))
         while True:
@@ -137,14 +149,17 @@ def iterate_predictions(
             scores = outputs["class_scores"].numpy()[:, :top_k]
             yield outputs["video_ids"].numpy(), indexes, scores
     else:
-        reader, predict = checkpoint_predictor(train_dir, top_k, video_id_key)
+        reader, predict = checkpoint_predictor(
+            train_dir, top_k, video_id_key, corrupt_record_policy
+        )
+        reader.skipped_records = skipped
         dataset, files = reader.make_dataset(
             input_data_pattern,
             batch_size,
             num_readers=num_readers,
             flag_name="--input_data_pattern",
         )
-        for batch in readers.iterate_batches(dataset, files):
+        for batch in readers.iterate_batches(dataset, files, skipped):
             indexes, scores = predict(batch["video_matrix"], batch["num_frames"])
             yield batch["video_ids"].numpy(), indexes.numpy(), scores.numpy()
 
@@ -159,12 +174,16 @@ def run_inference(
     vocabulary_file=None,
     video_id_key="id",
     num_readers=4,
+    corrupt_record_policy="fail",
 ):
     """Writes the Kaggle CSV (and the named CSV with a vocabulary) for every input video.
 
     Returns:
-      dict with `num_videos`, `seconds`, `output_file`, `named_output_file` (or None).
+      dict with `num_videos`, `seconds`, `output_file`, `named_output_file` (or None),
+      `skipped_records` and `skipped` (what --corrupt_record_policy=skip left out).
     """
+    readers.check_corrupt_record_policy(corrupt_record_policy)
+    skipped = readers.SkippedRecords()
     if not output_file:
         raise utils.UserInputError("--output_file is required.")
     if not train_dir and not saved_model_dir:
@@ -173,8 +192,7 @@ def run_inference(
         raise utils.UserInputError("--top_k and --batch_size must be >= 1.")
     if output_file.endswith("/") or tf.io.gfile.isdir(output_file):
         raise utils.UserInputError(f"--output_file={output_file} is a directory; name a file.")
-    output_dir = os.path.dirname(output_file) or "."
-    tf.io.gfile.makedirs(output_dir)
+    utils.check_writable_dir(os.path.dirname(output_file) or ".", "--output_file")
     vocabulary = load_vocabulary(vocabulary_file) if vocabulary_file else None
     named_file = named_output_path(output_file) if vocabulary is not None else None
 
@@ -197,6 +215,8 @@ def run_inference(
                     saved_model_dir=saved_model_dir,
                     video_id_key=video_id_key,
                     num_readers=num_readers,
+                    corrupt_record_policy=corrupt_record_policy,
+                    skipped=skipped,
                 ):
                     out.write("".join(format_lines(video_ids, indexes, scores)))
                     if named_out:
@@ -219,6 +239,8 @@ def run_inference(
         "seconds": time.time() - start,
         "output_file": output_file,
         "named_output_file": named_file,
+        "skipped_records": skipped.count,
+        "skipped": skipped.summary(),
     }
 
 
@@ -245,6 +267,12 @@ def define_flags():
     flags.DEFINE_string("vocabulary_file", "", "Optional vocabulary CSV: also write label names.")
     flags.DEFINE_string("video_id_key", "id", "Context key of the video id.")
     flags.DEFINE_integer("num_readers", 4, "Shards read in parallel.")
+    flags.DEFINE_enum(
+        "corrupt_record_policy",
+        "fail",
+        readers.CORRUPT_RECORD_POLICIES,
+        readers.CORRUPT_RECORD_POLICY_HELP,
+    )
 
 
 def main(unused_argv):
@@ -263,7 +291,10 @@ def main(unused_argv):
             vocabulary_file=flag_values.vocabulary_file or None,
             video_id_key=flag_values.video_id_key,
             num_readers=flag_values.num_readers,
+            corrupt_record_policy=flag_values.corrupt_record_policy,
         )
+    if flag_values.corrupt_record_policy == "skip":
+        print(readers.SkippedRecords.describe_summary(result["skipped"]))
     print(f"Wrote predictions for {result['num_videos']} videos to {result['output_file']}")
     if result["named_output_file"]:
         print(f"Wrote label names to {result['named_output_file']}")

@@ -13,12 +13,22 @@ Files are interleaved, records are batched first and parsed a batch at a time
 default: the model dequantizes them inside its compiled step, which is cheaper than converting
 every frame here (`dequantize=True` gives the starter's float32 matrices instead).
 
-Malformed data fails loudly: a frame of the wrong byte size or a label outside [0, num_classes)
-raises `tf.errors.InvalidArgumentError` whose message names the video id; a corrupt or truncated
-shard raises `tf.errors.DataLossError`, and `find_unreadable_file` names the shard.
+Bad data, by `corrupt_record_policy`:
+- "fail" (the default): a frame of the wrong byte size, a label outside [0, num_classes) or a
+  missing feature list raises `tf.errors.InvalidArgumentError` whose message names the video
+  id; a corrupt or truncated shard raises `tf.errors.DataLossError`, and `find_unreadable_file`
+  names the shard. `iterate_batches` turns both into one `utils.UserInputError`.
+- "skip": such videos are left out of their batch (the batch carries their ids and reasons as
+  `skipped_video_ids`, `skipped_reasons`); a shard is read up to its first corrupt or truncated
+  record and the rest of it, which TFRecord framing cannot resynchronise, is left out. Both are
+  logged and tallied in the reader's `SkippedRecords`.
+A record that is not a protocol buffer at all (its checksum held, so it was written that way)
+fails in both policies.
 """
 
 import contextlib
+import struct
+import threading
 
 import tensorflow as tf
 from absl import logging
@@ -26,36 +36,200 @@ from absl import logging
 import utils
 
 AUTOTUNE = tf.data.AUTOTUNE
+CORRUPT_RECORD_POLICIES = ("fail", "skip")
+# A TFRecord is: data length (uint64), masked CRC32-C of the length, data, masked CRC32-C of data.
+TFRECORD_HEADER_BYTES = 12
+TFRECORD_FRAMING_BYTES = 16
+CORRUPT_RECORD_POLICY_HELP = (
+    "fail: stop at the first corrupt shard or malformed video, naming it; skip: leave them out, "
+    "log each, and report the count at the end."
+)
+MAX_LISTED_SKIPS = 20  # skipped videos and shards listed by SkippedRecords.summary()
 
 
-def assert_feature_size(video_ids, bad_video, sizes_found, message):
-    """An in-graph check that no video is flagged in `bad_video`; its failure names the first.
+def check_corrupt_record_policy(policy):
+    if policy not in CORRUPT_RECORD_POLICIES:
+        raise utils.UserInputError(
+            f"--corrupt_record_policy={policy}: choose one of {', '.join(CORRUPT_RECORD_POLICIES)}."
+        )
 
-    Args:
-      video_ids: `[B]` strings.
-      bad_video: `[B]` bool, True for a video whose feature has the wrong size.
-      sizes_found: 1-D tensor of the wrong sizes, shown in the message (first three).
-      message: text before the video id, e.g. "Wrong size of feature 'rgb' ... in video".
+
+def _crc32c_table():
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+        table.append(crc)
+    return table
+
+
+CRC32C_TABLE = _crc32c_table()
+
+
+def masked_crc32c(data):
+    """The masked CRC32-C that TFRecord framing stores after the length and after the data."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def count_records_from(path, offset, size):
+    """Counts the records from byte `offset` to the end of a TFRecord file by their headers.
 
     Returns:
-      the assert op, for `tf.control_dependencies`.
+      (records, exact): `exact` is False when a length header fails its checksum, after which
+      the records cannot be told apart (the count then covers the records up to it, that one
+      included). A truncated last record counts as one.
     """
-    return tf.debugging.Assert(
-        tf.logical_not(tf.reduce_any(bad_video)),
-        [message, tf.boolean_mask(video_ids, bad_video)[:1], "sizes found", sizes_found[:3]],
-        summarize=5,
-    )
+    records = 0
+    with tf.io.gfile.GFile(path, "rb") as handle:
+        while offset < size:
+            handle.seek(offset)
+            header = handle.read(TFRECORD_HEADER_BYTES)
+            records += 1
+            if len(header) < TFRECORD_HEADER_BYTES:
+                break
+            (length,) = struct.unpack("<Q", header[:8])
+            (length_crc,) = struct.unpack("<I", header[8:])
+            if masked_crc32c(header[:8]) != length_crc:
+                return records, False
+            offset += TFRECORD_FRAMING_BYTES + length
+    return records, True
+
+
+class SkippedRecords:
+    """What `corrupt_record_policy="skip"` left out: shard tails past a damaged record, and
+    malformed videos. Thread-safe (shards report from tf.data's threads)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.damaged_shards = []  # {"file", "offset", "size", "records", "exact"}
+        self.malformed_videos = []  # {"video_id", "reason"}, the first MAX_LISTED_SKIPS
+        self.num_malformed_videos = 0
+
+    def add_damaged_shard(self, path, offset, size):
+        """Records that `path` could be read only up to byte `offset` of `size`."""
+        records, exact = count_records_from(path, offset, size)
+        logging.warning(
+            "Skipped %s%d record(s) of %s: the record at byte %d of %d is corrupt or truncated, "
+            "and TFRecord reading cannot resume after it.",
+            "" if exact else "at least ",
+            records,
+            path,
+            offset,
+            size,
+        )
+        with self._lock:
+            self.damaged_shards.append(
+                {"file": path, "offset": offset, "size": size, "records": records, "exact": exact}
+            )
+
+    def add_malformed(self, video_ids, reasons):
+        """Records the videos a batch left out (`video_ids`, `reasons`: lists of str)."""
+        for video_id, reason in zip(video_ids, reasons, strict=True):
+            logging.warning("Skipped malformed video %s: %s", video_id, reason)
+        with self._lock:
+            self.num_malformed_videos += len(video_ids)
+            room = MAX_LISTED_SKIPS - len(self.malformed_videos)
+            self.malformed_videos.extend(
+                {"video_id": video_id, "reason": reason}
+                for video_id, reason in list(zip(video_ids, reasons, strict=True))[:room]
+            )
+
+    @property
+    def count(self):
+        """Records left out: those in damaged shard tails and the malformed videos."""
+        with self._lock:
+            shard_records = sum(shard["records"] for shard in self.damaged_shards)
+            return shard_records + self.num_malformed_videos
+
+    def summary(self):
+        """A JSON-ready dict: `skipped_records`, `damaged_shards`, `malformed_videos`."""
+        with self._lock:
+            return {
+                "skipped_records": sum(shard["records"] for shard in self.damaged_shards)
+                + self.num_malformed_videos,
+                "damaged_shards": [dict(shard) for shard in self.damaged_shards],
+                "num_malformed_videos": self.num_malformed_videos,
+                "malformed_videos": [dict(video) for video in self.malformed_videos],
+            }
+
+    def describe(self):
+        """One line for the end of a run."""
+        return self.describe_summary(self.summary())
+
+    @staticmethod
+    def describe_summary(summary):
+        """One line from a `summary()` dict."""
+        shard_records = summary["skipped_records"] - summary["num_malformed_videos"]
+        return (
+            f"--corrupt_record_policy=skip left out {summary['skipped_records']} record(s): "
+            f"{summary['num_malformed_videos']} malformed video(s) and {shard_records} "
+            f"record(s) in {len(summary['damaged_shards'])} damaged shard(s)."
+        )
+
+
+def read_shard_skipping_damage(path, size, skipped):
+    """The records of one shard up to its first corrupt or truncated record.
+
+    The bytes read are counted as the records go by; at the end of the shard, fewer bytes than
+    the file's `size` means the read stopped at a damaged record, which `skipped` is told.
+
+    Args:
+      path: scalar string tensor, the shard.
+      size: scalar int64 tensor, its size in bytes.
+      skipped: SkippedRecords.
+
+    Returns:
+      a dataset of scalar string records.
+    """
+    records = tf.data.TFRecordDataset(path).ignore_errors()
+    flagged = records.map(lambda record: (record, tf.constant(False)))
+    end_marker = tf.data.Dataset.from_tensors((tf.constant(""), tf.constant(True)))
+
+    def count_bytes(consumed, element):
+        record, is_end = element
+        record_bytes = tf.cast(tf.strings.length(record), tf.int64) + TFRECORD_FRAMING_BYTES
+        consumed += tf.where(is_end, tf.constant(0, tf.int64), record_bytes)
+        return consumed, (record, is_end, consumed)
+
+    def report_damage(path_value, consumed, size_value):
+        skipped.add_damaged_shard(
+            path_value.numpy().decode("utf-8"), int(consumed), int(size_value)
+        )
+        return True
+
+    def keep_record(record, is_end, consumed):
+        damaged = tf.logical_and(is_end, consumed < size)
+        reported = tf.cond(
+            damaged,
+            lambda: tf.py_function(report_damage, [path, consumed, size], tf.bool),
+            lambda: tf.constant(True),
+        )
+        with tf.control_dependencies([reported]):
+            return tf.logical_not(is_end)
+
+    counted = flagged.concatenate(end_marker).scan(tf.constant(0, tf.int64), count_bytes)
+    return counted.filter(keep_record).map(lambda record, is_end, consumed: record)
 
 
 class BaseReader:
     """Shared pipeline: files -> interleaved records -> batches -> parse -> prefetch."""
 
-    def __init__(self, num_classes, feature_names, feature_sizes, video_id_key):
+    def __init__(
+        self, num_classes, feature_names, feature_sizes, video_id_key, corrupt_record_policy
+    ):
         feature_names, feature_sizes = utils.get_list_of_feature_names_and_sizes(
             feature_names, feature_sizes
         )
         if num_classes < 1:
             raise utils.UserInputError(f"--num_classes must be >= 1, got {num_classes}.")
+        check_corrupt_record_policy(corrupt_record_policy)
+        self.corrupt_record_policy = corrupt_record_policy
+        self.skipped_records = SkippedRecords()  # what the "skip" policy left out, all datasets
         self.num_classes = num_classes
         self.feature_names = feature_names
         self.feature_sizes = feature_sizes
@@ -112,6 +286,8 @@ class BaseReader:
             drop_remainder=drop_remainder,
             seed=seed,
             flag_name=flag_name,
+            corrupt_record_policy=self.corrupt_record_policy,
+            skipped=self.skipped_records,
         )
         batches = records.map(self.parse_serialized, num_parallel_calls=AUTOTUNE)
         return batches.prefetch(AUTOTUNE), files
@@ -123,32 +299,134 @@ class BaseReader:
         }
 
     def _labels_to_multi_hot(self, video_ids, sparse_labels):
-        """Checks label range and turns sparse labels into a `[B, num_classes]` bool matrix."""
+        """Sparse labels -> (`[B, num_classes]` bool multi-hot, the out-of-range problem).
+
+        Labels outside [0, num_classes) are left out of the matrix; the problem (see
+        `_apply_policy`) flags their videos.
+        """
         values = sparse_labels.values
+        rows = sparse_labels.indices[:, 0]
+        batch_size = tf.shape(video_ids, out_type=tf.int64)[0]
         out_of_range = tf.logical_or(values < 0, values >= self.num_classes)
-        bad_rows = tf.boolean_mask(sparse_labels.indices[:, 0], out_of_range)
-        check = tf.debugging.Assert(
-            tf.logical_not(tf.reduce_any(out_of_range)),
+        bad_video = (
+            tf.math.unsorted_segment_max(tf.cast(out_of_range, tf.int32), rows, batch_size) > 0
+        )
+        problem = (
+            bad_video,
             [
                 "Label out of range [0, num_classes) in video",
-                tf.gather(video_ids, bad_rows[:1]),
+                tf.gather(video_ids, tf.boolean_mask(rows, out_of_range)[:1]),
                 "label",
                 tf.boolean_mask(values, out_of_range)[:1],
                 "num_classes",
                 self.num_classes,
             ],
-            summarize=5,
+            f"label out of range [0, {self.num_classes})",
         )
-        with tf.control_dependencies([check]):
-            dense_shape = tf.stack(
-                [tf.shape(video_ids, out_type=tf.int64)[0], tf.constant(self.num_classes, tf.int64)]
+        in_range = tf.logical_not(out_of_range)
+        indices = tf.stack(
+            [tf.boolean_mask(rows, in_range), tf.boolean_mask(values, in_range)], axis=1
+        )
+        dense_shape = tf.stack([batch_size, tf.constant(self.num_classes, tf.int64)])
+        multi_hot = tf.sparse.SparseTensor(
+            indices, tf.ones_like(indices[:, 0], dtype=tf.bool), dense_shape
+        )
+        multi_hot = tf.sparse.reorder(multi_hot)
+        dense = tf.sparse.to_dense(multi_hot, default_value=False, validate_indices=False)
+        return dense, problem
+
+    def _apply_policy(self, batch, problems):
+        """Applies the corrupt record policy to a parsed batch's per-video problems.
+
+        Args:
+          batch: dict of tensors whose first dimension is the batch's B videos.
+          problems: list of (bad_video `[B]` bool, the "fail" message's assert data, the "skip"
+            reason text).
+
+        Returns:
+          "fail": `batch`, computed only after checks that no video is bad (their failure
+          names the first bad video). "skip": `batch` without the bad videos, plus
+          `skipped_video_ids [S]` and `skipped_reasons [S]` (the first problem of each).
+        """
+        video_ids = batch["video_ids"]
+        if self.corrupt_record_policy == "fail":
+            checks = [
+                tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), data, summarize=5)
+                for bad, data, _ in problems
+            ]
+            with tf.control_dependencies(checks):
+                return {key: tf.identity(value) for key, value in batch.items()}
+        reasons = tf.fill(tf.shape(video_ids), "")
+        for bad, _, reason in reversed(problems):
+            reasons = tf.where(bad, reason, reasons)
+        skip = tf.not_equal(reasons, "")
+        keep = tf.logical_not(skip)
+        kept = {key: tf.boolean_mask(value, keep) for key, value in batch.items()}
+        kept["skipped_video_ids"] = tf.boolean_mask(video_ids, skip)
+        kept["skipped_reasons"] = tf.boolean_mask(reasons, skip)
+        return kept
+
+
+def feature_list_problems(serialized, video_ids, num_frames, feature_names):
+    """Flags the videos that lack one of `feature_names` as a feature list.
+
+    Parsing with `allow_missing` gives such a video 0 frames, like an empty one; only videos
+    with 0 frames are decoded again (`tf.io.decode_proto`) to list their feature lists' keys.
+
+    Returns:
+      one problem per feature name (see `BaseReader._apply_policy`).
+    """
+    empty = tf.equal(num_frames, 0)
+    empty_positions = tf.where(empty)
+    records = tf.boolean_mask(serialized, empty)
+    num_records = tf.shape(records)[0]
+
+    def first_field(messages, message_type, field):
+        """Each message's first value of a string `field` ("" when absent): `[N]`."""
+        _, (values,) = tf.io.decode_proto(messages, message_type, [field], [tf.string])
+        values = tf.reshape(values, [tf.shape(messages)[0], -1])
+        return tf.concat([values, tf.fill([tf.shape(messages)[0], 1], "")], axis=1)[:, 0]
+
+    def missing_lists():
+        """`[E, len(feature_names)]` bool: True where a record lacks that feature list."""
+        feature_lists = first_field(records, "tensorflow.SequenceExample", "feature_lists")
+        _, (entries,) = tf.io.decode_proto(
+            feature_lists, "tensorflow.FeatureLists", ["feature_list"], [tf.string]
+        )
+        entries = tf.reshape(entries, [num_records, -1])  # [E, lists] map entries
+        entry_keys = first_field(
+            tf.concat([tf.reshape(entries, [-1]), [""]], axis=0),  # decode_proto needs >= 1
+            "tensorflow.FeatureLists.FeatureListEntry",
+            "key",
+        )[:-1]
+        keys = tf.reshape(entry_keys, tf.shape(entries))
+        return tf.stack(
+            [tf.logical_not(tf.reduce_any(tf.equal(keys, name), axis=1)) for name in feature_names],
+            axis=1,
+        )
+
+    # decode_proto refuses an empty batch, and most batches have no video without frames.
+    missing = tf.cond(
+        num_records > 0,
+        missing_lists,
+        lambda: tf.zeros([0, len(feature_names)], tf.bool),
+    )
+    problems = []
+    for index, name in enumerate(feature_names):
+        bad_video = tf.scatter_nd(
+            empty_positions, missing[:, index], tf.shape(video_ids, out_type=tf.int64)
+        )
+        problems.append(
+            (
+                bad_video,
+                [
+                    f"No feature list '{name}' (--feature_names) in video",
+                    tf.boolean_mask(video_ids, bad_video)[:1],
+                ],
+                f"no feature list '{name}'",
             )
-            indices = tf.stack([sparse_labels.indices[:, 0], values], axis=1)
-            multi_hot = tf.sparse.SparseTensor(
-                indices, tf.ones_like(values, dtype=tf.bool), dense_shape
-            )
-            multi_hot = tf.sparse.reorder(multi_hot)
-            return tf.sparse.to_dense(multi_hot, default_value=False, validate_indices=False)
+        )
+    return problems
 
 
 FRAME_SAMPLINGS = ("uniform", "random")
@@ -225,6 +503,7 @@ class YT8MFrameFeatureReader(BaseReader):
         frame_sampling="uniform",
         sampling_seed=None,
         keep_all_frames=False,
+        corrupt_record_policy="fail",
     ):
         """Args:
         num_classes: size C of the label space.
@@ -239,8 +518,11 @@ class YT8MFrameFeatureReader(BaseReader):
           draw a fixed function of the video id (eval, inference).
         keep_all_frames: also yield every frame (`full_video_matrix`, `full_num_frames`), for a
           teacher that is distilled into a model reading the selected frames.
+        corrupt_record_policy: "fail" or "skip" (see the module docstring).
         """
-        super().__init__(num_classes, feature_names, feature_sizes, video_id_key)
+        super().__init__(
+            num_classes, feature_names, feature_sizes, video_id_key, corrupt_record_policy
+        )
         if max_frames < 1:
             raise utils.UserInputError(f"--max_frames must be >= 1, got {max_frames}.")
         if frame_stride < 1:
@@ -276,7 +558,8 @@ class YT8MFrameFeatureReader(BaseReader):
           also `full_video_matrix [B, T, D]` and `full_num_frames [B]`.
         """
         sequence_features = {
-            name: tf.io.FixedLenSequenceFeature([], tf.string) for name in self.feature_names
+            name: tf.io.FixedLenSequenceFeature([], tf.string, allow_missing=True)
+            for name in self.feature_names
         }
         context, frame_lists, _ = tf.io.parse_sequence_example(
             serialized,
@@ -284,6 +567,7 @@ class YT8MFrameFeatureReader(BaseReader):
             sequence_features=sequence_features,
         )
         video_ids = context[self.video_id_key]
+        problems = []
         frame_strings = []
         num_frames = None
         for name, size in zip(self.feature_names, self.feature_sizes, strict=True):
@@ -291,19 +575,46 @@ class YT8MFrameFeatureReader(BaseReader):
             frame_bytes = tf.strings.length(frames)
             # A present frame (non-empty string) must hold exactly `size` bytes.
             wrong_size = tf.logical_and(frame_bytes > 0, tf.not_equal(frame_bytes, size))
-            check = assert_feature_size(
-                video_ids,
-                tf.reduce_any(wrong_size, axis=1),
-                tf.boolean_mask(frame_bytes, wrong_size),
-                f"Wrong size of feature '{name}' (expected {size} bytes per frame) in video",
+            bad_video = tf.reduce_any(wrong_size, axis=1)
+            problems.append(
+                (
+                    bad_video,
+                    [
+                        f"Wrong size of feature '{name}' (expected {size} bytes per frame) in "
+                        "video",
+                        tf.boolean_mask(video_ids, bad_video)[:1],
+                        "sizes found",
+                        tf.boolean_mask(frame_bytes, wrong_size)[:3],
+                    ],
+                    f"wrong size of feature '{name}' (expected {size} bytes per frame)",
+                )
             )
-            with tf.control_dependencies([check]):
-                frame_strings.append(tf.identity(frames))
+            frame_strings.append(frames)
             feature_frames = tf.reduce_sum(tf.cast(frame_bytes > 0, tf.int32), axis=1)
             # Features of unequal length: keep only the frames every feature has.
             num_frames = (
                 feature_frames if num_frames is None else tf.minimum(num_frames, feature_frames)
             )
+        problems = (
+            feature_list_problems(serialized, video_ids, num_frames, self.feature_names) + problems
+        )
+        labels, label_problem = self._labels_to_multi_hot(video_ids, context["labels"])
+        problems.append(label_problem)
+        # Bad videos are dropped (skip) or stop the batch (fail) before anything is decoded.
+        checked = self._apply_policy(
+            {
+                "video_ids": video_ids,
+                "labels": labels,
+                "num_frames": num_frames,
+                **{
+                    f"frames/{name}": frames
+                    for name, frames in zip(self.feature_names, frame_strings, strict=True)
+                },
+            },
+            problems,
+        )
+        video_ids, num_frames = checked["video_ids"], checked["num_frames"]
+        frame_strings = [checked[f"frames/{name}"] for name in self.feature_names]
         num_input_frames = tf.shape(frame_strings[0])[1]
         frame_indices, selected_num_frames = select_frame_indices(
             num_frames,
@@ -324,11 +635,14 @@ class YT8MFrameFeatureReader(BaseReader):
             "video_matrix": self._decode(selected, selected_num_frames),
             "num_frames": selected_num_frames,
             "frame_indices": frame_indices,
-            "labels": self._labels_to_multi_hot(video_ids, context["labels"]),
+            "labels": checked["labels"],
         }
         if self.keep_all_frames:
             batch["full_video_matrix"] = self._decode(frame_strings, num_frames)
             batch["full_num_frames"] = num_frames
+        for key in ("skipped_video_ids", "skipped_reasons"):
+            if key in checked:
+                batch[key] = checked[key]
         return batch
 
     def _decode(self, frame_strings, num_frames):
@@ -355,8 +669,11 @@ class YT8MAggregatedFeatureReader(BaseReader):
         feature_sizes=(1024, 128),
         feature_names=("mean_rgb", "mean_audio"),
         video_id_key="id",
+        corrupt_record_policy="fail",
     ):
-        super().__init__(num_classes, feature_names, feature_sizes, video_id_key)
+        super().__init__(
+            num_classes, feature_names, feature_sizes, video_id_key, corrupt_record_policy
+        )
 
     def parse_serialized(self, serialized):
         """Parses serialized Examples.
@@ -366,33 +683,45 @@ class YT8MAggregatedFeatureReader(BaseReader):
 
         Returns:
           dict with `video_ids [B]`, `video_matrix [B, D]` float32, `num_frames [B]` (all 1),
-          `labels [B, C]` bool.
+          `labels [B, C]` bool (B: the videos kept; see `_apply_policy`).
         """
         features = self._context_features()
         for name in self.feature_names:
             features[name] = tf.io.RaggedFeature(tf.float32)
         parsed = tf.io.parse_example(serialized, features)
         video_ids = parsed[self.video_id_key]
+        problems = []
         columns = []
         for name, size in zip(self.feature_names, self.feature_sizes, strict=True):
             values = parsed[name]
             lengths = values.row_lengths()
             bad_video = tf.not_equal(lengths, size)
-            check = assert_feature_size(
-                video_ids,
-                bad_video,
-                tf.boolean_mask(lengths, bad_video),
-                f"Wrong size of feature '{name}' (expected {size} floats) in video",
+            problems.append(
+                (
+                    bad_video,
+                    [
+                        f"Wrong size of feature '{name}' (expected {size} floats) in video",
+                        tf.boolean_mask(video_ids, bad_video)[:1],
+                        "sizes found",
+                        tf.boolean_mask(lengths, bad_video)[:3],
+                    ],
+                    f"wrong size of feature '{name}' (expected {size} floats)",
+                )
             )
-            with tf.control_dependencies([check]):
-                columns.append(values.to_tensor(shape=[None, size]))
+            # Rows of another size are cut or padded here and dropped or refused below.
+            columns.append(values.to_tensor(shape=[None, size]))
         video_matrix = columns[0] if len(columns) == 1 else tf.concat(columns, axis=1)
-        return {
-            "video_ids": video_ids,
-            "video_matrix": video_matrix,
-            "num_frames": tf.ones_like(video_ids, dtype=tf.int32)[:],
-            "labels": self._labels_to_multi_hot(video_ids, parsed["labels"]),
-        }
+        labels, label_problem = self._labels_to_multi_hot(video_ids, parsed["labels"])
+        problems.append(label_problem)
+        return self._apply_policy(
+            {
+                "video_ids": video_ids,
+                "video_matrix": video_matrix,
+                "num_frames": tf.ones_like(video_ids, dtype=tf.int32),
+                "labels": labels,
+            },
+            problems,
+        )
 
 
 def get_reader(frame_features, num_classes, feature_names, feature_sizes, **options):
@@ -446,19 +775,34 @@ def make_record_batches(
     drop_remainder=False,
     seed=None,
     flag_name="data pattern",
+    corrupt_record_policy="fail",
+    skipped=None,
 ):
     """Files matching `data_pattern` -> batches of `[B]` serialized records, unparsed.
 
-    Arguments as `BaseReader.make_dataset`. Returns (dataset, sorted list of files).
+    Arguments as `BaseReader.make_dataset`; with `corrupt_record_policy="skip"` each shard is
+    read up to its first damaged record, which is reported to `skipped` (a SkippedRecords).
+    Returns (dataset, sorted list of files).
     """
     if batch_size < 1:
         raise utils.UserInputError(f"--batch_size must be >= 1, got {batch_size}.")
+    check_corrupt_record_policy(corrupt_record_policy)
     files = utils.glob_data_files(data_pattern, flag_name)
-    file_dataset = tf.data.Dataset.from_tensor_slices(files)
+    if corrupt_record_policy == "skip":
+        skipped = skipped if skipped is not None else SkippedRecords()
+        sizes = tf.constant([tf.io.gfile.stat(path).length for path in files], tf.int64)
+        file_dataset = tf.data.Dataset.from_tensor_slices((files, sizes))
+
+        def read_shard(path, size):
+            return read_shard_skipping_damage(path, size, skipped)
+
+    else:
+        file_dataset = tf.data.Dataset.from_tensor_slices(files)
+        read_shard = tf.data.TFRecordDataset
     if shuffle:
         file_dataset = file_dataset.shuffle(len(files), seed=seed)
     records = file_dataset.interleave(
-        tf.data.TFRecordDataset,
+        read_shard,
         cycle_length=max(1, min(num_readers, len(files))),
         num_parallel_calls=AUTOTUNE,
         deterministic=not shuffle,
@@ -471,7 +815,12 @@ def make_record_batches(
 
 
 def reader_from_model_flags(
-    model_flags, video_id_key="id", dequantize=False, training=False, keep_all_frames=False
+    model_flags,
+    video_id_key="id",
+    dequantize=False,
+    training=False,
+    keep_all_frames=False,
+    corrupt_record_policy="fail",
 ):
     """Builds the reader that a model trained with `model_flags` (model_flags.json) reads with.
 
@@ -479,7 +828,7 @@ def reader_from_model_flags(
     eval and inference select the same frames. Random sampling draws anew in training and is a
     fixed function of the video id (`frame_sampling_seed`) otherwise.
     """
-    options = {"video_id_key": video_id_key}
+    options = {"video_id_key": video_id_key, "corrupt_record_policy": corrupt_record_policy}
     if model_flags["frame_features"]:
         options.update(
             max_frames=model_flags["max_frames"],
@@ -528,7 +877,7 @@ def data_errors(files):
 
 def hint(detail):
     """A suggestion for the flag most likely behind a parse error, or ""."""
-    if "Feature list" in detail and "is required but could not be found" in detail:
+    if "No feature list" in detail:
         return (
             ". The records lack that frame-level feature list: check --feature_names, or for "
             "video-level records use --frame_features=false --feature_names=mean_rgb,mean_audio"
@@ -540,22 +889,25 @@ def hint(detail):
     return ""
 
 
-def iterate_batches(dataset, files, max_reported=5):
+def iterate_batches(dataset, files, skipped=None, max_reported=5):
     """Iterates a reader's dataset, turning data errors into one clear `utils.UserInputError`.
 
     A corrupt or truncated shard (`DataLossError`) is located and named; a malformed record
-    (wrong feature size, label out of range, unparsable) is reported with the video id the
-    reader's checks name. Videos with 0 frames are logged as warnings (the models give them a
-    finite prediction from no frames).
+    (wrong feature size, label out of range, missing feature list, unparsable) is reported with
+    the video id the reader's checks name. With the "skip" policy the videos a batch left out
+    are logged and added to `skipped`, and a batch left empty is not yielded. Videos with 0
+    frames are logged as warnings (the models give them a finite prediction from no frames).
 
     Args:
       dataset: from `make_dataset`.
       files: the files it reads (for error messages).
+      skipped: the reader's `SkippedRecords` (`reader.skipped_records`); None: log only.
       max_reported: at most this many empty-video ids are logged per batch.
 
     Yields:
-      the dataset's batch dicts.
+      the dataset's batch dicts, without the `skipped_*` entries.
     """
+    skipped = skipped if skipped is not None else SkippedRecords()
     iterator = iter(dataset)
     while True:
         with data_errors(files):
@@ -563,6 +915,16 @@ def iterate_batches(dataset, files, max_reported=5):
                 batch = next(iterator)
             except StopIteration:
                 return
+        if "skipped_video_ids" in batch:
+            skipped_ids = batch.pop("skipped_video_ids").numpy()
+            reasons = batch.pop("skipped_reasons").numpy()
+            if len(skipped_ids):
+                skipped.add_malformed(
+                    [video_id.decode("utf-8", "replace") for video_id in skipped_ids],
+                    [reason.decode("utf-8") for reason in reasons],
+                )
+        if batch["video_ids"].shape[0] == 0:
+            continue
         empty = batch["num_frames"].numpy() == 0
         if empty.any():
             ids = [video_id.decode("utf-8", "replace") for video_id in batch["video_ids"].numpy()]

@@ -88,6 +88,7 @@ class TrainOptions:
     shuffle_buffer_size: int = 1024
     video_id_key: str = "id"
     seed: int = 0
+    corrupt_record_policy: str = "fail"  # or "skip" (readers.py)
 
     def validate(self):
         """Raises utils.UserInputError naming the first bad flag."""
@@ -110,6 +111,7 @@ class TrainOptions:
                 raise utils.UserInputError(f"--{name}={getattr(self, name)} is out of range.")
         if not self.train_dir:
             raise utils.UserInputError("--train_dir is required.")
+        readers.check_corrupt_record_policy(self.corrupt_record_policy)
         return self
 
 
@@ -449,6 +451,7 @@ def prepare_train_dir(options, model_flags):
     """
     options.validate()
     files = utils.glob_data_files(options.train_data_pattern, "--train_data_pattern")
+    utils.check_writable_dir(options.train_dir, "--train_dir")
     tf.keras.utils.set_random_seed(options.seed)
     model = models.build_from_model_flags(model_flags)
     if options.start_new_model and tf.io.gfile.exists(options.train_dir):
@@ -458,8 +461,13 @@ def prepare_train_dir(options, model_flags):
     return files, model
 
 
-def make_training_dataset(model_flags, options, files, num_epochs, step, keep_all_frames=False):
+def make_training_dataset(
+    model_flags, options, files, num_epochs, step, keep_all_frames=False, skipped=None
+):
     """The shuffled training pipeline over `files`.
+
+    With --corrupt_record_policy=skip what it leaves out is tallied in `skipped` (a
+    readers.SkippedRecords shared by the run's pipelines), or in the reader's own tally.
 
     Its seed is --seed plus the current step, so a job resumed many times does not replay the
     same first batches each time (the pipeline restarts at an epoch's start on resume).
@@ -471,7 +479,10 @@ def make_training_dataset(model_flags, options, files, num_epochs, step, keep_al
         video_id_key=options.video_id_key,
         training=True,
         keep_all_frames=keep_all_frames,
+        corrupt_record_policy=options.corrupt_record_policy,
     )
+    if skipped is not None:
+        reader.skipped_records = skipped
     dataset, files = reader.make_dataset(
         ",".join(files),
         options.batch_size,
@@ -482,7 +493,7 @@ def make_training_dataset(model_flags, options, files, num_epochs, step, keep_al
         seed=data_seed,
         flag_name="--train_data_pattern",
     )
-    return reader, readers.iterate_batches(dataset, files)
+    return reader, readers.iterate_batches(dataset, files, reader.skipped_records)
 
 
 def train(options, model_flags):
@@ -493,9 +504,11 @@ def train(options, model_flags):
       model_flags: normalised model flags (see `resolve_model_flags`).
 
     Returns:
-      dict with `global_step`, `last_loss` and `checkpoint` (path of the final checkpoint).
+      dict with `global_step`, `last_loss`, `checkpoint` (path of the final checkpoint) and
+      `skipped_records` (what --corrupt_record_policy=skip left out, every pass counted).
     """
     files, model = prepare_train_dir(options, model_flags)
+    skipped = readers.SkippedRecords()
     train_dir = options.train_dir
     label_loss_fn = getattr(losses, model_flags["label_loss"])()
     learning_rate = make_learning_rate(options)
@@ -512,9 +525,10 @@ def train(options, model_flags):
         )
     else:
         logging.info("Starting a new %s", model_flags["model"])
-    reader, batches = make_training_dataset(
-        model_flags, options, files, options.num_epochs, optimizer.iterations
+    _, batches = make_training_dataset(
+        model_flags, options, files, options.num_epochs, optimizer.iterations, skipped=skipped
     )
+    export_reader = readers.reader_from_model_flags(model_flags, options.video_id_key)
     logging.info("Training on %d file(s) matching %s", len(files), options.train_data_pattern)
     utils.save_model_flags(train_dir, model_flags)
 
@@ -539,18 +553,26 @@ def train(options, model_flags):
                     manager,
                     options,
                     logger,
-                    export=lambda step: export_snapshot(model, reader, train_dir, step),
+                    export=lambda step: export_snapshot(model, export_reader, train_dir, step),
                     stop=stop,
                 )
         finally:
             logger.flush()
     save_if_new(manager, current_step())
     logging.info("Done at step %d; checkpoint %s", current_step(), manager.latest_checkpoint)
+    report_skipped(options, skipped)
     return {
         "global_step": current_step(),
         "last_loss": None if loss is None else float(loss),
         "checkpoint": manager.latest_checkpoint,
+        "skipped_records": skipped.count,
     }
+
+
+def report_skipped(options, skipped):
+    """Logs, at the end of training, what --corrupt_record_policy=skip left out."""
+    if options.corrupt_record_policy == "skip":
+        logging.warning("%s (counted on every pass over the data)", skipped.describe())
 
 
 def export_snapshot(model, reader, train_dir, step):
@@ -618,6 +640,12 @@ def define_flags():
     flags.DEFINE_integer("max_checkpoints_to_keep", 5, "Older checkpoints are deleted.")
     flags.DEFINE_integer("num_readers", 4, "Shards read in parallel.")
     flags.DEFINE_integer("shuffle_buffer_size", 1024, "Records held for shuffling.")
+    flags.DEFINE_enum(
+        "corrupt_record_policy",
+        "fail",
+        readers.CORRUPT_RECORD_POLICIES,
+        readers.CORRUPT_RECORD_POLICY_HELP,
+    )
     flags.DEFINE_integer("seed", 0, "Seed of the initialisation and of the shuffles.")
 
 

@@ -122,6 +122,25 @@ def glob_data_files(data_pattern, flag_name="data pattern"):
     return files
 
 
+def check_writable_dir(path, flag_name):
+    """Creates directory `path` if needed and checks that a file can be written in it.
+
+    Called before any data is read, so a job does not fail at its first write hours later.
+
+    Raises:
+      UserInputError: naming the flag and the directory.
+    """
+    probe = os.path.join(path, f".write-check-{uuid.uuid4().hex}")
+    try:
+        tf.io.gfile.makedirs(path)
+        with tf.io.gfile.GFile(probe, "w") as handle:
+            handle.write("")
+        tf.io.gfile.remove(probe)
+    except (tf.errors.OpError, OSError) as error:
+        detail = describe_tf_error(error) if isinstance(error, tf.errors.OpError) else str(error)
+        raise UserInputError(f"{flag_name}: cannot write in {path}: {detail}") from None
+
+
 def write_bytes_atomically(path, data):
     """Writes `data` to `path` through a temporary file and a rename, so `path` is never partial."""
     temporary_path = f"{path}.tmp-{uuid.uuid4().hex}"

@@ -14,3 +14,39 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 FRAME_SAMPLE = SHARED_DATA / "yt8m_2018_frame_sample"
 VIDEO_SAMPLE = SHARED_DATA / "yt8m_2018_video_sample"
 VOCABULARY = SHARED_DATA / "vocabulary_2018.csv"
+
+
+# Hand-made records for the malformed-input tests.
+
+
+def sequence_example(video_id, labels, frames, id_key="id"):
+    """A SequenceExample from {feature name: list of per-frame byte strings}."""
+    import tensorflow as tf  # after TF_CPP_MIN_LOG_LEVEL is set
+
+    example = tf.train.SequenceExample()
+    example.context.feature[id_key].bytes_list.value.append(video_id.encode())
+    example.context.feature["labels"].int64_list.value.extend(labels)
+    for name, frame_bytes in frames.items():
+        feature_list = example.feature_lists.feature_list[name]
+        for value in frame_bytes:
+            feature_list.feature.add().bytes_list.value.append(value)
+    return example.SerializeToString()
+
+
+def random_frames(rng, num_frames, sizes=(1024, 128), names=("rgb", "audio")):
+    """{name: num_frames random uint8 frames as bytes}; `rng` a numpy Generator."""
+    import numpy as np
+
+    return {
+        name: [rng.integers(0, 256, size, dtype=np.uint8).tobytes() for _ in range(num_frames)]
+        for name, size in zip(names, sizes, strict=True)
+    }
+
+
+def write_records(path, records):
+    import tensorflow as tf
+
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for record in records:
+            writer.write(record)
+    return str(path)

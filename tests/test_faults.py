@@ -1,9 +1,12 @@
-"""Fault injection: training killed or interrupted mid-run, and a loss that turns NaN.
+"""Fault injection: training killed or interrupted mid-run, a loss that turns NaN, damaged
+shards and malformed videos under both --corrupt_record_policy values, and bad flags.
 
 Each case checks what a user would check after the fault: the exit status and message, which
-checkpoint is the latest, and that rerunning the same command continues from it.
+checkpoint is the latest, that rerunning the same command continues from it, and what the
+outputs count.
 """
 
+import json
 import os
 import re
 import signal
@@ -13,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO_ROOT
+from conftest import FRAME_SAMPLE, REPO_ROOT, random_frames, sequence_example, write_records
 
 import losses
 import synthetic_data
@@ -171,3 +174,217 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
     assert tf.train.latest_checkpoint(options.train_dir) == good
     for name, value in good_weights.items():
         np.testing.assert_array_equal(tf.train.load_variable(good, name), value)
+
+
+REAL_SHARDS = ("clippedtrain0093.tfrecord", "clippedtrain0208.tfrecord")
+TINY_REAL_MODEL = ["--lstm_cells=8", "--lstm_layers=1", "--block_size=5", "--batch_size=4"]
+
+
+def run_cli(script, *args):
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / script), *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        timeout=600,
+    )
+
+
+def error_lines(completed):
+    return [line for line in completed.stderr.splitlines() if line.startswith("ERROR:")]
+
+
+def count_records(path):
+    return sum(1 for _ in tf.data.TFRecordDataset(str(path)))
+
+
+@pytest.fixture(scope="module")
+def damaged_set(tmp_path_factory):
+    """Real shards, one with a flipped bit in its second record, and a shard of malformed videos.
+
+    Sorted file order: flipped, good, malformed.
+    """
+    root = tmp_path_factory.mktemp("damaged")
+    good = root / "good.tfrecord"
+    good.write_bytes((FRAME_SAMPLE / REAL_SHARDS[0]).read_bytes())
+    data = bytearray((FRAME_SAMPLE / REAL_SHARDS[1]).read_bytes())
+    second_record = 16 + int.from_bytes(data[:8], "little")
+    data[second_record + 12 + 200] ^= 0x01
+    flipped = root / "flipped.tfrecord"
+    flipped.write_bytes(bytes(data))
+    rng = np.random.default_rng(7)
+    wrong_size = random_frames(rng, 3)
+    wrong_size["audio"][0] = wrong_size["audio"][0][:100]
+    malformed = write_records(
+        root / "malformed.tfrecord",
+        [
+            sequence_example("wrong-size", [1], wrong_size),
+            sequence_example("label-5000", [5000], random_frames(rng, 3)),
+            sequence_example("fine", [3], random_frames(rng, 5)),
+        ],
+    )
+    flipped_records = count_records(FRAME_SAMPLE / REAL_SHARDS[1])
+    return {
+        "all": str(root / "*.tfrecord"),
+        "shards": f"{good},{flipped}",
+        "videos": f"{good},{malformed}",
+        "kept": count_records(good) + 1 + 1,  # the flipped shard's first record, "fine"
+        "skipped": (flipped_records - 1) + 2,
+    }
+
+
+@pytest.fixture(scope="module")
+def real_model(tmp_path_factory):
+    """A tiny teacher trained 2 steps on the real samples (3,862 classes)."""
+    train_dir = tmp_path_factory.mktemp("real_model") / "teacher"
+    completed = run_cli(
+        "train.py",
+        f"--train_data_pattern={FRAME_SAMPLE / 'clippedtrain0*.tfrecord'}",
+        f"--train_dir={train_dir}",
+        "--max_steps=2",
+        *TINY_REAL_MODEL,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return str(train_dir)
+
+
+def test_fail_policy_stops_at_a_damaged_shard_or_a_malformed_video(
+    real_model, damaged_set, tmp_path
+):
+    completed = run_cli(
+        "eval.py",
+        f"--train_dir={real_model}",
+        f"--eval_data_pattern={damaged_set['shards']}",
+        "--run_once",
+    )
+    assert completed.returncode == 1
+    [line] = error_lines(completed)
+    assert "flipped.tfrecord" in line and "Corrupt or truncated" in line
+    output_file = tmp_path / "predictions.csv"
+    completed = run_cli(
+        "inference.py",
+        f"--train_dir={real_model}",
+        f"--input_data_pattern={damaged_set['videos']}",
+        f"--output_file={output_file}",
+    )
+    assert completed.returncode == 1
+    [line] = error_lines(completed)
+    assert "wrong-size" in line or "label-5000" in line, line
+    assert not output_file.exists() and not list(tmp_path.iterdir())  # no partial CSV left
+
+
+def test_skip_policy_counts_what_it_leaves_out_in_eval_inference_and_train(
+    real_model, damaged_set, tmp_path
+):
+    completed = run_cli(
+        "eval.py",
+        f"--train_dir={real_model}",
+        f"--eval_data_pattern={damaged_set['all']}",
+        "--run_once",
+        "--corrupt_record_policy=skip",
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    with open(os.path.join(real_model, "eval_metrics.json")) as handle:
+        metrics = json.load(handle)
+    assert metrics["num_examples"] == damaged_set["kept"]
+    assert metrics["skipped_records"] == damaged_set["skipped"]
+    assert metrics["skipped"]["num_malformed_videos"] == 2
+    [shard] = metrics["skipped"]["damaged_shards"]
+    assert shard["file"].endswith("flipped.tfrecord") and shard["exact"]
+    assert f"{damaged_set['skipped']} record(s) skipped" in completed.stdout
+
+    output_file = tmp_path / "predictions.csv"
+    completed = run_cli(
+        "inference.py",
+        f"--train_dir={real_model}",
+        f"--input_data_pattern={damaged_set['all']}",
+        f"--output_file={output_file}",
+        "--corrupt_record_policy=skip",
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rows = output_file.read_text().splitlines()[1:]
+    assert len(rows) == damaged_set["kept"]
+    assert not any(row.startswith(("wrong-size,", "label-5000,")) for row in rows)
+    assert f"left out {damaged_set['skipped']} record(s)" in completed.stdout
+
+    completed = run_cli(
+        "train.py",
+        f"--train_data_pattern={damaged_set['all']}",
+        f"--train_dir={tmp_path / 'skip_train'}",
+        "--num_epochs=1",
+        "--corrupt_record_policy=skip",
+        *TINY_REAL_MODEL,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert f"left out {damaged_set['skipped']} record(s)" in completed.stderr
+
+
+def test_eval_and_inference_reruns_are_identical(real_model, tmp_path):
+    pattern = str(FRAME_SAMPLE / "clippedtrain1*.tfrecord")
+    outputs = []
+    for run in range(2):
+        output_file = tmp_path / f"run{run}.csv"
+        completed = run_cli(
+            "inference.py",
+            f"--train_dir={real_model}",
+            f"--input_data_pattern={pattern}",
+            f"--output_file={output_file}",
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        outputs.append(output_file.read_bytes())
+    assert outputs[0] == outputs[1]
+    metrics = []
+    for _ in range(2):
+        completed = run_cli(
+            "eval.py", f"--train_dir={real_model}", f"--eval_data_pattern={pattern}", "--run_once"
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        with open(os.path.join(real_model, "eval_metrics.json")) as handle:
+            values = json.load(handle)
+        metrics.append({key: value for key, value in values.items() if "second" not in key})
+    assert metrics[0] == metrics[1]
+
+
+@pytest.mark.parametrize(
+    "flag, expected",
+    [
+        ("--model=NoSuchModel", "--model=NoSuchModel"),
+        ("--frame_stride=0", "--frame_stride"),
+        ("--block_size=0", "--block_size"),
+        ("--feature_sizes=1024", "--feature_names"),
+        ("--corrupt_record_policy=ignore", "corrupt_record_policy"),
+    ],
+)
+def test_bad_flags_stop_training_before_the_data_is_looked_at(flag, expected, tmp_path):
+    completed = run_cli(
+        "train.py",
+        f"--train_data_pattern={tmp_path / 'no-such-data*.tfrecord'}",
+        f"--train_dir={tmp_path / 'train'}",
+        flag,
+    )
+    assert completed.returncode != 0
+    assert expected in completed.stderr and "no-such-data" not in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_unwritable_output_directories_are_refused_up_front(real_model, tmp_path):
+    unwritable = "/proc/no-such-directory/out"
+    completed = run_cli(
+        "train.py",
+        f"--train_data_pattern={FRAME_SAMPLE / REAL_SHARDS[0]}",
+        f"--train_dir={unwritable}",
+        *TINY_REAL_MODEL,
+    )
+    assert completed.returncode == 1
+    [line] = error_lines(completed)
+    assert "--train_dir" in line and unwritable in line
+    completed = run_cli(
+        "inference.py",
+        f"--train_dir={real_model}",
+        f"--input_data_pattern={FRAME_SAMPLE / REAL_SHARDS[0]}",
+        f"--output_file={unwritable}/predictions.csv",
+    )
+    assert completed.returncode == 1
+    [line] = error_lines(completed)
+    assert "--output_file" in line and unwritable in line

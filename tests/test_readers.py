@@ -5,7 +5,13 @@ import logging as python_logging
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import FRAME_SAMPLE, VIDEO_SAMPLE
+from conftest import (
+    FRAME_SAMPLE,
+    VIDEO_SAMPLE,
+    random_frames,
+    sequence_example,
+    write_records,
+)
 
 import readers
 import utils
@@ -22,34 +28,16 @@ def read_protos(pattern, proto_class):
 
 def read_all(reader, pattern, batch_size=16):
     dataset, files = reader.make_dataset(pattern, batch_size)
-    batches = list(readers.iterate_batches(dataset, files))
+    batches = list(readers.iterate_batches(dataset, files, reader.skipped_records))
     return batches
 
 
-def sequence_example(video_id, labels, frames, id_key="id"):
-    """A SequenceExample from {feature name: list of per-frame byte strings}."""
-    example = tf.train.SequenceExample()
-    example.context.feature[id_key].bytes_list.value.append(video_id.encode())
-    example.context.feature["labels"].int64_list.value.extend(labels)
-    for name, frame_bytes in frames.items():
-        feature_list = example.feature_lists.feature_list[name]
-        for value in frame_bytes:
-            feature_list.feature.add().bytes_list.value.append(value)
-    return example.SerializeToString()
-
-
-def random_frames(rng, num_frames, sizes=(1024, 128), names=("rgb", "audio")):
-    return {
-        name: [rng.integers(0, 256, size, dtype=np.uint8).tobytes() for _ in range(num_frames)]
-        for name, size in zip(names, sizes, strict=True)
-    }
-
-
-def write_records(path, records):
-    with tf.io.TFRecordWriter(str(path)) as writer:
-        for record in records:
-            writer.write(record)
-    return str(path)
+def read_ids(reader, pattern, batch_size=16):
+    return [
+        video_id.decode()
+        for batch in read_all(reader, pattern, batch_size)
+        for video_id in batch["video_ids"].numpy()
+    ]
 
 
 def test_frame_reader_matches_protobuf_on_real_sample():
@@ -222,7 +210,7 @@ def test_missing_feature_list_is_an_error(tmp_path):
     frames = random_frames(rng, 3)
     del frames["audio"]
     path = write_records(tmp_path / "a.tfrecord", [sequence_example("noau", [1], frames)])
-    with pytest.raises(utils.UserInputError, match="audio"):
+    with pytest.raises(utils.UserInputError, match="No feature list 'audio'.*noau"):
         read_all(readers.YT8MFrameFeatureReader(num_classes=10), path)
 
 
@@ -368,3 +356,132 @@ def test_bad_selection_flags_are_rejected():
         readers.YT8MFrameFeatureReader(frame_stride=0)
     with pytest.raises(utils.UserInputError, match="--frame_sampling"):
         readers.YT8MFrameFeatureReader(frame_sampling="sometimes")
+
+
+def malformed_records(rng):
+    """(records, ids of the well-formed videos): each malformed case once, among good ones."""
+    wrong_size = random_frames(rng, 3)
+    wrong_size["rgb"][1] = wrong_size["rgb"][1][:1000]
+    no_audio = random_frames(rng, 3)
+    del no_audio["audio"]
+    video_level = tf.train.Example()
+    video_level.features.feature["id"].bytes_list.value.append(b"exmp")
+    video_level.features.feature["labels"].int64_list.value.append(1)
+    video_level.features.feature["mean_rgb"].float_list.value.extend([0.5] * 1024)
+    records = [
+        sequence_example("good1", [1, 2], random_frames(rng, 4)),
+        sequence_example("size", [1], wrong_size),
+        sequence_example("labl", [4, 10], random_frames(rng, 2)),
+        sequence_example("noau", [3], no_audio),
+        sequence_example("void", [2], {"rgb": [], "audio": []}),
+        video_level.SerializeToString(),
+        sequence_example("good2", [9], random_frames(rng, 7)),
+    ]
+    return records, ["good1", "void", "good2"]
+
+
+def test_skip_policy_leaves_out_each_malformed_video_and_names_it(tmp_path):
+    records, good_ids = malformed_records(np.random.default_rng(5))
+    path = write_records(tmp_path / "a.tfrecord", records)
+    with pytest.raises(utils.UserInputError, match="video (size|labl|noau)"):
+        read_all(readers.YT8MFrameFeatureReader(num_classes=10), path, batch_size=4)
+    reader = readers.YT8MFrameFeatureReader(num_classes=10, corrupt_record_policy="skip")
+    batches = read_all(reader, path, batch_size=4)
+    assert [video_id.decode() for b in batches for video_id in b["video_ids"].numpy()] == good_ids
+    assert all("skipped_video_ids" not in batch for batch in batches)
+    summary = reader.skipped_records.summary()
+    assert summary["skipped_records"] == summary["num_malformed_videos"] == 4
+    reasons = {video["video_id"]: video["reason"] for video in summary["malformed_videos"]}
+    assert set(reasons) == {"size", "labl", "noau", "exmp"}
+    assert "feature 'rgb'" in reasons["size"] and "label" in reasons["labl"]
+    assert "'audio'" in reasons["noau"] and "'rgb'" in reasons["exmp"]
+    # The videos kept are read exactly as when they are alone.
+    alone = write_records(tmp_path / "b.tfrecord", [records[0], records[4], records[6]])
+    expected = read_all(readers.YT8MFrameFeatureReader(num_classes=10), alone, batch_size=4)
+    kept = {}
+    for batch in batches:
+        for index, video_id in enumerate(batch["video_ids"].numpy()):
+            kept[video_id] = (batch["video_matrix"][index], batch["labels"][index])
+    for batch in expected:
+        for index, video_id in enumerate(batch["video_ids"].numpy()):
+            frames = int(batch["num_frames"][index])
+            matrix, labels = kept[video_id]
+            np.testing.assert_array_equal(matrix[:frames], batch["video_matrix"][index][:frames])
+            np.testing.assert_array_equal(labels, batch["labels"][index])
+
+
+def test_skip_policy_on_video_level_records(tmp_path):
+    def example(video_id, labels, rgb_size):
+        proto = tf.train.Example()
+        proto.features.feature["id"].bytes_list.value.append(video_id.encode())
+        proto.features.feature["labels"].int64_list.value.extend(labels)
+        proto.features.feature["mean_rgb"].float_list.value.extend([0.25] * rgb_size)
+        proto.features.feature["mean_audio"].float_list.value.extend([0.5] * 128)
+        return proto.SerializeToString()
+
+    path = write_records(
+        tmp_path / "v.tfrecord",
+        [example("ok1", [1], 1024), example("bad", [1], 1000), example("lab", [11], 1024)],
+    )
+    reader = readers.YT8MAggregatedFeatureReader(num_classes=10, corrupt_record_policy="skip")
+    assert read_ids(reader, path) == ["ok1"]
+    assert reader.skipped_records.count == 2
+
+
+def record_offsets(path):
+    """Byte offset of every record of a TFRecord file, and the file's size."""
+    data = path.read_bytes()
+    offsets, offset = [], 0
+    while offset < len(data):
+        offsets.append(offset)
+        offset += readers.TFRECORD_FRAMING_BYTES + int.from_bytes(
+            data[offset : offset + 8], "little"
+        )
+    return offsets, len(data)
+
+
+def test_masked_crc32c_matches_the_headers_of_a_real_shard():
+    path = FRAME_SAMPLE / "clippedtrain0208.tfrecord"
+    data = path.read_bytes()
+    offsets, _ = record_offsets(path)
+    assert len(offsets) > 2
+    for offset in offsets:
+        length_crc = int.from_bytes(data[offset + 8 : offset + 12], "little")
+        assert readers.masked_crc32c(data[offset : offset + 8]) == length_crc
+
+
+@pytest.mark.parametrize("damage", ["flipped", "truncated"])
+def test_skip_policy_reads_a_damaged_shard_up_to_the_damage(tmp_path, damage):
+    source = FRAME_SAMPLE / "clippedtrain0208.tfrecord"
+    offsets, size = record_offsets(source)
+    data = bytearray(source.read_bytes())
+    if damage == "flipped":  # a bit of the second record's data
+        data[offsets[1] + readers.TFRECORD_HEADER_BYTES + 100] ^= 0x04
+        first_bad = 1
+    else:  # cut in the middle of the last record but one
+        data = data[: offsets[-2] + 50]
+        first_bad = len(offsets) - 2
+    damaged = tmp_path / f"{damage}.tfrecord"
+    damaged.write_bytes(bytes(data))
+    good = tmp_path / "good.tfrecord"
+    good.write_bytes(source.read_bytes())
+    clean_ids = read_ids(readers.YT8MFrameFeatureReader(), str(good))
+
+    with pytest.raises(utils.UserInputError, match=damaged.name):
+        read_all(readers.YT8MFrameFeatureReader(), f"{good},{damaged}")
+    reader = readers.YT8MFrameFeatureReader(corrupt_record_policy="skip")
+    ids = read_ids(reader, f"{good},{damaged}", batch_size=4)
+    assert sorted(ids) == sorted(clean_ids + clean_ids[:first_bad])
+    summary = reader.skipped_records.summary()
+    expected_skipped = (len(offsets) if damage == "flipped" else len(offsets) - 1) - first_bad
+    assert summary["skipped_records"] == expected_skipped
+    assert summary["num_malformed_videos"] == 0
+    [shard] = summary["damaged_shards"]
+    assert shard["file"] == str(damaged) and shard["offset"] == offsets[first_bad]
+    assert shard["size"] == len(data) and shard["exact"]
+    assert summary["skipped_records"] + len(ids) == 2 * len(offsets) - (damage == "truncated")
+
+
+def test_bad_corrupt_record_policy_is_refused():
+    with pytest.raises(utils.UserInputError, match="--corrupt_record_policy=ignore"):
+        readers.YT8MFrameFeatureReader(corrupt_record_policy="ignore")
