@@ -50,3 +50,14 @@ def write_records(path, records):
         for record in records:
             writer.write(record)
     return str(path)
+
+
+def short_video_train_set(root, num_videos, num_classes, seed, min_frames, max_frames):
+    """A synthetic train split of short videos (2 shards, up to 2 labels) in `root`; its pattern."""
+    import synthetic_data
+
+    spec = synthetic_data.SyntheticDatasetSpec(
+        min_frames=min_frames, max_frames=max_frames, max_labels=2
+    )
+    synthetic_data.write_dataset(str(root), num_videos, 2, num_classes, seed=seed, spec=spec)
+    return str(root / "train-*.tfrecord")

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import short_video_train_set
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 import distillation
 import export_model
 import models
 import readers
-import synthetic_data
 import train
 import utils
 
@@ -42,9 +42,7 @@ def student_flags(**changes):
 @pytest.fixture(scope="module")
 def train_pattern(tmp_path_factory):
     root = tmp_path_factory.mktemp("distill_data")
-    spec = synthetic_data.SyntheticDatasetSpec(min_frames=12, max_frames=40, max_labels=2)
-    synthetic_data.write_dataset(str(root), 40, 2, NUM_CLASSES, seed=2, spec=spec)
-    return str(root / "train-*.tfrecord")
+    return short_video_train_set(root, 40, NUM_CLASSES, seed=2, min_frames=12, max_frames=40)
 
 
 def options_for(train_dir, train_pattern, **changes):

@@ -16,10 +16,16 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import FRAME_SAMPLE, REPO_ROOT, random_frames, sequence_example, write_records
+from conftest import (
+    FRAME_SAMPLE,
+    REPO_ROOT,
+    random_frames,
+    sequence_example,
+    short_video_train_set,
+    write_records,
+)
 
 import losses
-import synthetic_data
 import train
 import utils
 
@@ -30,9 +36,7 @@ TINY_MODEL = ["--lstm_cells=8", "--lstm_layers=1", "--block_size=5", f"--num_cla
 @pytest.fixture(scope="module")
 def train_pattern(tmp_path_factory):
     root = tmp_path_factory.mktemp("fault_data")
-    spec = synthetic_data.SyntheticDatasetSpec(min_frames=10, max_frames=30, max_labels=2)
-    synthetic_data.write_dataset(str(root), 64, 2, NUM_CLASSES, seed=4, spec=spec)
-    return str(root / "train-*.tfrecord")
+    return short_video_train_set(root, 64, NUM_CLASSES, seed=4, min_frames=10, max_frames=30)
 
 
 def train_command(train_pattern, train_dir, *extra):
