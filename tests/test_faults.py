@@ -6,6 +6,7 @@ checkpoint is the latest, that rerunning the same command continues from it, and
 outputs count.
 """
 
+import importlib
 import json
 import os
 import re
@@ -129,6 +130,36 @@ def test_sigkill_resumes_from_the_last_checkpoint(train_pattern, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"at step {saved}" in resumed.stderr and f"step {saved + 1:>7d} |" in resumed.stderr
     assert checkpoint_step(train_dir) == saved + 3
+
+
+def test_a_killed_and_resumed_run_ends_as_good_as_an_uninterrupted_one(train_pattern, tmp_path):
+    steps = 40
+    uninterrupted_dir = tmp_path / "uninterrupted"
+    completed = subprocess.run(
+        train_command(
+            train_pattern, uninterrupted_dir, "--num_epochs=1000", f"--max_steps={steps}"
+        ),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    killed_dir = tmp_path / "killed"
+    command = train_command(train_pattern, killed_dir, "--num_epochs=1000", f"--max_steps={steps}")
+    process, _ = start_and_wait_for_step(command, 17)
+    process.kill()
+    process.communicate(timeout=60)
+    resumed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert checkpoint_step(killed_dir) == checkpoint_step(uninterrupted_dir) == steps
+    evaluation = importlib.import_module("eval")
+    gaps = [
+        evaluation.evaluate_checkpoint(str(train_dir), train_pattern, batch_size=32)["gap"]
+        for train_dir in (uninterrupted_dir, killed_dir)
+    ]
+    # The resumed run sees its batches in another order (the data seed follows the step).
+    assert abs(gaps[0] - gaps[1]) < 0.1, gaps
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
