@@ -429,6 +429,117 @@ def feature_list_problems(serialized, video_ids, num_frames, feature_names):
     return problems
 
 
+def varint_bytes(value):
+    """The protobuf varint encoding of a non-negative int."""
+    encoded = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        encoded.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(encoded)
+
+
+def frame_element_prefix(size):
+    """The bytes before a frame's `size` raw bytes in its FeatureList: the repeated `feature`
+    field's header, then Feature's `bytes_list` header, then BytesList's `value` header (9
+    bytes for the 1,024 rgb and 128 audio bytes of YouTube-8M)."""
+    bytes_list = b"\x0a" + varint_bytes(size)
+    feature_length = len(bytes_list) + size
+    feature = b"\x0a" + varint_bytes(feature_length)
+    element_length = len(feature) + feature_length
+    return b"\x0a" + varint_bytes(element_length) + feature + bytes_list
+
+
+def read_byte(serialized, position):
+    """The byte at `position` of each record, or -1 past its end: `[B]` int64."""
+    length = tf.cast(tf.strings.length(serialized), tf.int64)
+    inside = position < length
+    raw = tf.strings.substr(serialized, tf.minimum(position, length), tf.cast(inside, tf.int64))
+    value = tf.cast(tf.io.decode_raw(raw, tf.uint8, fixed_length=1)[:, 0], tf.int64)
+    return tf.where(inside, value, -1)
+
+
+def read_varint(serialized, position, max_bytes=5):
+    """Decodes the varint at byte `position` of each record.
+
+    Returns:
+      (value, size, valid): `[B]` int64 value and byte count, and whether it ended within
+      `max_bytes` bytes and within the record.
+    """
+    length = tf.cast(tf.strings.length(serialized), tf.int64)
+    start = tf.minimum(position, length)
+    raw = tf.strings.substr(
+        serialized, start, tf.fill(tf.shape(start), tf.constant(max_bytes, tf.int64))
+    )
+    available = tf.cast(tf.strings.length(raw), tf.int64)
+    data = tf.cast(tf.io.decode_raw(raw, tf.uint8, fixed_length=max_bytes), tf.int64)
+    continues = tf.cast(data >= 128, tf.int64)
+    # Byte i belongs to the varint when every byte before it has its continuation bit.
+    belongs = tf.math.cumprod(continues, axis=1, exclusive=True)
+    shifts = tf.constant([7 * index for index in range(max_bytes)], tf.int64)
+    value = tf.reduce_sum(belongs * tf.bitwise.left_shift(data % 128, shifts), axis=1)
+    size = tf.reduce_sum(belongs, axis=1)
+    ends = tf.reduce_sum(belongs * (1 - continues), axis=1) > 0
+    return value, size, tf.logical_and(ends, size <= available)
+
+
+def locate_feature_lists(serialized, feature_names):
+    """Finds each feature list's bytes in serialized SequenceExamples without parsing frames.
+
+    Expects the layout of YouTube-8M records: the context (field 1) first, then the
+    feature lists (field 2) last, holding exactly `feature_names` (in any order).
+
+    Returns:
+      dict with `context_end [B]` (bytes of the record up to the end of its context, which on
+      their own are a serialized `tf.train.Example` of the context), `starts` and `lengths`
+      (per feature, `[B]` byte offset and length of its FeatureList's content), and `ok [B]`,
+      False for a record laid out otherwise.
+    """
+    length = tf.cast(tf.strings.length(serialized), tf.int64)
+    ok = tf.equal(read_byte(serialized, tf.zeros_like(length)), 0x0A)
+    context_length, size, valid = read_varint(serialized, tf.ones_like(length))
+    ok = ok & valid
+    context_end = 1 + size + context_length
+    ok = ok & tf.equal(read_byte(serialized, context_end), 0x12)
+    lists_length, size, valid = read_varint(serialized, context_end + 1)
+    position = context_end + 1 + size
+    ok = ok & valid & tf.equal(position + lists_length, length)
+    keys, starts, lengths = [], [], []
+    for _ in feature_names:
+        ok = ok & tf.equal(read_byte(serialized, position), 0x0A)
+        entry_length, size, valid = read_varint(serialized, position + 1)
+        entry_start = position + 1 + size
+        ok = ok & valid & tf.equal(read_byte(serialized, entry_start), 0x0A)
+        key_length, size, valid = read_varint(serialized, entry_start + 1)
+        key_start = entry_start + 1 + size
+        ok = ok & valid & (key_start + key_length <= length)
+        keys.append(
+            tf.strings.substr(
+                serialized, tf.minimum(key_start, length), tf.where(ok, key_length, 0)
+            )
+        )
+        value_tag = key_start + key_length
+        ok = ok & tf.equal(read_byte(serialized, value_tag), 0x12)
+        value_length, size, valid = read_varint(serialized, value_tag + 1)
+        starts.append(value_tag + 1 + size)
+        lengths.append(value_length)
+        position = entry_start + entry_length
+        ok = ok & valid & tf.equal(starts[-1] + value_length, position)
+    ok = ok & tf.equal(position, length)
+    found_starts, found_lengths = [], []
+    for name in feature_names:
+        matches = [tf.equal(key, name) for key in keys]
+        ok = ok & tf.equal(tf.add_n([tf.cast(match, tf.int32) for match in matches]), 1)
+        found_starts.append(
+            tf.add_n([tf.where(m, start, 0) for m, start in zip(matches, starts, strict=True)])
+        )
+        found_lengths.append(
+            tf.add_n([tf.where(m, size, 0) for m, size in zip(matches, lengths, strict=True)])
+        )
+    return {"context_end": context_end, "starts": found_starts, "lengths": found_lengths, "ok": ok}
+
+
 FRAME_SAMPLINGS = ("uniform", "random")
 
 
@@ -504,6 +615,7 @@ class YT8MFrameFeatureReader(BaseReader):
         sampling_seed=None,
         keep_all_frames=False,
         corrupt_record_policy="fail",
+        slice_records=True,
     ):
         """Args:
         num_classes: size C of the label space.
@@ -519,6 +631,8 @@ class YT8MFrameFeatureReader(BaseReader):
         keep_all_frames: also yield every frame (`full_video_matrix`, `full_num_frames`), for a
           teacher that is distilled into a model reading the selected frames.
         corrupt_record_policy: "fail" or "skip" (see the module docstring).
+        slice_records: cut the selected frames straight out of records laid out as YouTube-8M
+          writes them (`parse_serialized`); False always uses the protobuf parser.
         """
         super().__init__(
             num_classes, feature_names, feature_sizes, video_id_key, corrupt_record_policy
@@ -537,6 +651,8 @@ class YT8MFrameFeatureReader(BaseReader):
         self.frame_sampling = frame_sampling
         self.sampling_seed = sampling_seed
         self.keep_all_frames = keep_all_frames
+        self.slice_records = slice_records
+        self.frame_prefixes = [frame_element_prefix(size) for size in self.feature_sizes]
 
     @property
     def selects_frames(self):
@@ -556,7 +672,89 @@ class YT8MFrameFeatureReader(BaseReader):
           `labels [B, C]` bool. T is the longest video of the batch capped at `max_frames` and
           T' = ceil(T / frame_stride); shorter videos are zero-padded. With `keep_all_frames`,
           also `full_video_matrix [B, T, D]` and `full_num_frames [B]`.
+
+        Records laid out as YouTube-8M writes them (`locate_feature_lists`; every frame of a
+        feature list the same size) have only their selected frames cut out of the serialized
+        bytes, each checked for its 9-byte framing; a batch with any other record is parsed
+        by `tf.io.parse_sequence_example`, which gives the same tensors.
         """
+        if self.keep_all_frames or not self.slice_records or not self.selects_frames:
+            return self.parse_with_parser(serialized)
+        sliced, sliced_ok = self.parse_by_slicing(serialized)
+        return tf.cond(sliced_ok, lambda: sliced, lambda: self.parse_with_parser(serialized))
+
+    def parse_by_slicing(self, serialized):
+        """`parse_serialized`'s fast path: (batch, True when every record fitted it)."""
+        layout = locate_feature_lists(serialized, self.feature_names)
+        ok = layout["ok"]
+        length = tf.cast(tf.strings.length(serialized), tf.int64)
+        feature_frames = []
+        for list_length, size, prefix in zip(
+            layout["lengths"], self.feature_sizes, self.frame_prefixes, strict=True
+        ):
+            element = len(prefix) + size
+            ok = ok & tf.equal(list_length % element, 0)
+            feature_frames.append(tf.minimum(list_length // element, self.max_frames))
+        feature_frames = [tf.where(ok, frames, 0) for frames in feature_frames]
+        context_bytes = tf.where(
+            ok,
+            tf.strings.substr(
+                serialized, tf.zeros_like(length), tf.where(ok, layout["context_end"], 0)
+            ),
+            "",
+        )
+        context_features = self._context_features()
+        context_features[self.video_id_key] = tf.io.FixedLenFeature([], tf.string, "")
+        context = tf.io.parse_example(context_bytes, context_features)
+        video_ids = context[self.video_id_key]
+        num_frames = tf.cast(tf.reduce_min(tf.stack(feature_frames), axis=0), tf.int32)
+        num_input_frames = tf.cast(tf.reduce_max(tf.concat(feature_frames + [[0]], 0)), tf.int32)
+        frame_indices, selected_num_frames = select_frame_indices(
+            num_frames,
+            num_input_frames,
+            self.frame_stride,
+            self.frame_sampling,
+            video_ids,
+            self.sampling_seed,
+        )
+        valid = tf.sequence_mask(selected_num_frames, maxlen=tf.shape(frame_indices)[1])
+        matrices = []
+        for start, size, prefix in zip(
+            layout["starts"], self.feature_sizes, self.frame_prefixes, strict=True
+        ):
+            # Each selected frame with its framing prefix, in one cut and one decode.
+            element = len(prefix) + size
+            offsets = start[:, None] + tf.cast(frame_indices, tf.int64) * element
+            offsets = tf.where(valid, tf.minimum(offsets, length[:, None]), 0)
+            elements = tf.strings.substr(
+                serialized[:, None], offsets, tf.where(valid, tf.constant(element, tf.int64), 0)
+            )
+            decoded = tf.io.decode_raw(elements, tf.uint8, fixed_length=element)
+            expected = tf.constant(list(prefix), tf.uint8)
+            framed = tf.reduce_all(tf.equal(decoded[:, :, : len(prefix)], expected), axis=2)
+            ok = ok & tf.reduce_all(tf.logical_or(framed, ~valid), axis=1)
+            matrices.append(decoded[:, :, len(prefix) :])
+        labels, label_problem = self._labels_to_multi_hot(video_ids, context["labels"])
+        batch = self._apply_policy(
+            {
+                "video_ids": video_ids,
+                "labels": labels,
+                "num_frames": selected_num_frames,
+                "frame_indices": frame_indices,
+                **{
+                    f"frames/{name}": matrix
+                    for name, matrix in zip(self.feature_names, matrices, strict=True)
+                },
+            },
+            [label_problem],
+        )
+        matrices = [batch.pop(f"frames/{name}") for name in self.feature_names]
+        # Past each video's frames the cuts were empty, and decode_raw padded them with zeros.
+        batch["video_matrix"] = self._assemble(matrices, batch["num_frames"], zero_padded=True)
+        return batch, tf.reduce_all(ok)
+
+    def parse_with_parser(self, serialized):
+        """`parse_serialized` with `tf.io.parse_sequence_example`, for any record layout."""
         sequence_features = {
             name: tf.io.FixedLenSequenceFeature([], tf.string, allow_missing=True)
             for name in self.feature_names
@@ -651,9 +849,15 @@ class YT8MFrameFeatureReader(BaseReader):
             tf.io.decode_raw(strings, tf.uint8, fixed_length=size)
             for strings, size in zip(frame_strings, self.feature_sizes, strict=True)
         ]
+        return self._assemble(matrices, num_frames)
+
+    def _assemble(self, matrices, num_frames, zero_padded=False):
+        """Per-feature `[B, T, size]` uint8 -> `[B, T, D]` (float32 with `dequantize`), zero past
+        `num_frames` (`zero_padded`: the matrices already are)."""
         video_matrix = matrices[0] if len(matrices) == 1 else tf.concat(matrices, axis=2)
         valid = tf.sequence_mask(num_frames, maxlen=tf.shape(video_matrix)[1])
-        video_matrix = video_matrix * tf.cast(valid, tf.uint8)[:, :, tf.newaxis]
+        if not zero_padded:
+            video_matrix = video_matrix * tf.cast(valid, tf.uint8)[:, :, tf.newaxis]
         video_matrix = tf.ensure_shape(video_matrix, [None, None, self.feature_size])
         if self.dequantize:
             video_matrix = utils.dequantize(video_matrix) * tf.cast(valid, tf.float32)[..., None]

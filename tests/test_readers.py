@@ -325,17 +325,29 @@ def test_unseeded_random_sampling_changes_between_reads():
     assert not np.array_equal(first, second)
 
 
-def test_selecting_reader_decodes_only_the_selected_frames():
-    """In the traced parse, every decode reads the gathered (selected) frame strings."""
-    reader = readers.YT8MFrameFeatureReader(frame_stride=10)
+def frame_decode_sources(reader):
+    """The op types feeding each frame decode of the traced parse (Identity ops passed over)."""
     graph = (
         tf.function(reader.parse_serialized)
         .get_concrete_function(tf.TensorSpec([None], tf.string))
         .graph
     )
-    decodes = [op for op in graph.get_operations() if op.type.startswith("Decode")]
-    assert len(decodes) == 2
-    assert all(op.inputs[0].op.type == "GatherV2" for op in decodes)
+    sources = []
+    for op in graph.get_operations():
+        if op.type.startswith("Decode") and op.outputs[0].shape[-1] in (1024, 128):
+            source = op.inputs[0].op
+            while source.type == "Identity":
+                source = source.inputs[0].op
+            sources.append(source.type)
+    return sources
+
+
+def test_selecting_reader_decodes_only_the_selected_frames():
+    """In the traced parse every frame decode reads only the selected frames' strings: cut out
+    of the records (`Substr`), or gathered after parsing (the parser path)."""
+    assert frame_decode_sources(readers.YT8MFrameFeatureReader(frame_stride=10)) == ["Substr"] * 2
+    reader = readers.YT8MFrameFeatureReader(frame_stride=10, slice_records=False)
+    assert frame_decode_sources(reader) == ["GatherV2"] * 2
     batch = read_all(reader, str(FRAME_SAMPLE / "*.tfrecord"))[0]
     assert batch["video_matrix"].shape[1] == 30  # 300 frames / 10
     assert "full_video_matrix" not in batch
@@ -485,3 +497,53 @@ def test_skip_policy_reads_a_damaged_shard_up_to_the_damage(tmp_path, damage):
 def test_bad_corrupt_record_policy_is_refused():
     with pytest.raises(utils.UserInputError, match="--corrupt_record_policy=ignore"):
         readers.YT8MFrameFeatureReader(corrupt_record_policy="ignore")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"frame_stride": 10},
+        {"frame_stride": 4, "frame_sampling": "random", "sampling_seed": 3},
+        {"frame_stride": 3, "max_frames": 50},
+        {"frame_stride": 2, "dequantize": True},
+    ],
+)
+def test_slicing_records_gives_the_parsers_batches_on_the_real_sample(options):
+    pattern = str(FRAME_SAMPLE / "clippedtrain*.tfrecord")
+    sliced = read_all(readers.YT8MFrameFeatureReader(**options), pattern, batch_size=8)
+    parsed = read_all(
+        readers.YT8MFrameFeatureReader(slice_records=False, **options), pattern, batch_size=8
+    )
+    assert len(sliced) == len(parsed) > 1
+    for sliced_batch, parsed_batch in zip(sliced, parsed, strict=True):
+        assert set(sliced_batch) == set(parsed_batch)
+        for key, value in sliced_batch.items():
+            np.testing.assert_array_equal(value.numpy(), parsed_batch[key].numpy(), err_msg=key)
+
+
+def test_real_records_take_the_slicing_path_and_other_layouts_do_not(tmp_path):
+    real = [
+        record.numpy()
+        for path in sorted(FRAME_SAMPLE.glob("clippedtrain*.tfrecord"))
+        for record in tf.data.TFRecordDataset(str(path))
+    ]
+    reader = readers.YT8MFrameFeatureReader()
+    _, fits = reader.parse_by_slicing(tf.constant(real))
+    assert bool(fits)
+    assert readers.frame_element_prefix(1024) == b"\x0a\x86\x08\x0a\x83\x08\x0a\x80\x08"
+    rng = np.random.default_rng(8)
+    extra_list = random_frames(rng, 3, sizes=(1024, 128, 8), names=("rgb", "audio", "extra"))
+    short_frames = random_frames(rng, 3, sizes=(512, 128))
+    for frames in (extra_list, short_frames):
+        record = sequence_example("odd", [1], frames)
+        _, fits = reader.parse_by_slicing(tf.constant([real[0], record]))
+        assert not bool(fits)
+    # A batch holding one such record is parsed whole by the parser, with the same results.
+    path = write_records(
+        tmp_path / "a.tfrecord", real[:3] + [sequence_example("odd", [1], extra_list)]
+    )
+    sliced = read_all(readers.YT8MFrameFeatureReader(frame_stride=5), path)
+    parsed = read_all(readers.YT8MFrameFeatureReader(frame_stride=5, slice_records=False), path)
+    for key in ("video_ids", "video_matrix", "num_frames", "labels"):
+        np.testing.assert_array_equal(sliced[0][key].numpy(), parsed[0][key].numpy())
