@@ -9,7 +9,10 @@ Both turn a file pattern into a `tf.data.Dataset` of batches:
   {"video_ids": [B] string, "video_matrix": [B, T, D] (frame) or [B, D] (video),
    "num_frames": [B] int32, "labels": [B, C] bool multi-hot}
 Files are interleaved, records are batched first and parsed a batch at a time
-(`tf.io.parse_sequence_example`), and batches are prefetched. Frame features stay uint8 by
+(`tf.io.parse_sequence_example`), and batches are prefetched. For a model that reads 1 frame in
+j, records laid out as YouTube-8M writes them are not parsed at all: each feature list is located
+with a few vectorised varint reads and only the selected frames are cut out and decoded
+(`YT8MFrameFeatureReader.parse_by_slicing`); a batch with any other record is parsed. Frame features stay uint8 by
 default: the model dequantizes them inside its compiled step, which is cheaper than converting
 every frame here (`dequantize=True` gives the starter's float32 matrices instead).
 
