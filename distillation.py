@@ -24,6 +24,7 @@ import os
 import tensorflow as tf
 from absl import logging
 
+import distribution
 import export_model
 import frame_level_models
 import losses
@@ -80,12 +81,12 @@ def load_frozen_teacher(teacher_train_dir, model_flags):
     return teacher
 
 
-def make_phase_one_step(student, teacher, joint, model_flags, optimizer, options):
-    """The compiled phase-1 step.
+def make_phase_one_step(student, teacher, joint, model_flags, optimizer, options, strategy):
+    """The compiled phase-1 step, run on every replica of `strategy`.
 
     Returns:
-      step(batch) -> (total loss, the student's predictions, {label_loss, distill_final,
-      distill_intermediate}).
+      (step(batch) -> train.StepResult with scalars {label_loss, distill_final[,
+      distill_intermediate]}, the variables it trains).
     """
     label_loss_fn = getattr(losses, model_flags["label_loss"])()
     intermediate = model_flags["distill_mode"] == "intermediate"
@@ -96,55 +97,59 @@ def make_phase_one_step(student, teacher, joint, model_flags, optimizer, options
     else:
         variables = student.encoder.trainable_variables
 
-    @tf.function(reduce_retracing=True)
-    def compiled_step(full_matrix, full_num_frames, video_matrix, num_frames, indices, labels):
+    def replica_step(batch):
+        labels = batch["labels"]
+        num_frames = batch["num_frames"]
+        batch_size = tf.shape(labels)[0]
         with tf.GradientTape() as tape:
-            student_outputs = student(video_matrix, num_frames=num_frames, training=True)
+            student_outputs = student(batch["video_matrix"], num_frames=num_frames, training=True)
             if joint:
-                frames, _, full_num_frames = student.prepare_frames(full_matrix, full_num_frames)
+                frames, _, full_num_frames = student.prepare_frames(
+                    batch["full_video_matrix"], batch["full_num_frames"]
+                )
                 teacher_outputs = teacher(frames, full_num_frames, training=True)
                 teacher_logits = student.classify(
                     student.representation_dropout(teacher_outputs["representation"], training=True)
                 )["logits"]
-                label_loss = label_loss_fn.calculate_loss(
-                    tf.sigmoid(teacher_logits), labels, logits=teacher_logits
+                label_loss = distribution.replica_share(
+                    label_loss_fn.calculate_loss(
+                        tf.sigmoid(teacher_logits), labels, logits=teacher_logits
+                    ),
+                    batch_size,
                 )
-                label_loss += train.regularization_loss(student, options.regularization_penalty)
+                regularization = train.regularization_loss(student, options.regularization_penalty)
             else:
-                teacher_outputs = teacher(full_matrix, num_frames=full_num_frames, training=False)
+                teacher_outputs = teacher(
+                    batch["full_video_matrix"],
+                    num_frames=batch["full_num_frames"],
+                    training=False,
+                )
                 label_loss = tf.constant(0.0)
-            final = losses.representation_distance(
-                teacher_outputs["representation"], student_outputs["representation"]
+                regularization = 0.0
+            final = distribution.replica_share(
+                losses.representation_distance(
+                    teacher_outputs["representation"], student_outputs["representation"]
+                ),
+                batch_size,
             )
-            total_loss = label_loss + distill_weight * final
+            scalars = {"label_loss": label_loss, "distill_final": final}
+            total_loss = label_loss + regularization + distill_weight * final
             if intermediate:
-                between = losses.intermediate_distance(
-                    teacher_outputs["frame_outputs"],
-                    student_outputs["frame_outputs"],
-                    indices,
-                    num_frames,
+                between = distribution.replica_share(
+                    losses.intermediate_distance(
+                        teacher_outputs["frame_outputs"],
+                        student_outputs["frame_outputs"],
+                        batch["frame_indices"],
+                        num_frames,
+                    ),
+                    batch_size,
                 )
+                scalars["distill_intermediate"] = between
                 total_loss += intermediate_weight * between
-            else:
-                between = tf.constant(0.0)
         train.apply_gradients(optimizer, tape, total_loss, variables, options.clip_gradient_norm)
-        return total_loss, student_outputs["predictions"], label_loss, final, between
+        return total_loss, student_outputs["predictions"], scalars
 
-    def step(batch):
-        total_loss, predictions, label_loss, final, between = compiled_step(
-            batch["full_video_matrix"],
-            batch["full_num_frames"],
-            batch["video_matrix"],
-            batch["num_frames"],
-            batch["frame_indices"],
-            batch["labels"],
-        )
-        scalars = {"label_loss": label_loss, "distill_final": final}
-        if intermediate:
-            scalars["distill_intermediate"] = between
-        return total_loss, predictions, scalars
-
-    return step, variables
+    return train.distributed_step(strategy, replica_step), variables
 
 
 def build_teacher_encoder(model_flags, student):
@@ -161,26 +166,30 @@ def build_teacher_encoder(model_flags, student):
     return encoder
 
 
-def train_distilled(options, model_flags, distill_options):
+def train_distilled(options, model_flags, distill_options, strategy=None):
     """Runs both phases (resuming either) and returns like `train.train`.
 
     Args:
       options: train.TrainOptions (num_epochs is not used: the phases have their own).
       model_flags: normalised flags of a DistilledStudentModel.
       distill_options: DistillOptions.
+      strategy: a tf.distribute strategy; None builds the one `options.strategy` names.
     """
     distill_options.validate()
-    files, student = train.prepare_train_dir(options, model_flags)
+    options.validate()
+    strategy = strategy or distribution.make_strategy(options.strategy)
+    chief = distribution.is_chief(strategy)
+    files, student = train.prepare_train_dir(options, model_flags, strategy)
     skipped = readers.SkippedRecords()
     train_dir = options.train_dir
     joint = not distill_options.teacher_train_dir
-    if joint:
-        teacher = build_teacher_encoder(model_flags, student)
-    else:
-        teacher = load_frozen_teacher(distill_options.teacher_train_dir, model_flags)
-
-    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-    epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
+    with strategy.scope():
+        if joint:
+            teacher = build_teacher_encoder(model_flags, student)
+        else:
+            teacher = load_frozen_teacher(distill_options.teacher_train_dir, model_flags)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
     schedule = train.make_learning_rate(options)
 
     def learning_rate():
@@ -190,28 +199,31 @@ def train_distilled(options, model_flags, distill_options):
         return int(step)
 
     # Phase 2's objects hold no teacher: its checkpoints are what eval and inference read.
-    finetune_optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate)
-    finetune_optimizer.build(student.trainable_variables)
+    with strategy.scope():
+        finetune_optimizer = train.make_optimizer(learning_rate, options.mixed_precision)
+        finetune_optimizer.build(student.trainable_variables)
+        joint_optimizer = train.make_optimizer(learning_rate, options.mixed_precision)
     finetune_checkpoint = tf.train.Checkpoint(
         model=student, optimizer=finetune_optimizer, step=step, epochs_done=epochs_done
     )
-    finetune_manager = tf.train.CheckpointManager(
-        finetune_checkpoint, train_dir, max_to_keep=options.max_checkpoints_to_keep
+    finetune_manager = distribution.make_checkpoint_manager(
+        strategy, finetune_checkpoint, train_dir, options.max_checkpoints_to_keep
     )
-    joint_optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate)
     joint_checkpoint_objects = {"model": student, "step": step, "epochs_done": epochs_done}
     if joint:
         joint_checkpoint_objects["teacher"] = teacher
     joint_checkpoint = tf.train.Checkpoint(optimizer=joint_optimizer, **joint_checkpoint_objects)
-    joint_manager = tf.train.CheckpointManager(
+    joint_manager = distribution.make_checkpoint_manager(
+        strategy,
         joint_checkpoint,
         os.path.join(train_dir, PHASE_ONE_DIR),
-        max_to_keep=options.max_checkpoints_to_keep,
+        options.max_checkpoints_to_keep,
     )
     phase_one_step, phase_one_variables = make_phase_one_step(
-        student, teacher, joint, model_flags, joint_optimizer, options
+        student, teacher, joint, model_flags, joint_optimizer, options, strategy
     )
-    joint_optimizer.build(phase_one_variables)
+    with strategy.scope():
+        joint_optimizer.build(phase_one_variables)
 
     if finetune_manager.latest_checkpoint:
         phase = 2
@@ -230,8 +242,14 @@ def train_distilled(options, model_flags, distill_options):
             ):
                 student_weight.assign(teacher_weight)
         logging.info("Starting a new DistilledStudentModel (%s)", "joint" if joint else "serial")
-    utils.save_model_flags(train_dir, model_flags)
-    logger = train.ProgressLogger(train_dir, options.log_every_n_steps, learning_rate)
+    if chief:
+        utils.save_model_flags(train_dir, model_flags)
+    logger = train.ProgressLogger(
+        options.summary_dir or train_dir,
+        options.log_every_n_steps,
+        learning_rate,
+        write_summaries=chief,
+    )
 
     def advancing(step_fn):
         """The step, then the global step advanced (run_steps reads it right after)."""
@@ -250,7 +268,7 @@ def train_distilled(options, model_flags, distill_options):
         while int(epochs_done) < epochs:
             logging.info("Phase %d, epoch %d of %d", phase, int(epochs_done) + 1, epochs)
             _, batches = train.make_training_dataset(
-                model_flags, options, files, 1, step, keep_all_frames, skipped
+                model_flags, options, files, 1, step, strategy, keep_all_frames, skipped
             )
             _, stopped = train.run_steps(
                 advancing(step_fn), batches, current_step, manager, options, logger, export, stop
@@ -278,19 +296,19 @@ def train_distilled(options, model_flags, distill_options):
             if phase == 2 and not stopped:
                 label_loss_fn = getattr(losses, model_flags["label_loss"])()
                 supervised = train.make_supervised_step(
-                    student, label_loss_fn, finetune_optimizer, options
+                    student, label_loss_fn, finetune_optimizer, options, strategy
                 )
                 export_reader = readers.reader_from_model_flags(model_flags, options.video_id_key)
+
+                def export(global_step):
+                    if chief:
+                        train.export_snapshot(student, export_reader, train_dir, global_step)
+
                 run_phase(
-                    distill_options.finetune_epochs,
-                    supervised,
-                    finetune_manager,
-                    False,
-                    export=lambda global_step: train.export_snapshot(
-                        student, export_reader, train_dir, global_step
-                    ),
+                    distill_options.finetune_epochs, supervised, finetune_manager, False, export
                 )
                 train.save_if_new(finetune_manager, current_step())
+                train.export_final_model(options, student, export_reader, chief)
     finally:
         logger.flush()
     if phase == 1:

@@ -16,6 +16,7 @@ import time
 import tensorflow as tf
 from absl import app, flags, logging
 
+import distribution
 import eval_util
 import export_model
 import losses
@@ -34,8 +35,11 @@ def evaluate_checkpoint(
     video_id_key="id",
     num_readers=4,
     corrupt_record_policy="fail",
+    strategy=None,
 ):
     """Evaluates one checkpoint on every video matching `eval_data_pattern`.
+
+    With several GPUs (or a given `strategy`) each batch is split over the replicas.
 
     Args:
       train_dir: directory written by train.py.
@@ -46,13 +50,17 @@ def evaluate_checkpoint(
       video_id_key: context key of the video id.
       num_readers: shards read in parallel.
       corrupt_record_policy: "fail" or "skip" (readers.py).
+      strategy: a tf.distribute strategy to split batches over; None: several GPUs if found.
 
     Returns:
       dict with `gap`, `avg_hit_at_one`, `avg_perr`, `map`, `avg_loss`, `num_examples`,
       `global_step`, `checkpoint`, `eval_seconds`, `videos_per_second`, `skipped_records`
       (left out by the "skip" policy; 0 with "fail") and `skipped` (what they were).
     """
-    model, model_flags, checkpoint_path = export_model.restore_model(train_dir, checkpoint_path)
+    strategy = strategy or distribution.inference_strategy()
+    model, model_flags, checkpoint_path = export_model.restore_model(
+        train_dir, checkpoint_path, strategy
+    )
     reader = readers.reader_from_model_flags(
         model_flags, video_id_key=video_id_key, corrupt_record_policy=corrupt_record_policy
     )
@@ -61,19 +69,15 @@ def evaluate_checkpoint(
     )
     label_loss_fn = getattr(losses, model_flags["label_loss"])()
 
-    @tf.function(reduce_retracing=True)
-    def eval_step(video_matrix, num_frames, labels):
-        outputs = model(video_matrix, num_frames=num_frames, training=False)
-        loss = label_loss_fn.calculate_loss(
-            outputs["predictions"], labels, logits=outputs["logits"]
-        )
-        return outputs["predictions"], loss
-
+    predict = distribution.predict_on_replicas(strategy, model)
     metrics = eval_util.EvaluationMetrics(model_flags["num_classes"], top_k, None)
     start = time.time()
     for batch in readers.iterate_batches(dataset, files, reader.skipped_records):
-        predictions, loss = eval_step(batch["video_matrix"], batch["num_frames"], batch["labels"])
-        metrics.accumulate(predictions.numpy(), batch["labels"].numpy(), float(loss))
+        outputs = predict(batch["video_matrix"], batch["num_frames"])
+        loss = label_loss_fn.calculate_loss(
+            outputs["predictions"], batch["labels"], logits=outputs["logits"]
+        )
+        metrics.accumulate(outputs["predictions"].numpy(), batch["labels"].numpy(), float(loss))
     elapsed = time.time() - start
     results = metrics.get()
     num_examples = int(results["num_examples"])

@@ -87,12 +87,13 @@ def export_saved_model(model, reader, export_dir, top_k=20):
     return export_dir
 
 
-def restore_model(train_dir, checkpoint_path=None):
+def restore_model(train_dir, checkpoint_path=None, strategy=None):
     """Rebuilds the model of `train_dir` from model_flags.json and restores a checkpoint.
 
     Args:
       train_dir: directory written by train.py.
       checkpoint_path: a specific checkpoint; the latest in train_dir when None.
+      strategy: build the model under this tf.distribute strategy's scope (None: no strategy).
 
     Returns:
       (model, model_flags, checkpoint_path).
@@ -105,7 +106,11 @@ def restore_model(train_dir, checkpoint_path=None):
         checkpoint_path = tf.train.latest_checkpoint(train_dir)
         if checkpoint_path is None:
             raise utils.UserInputError(f"No checkpoint in {train_dir}: run train.py first.")
-    model = models.build_from_model_flags(model_flags)
+    if strategy is None:
+        model = models.build_from_model_flags(model_flags)
+    else:
+        with strategy.scope():
+            model = models.build_from_model_flags(model_flags)
     status = tf.train.Checkpoint(model=model).restore(checkpoint_path)
     try:
         status.assert_existing_objects_matched()

@@ -24,6 +24,7 @@ import uuid
 import tensorflow as tf
 from absl import app, flags, logging
 
+import distribution
 import export_model
 import readers
 import utils
@@ -81,22 +82,26 @@ def named_output_path(output_file):
     return f"{stem}_names{extension or '.csv'}"
 
 
-def checkpoint_predictor(train_dir, top_k, video_id_key, corrupt_record_policy="fail"):
-    """Returns (reader, predict): predict maps a parsed batch to top-k indexes and scores."""
-    model, model_flags, checkpoint_path = export_model.restore_model(train_dir)
+def checkpoint_predictor(
+    train_dir, top_k, video_id_key, corrupt_record_policy="fail", strategy=None
+):
+    """Returns (reader, predict): predict maps a parsed batch to top-k indexes and scores.
+
+    With several GPUs (or a given `strategy`) each batch is split over the replicas.
+    """
+    strategy = strategy or distribution.inference_strategy()
+    model, model_flags, checkpoint_path = export_model.restore_model(train_dir, strategy=strategy)
     logging.info("Restored %s", checkpoint_path)
     reader = readers.reader_from_model_flags(
         model_flags, video_id_key=video_id_key, corrupt_record_policy=corrupt_record_policy
     )
     k = min(top_k, model_flags["num_classes"])
 
-    @tf.function(reduce_retracing=True)
-    def predict(video_matrix, num_frames):
-        outputs = model(video_matrix, num_frames=num_frames, training=False)
+    def top_classes(outputs):
         class_scores, class_indexes = tf.math.top_k(outputs["predictions"], k=k, sorted=True)
         return class_indexes, class_scores
 
-    return reader, predict
+    return reader, distribution.predict_on_replicas(strategy, model, top_classes)
 
 
 def iterate_predictions(
@@ -109,6 +114,7 @@ def iterate_predictions(
     num_readers=4,
     corrupt_record_policy="fail",
     skipped=None,
+    strategy=None,
 ):
     """Yields (video_ids, class_indexes, class_scores) numpy arrays per batch, in input order.
 
@@ -150,7 +156,7 @@ def iterate_predictions(
             yield outputs["video_ids"].numpy(), indexes, scores
     else:
         reader, predict = checkpoint_predictor(
-            train_dir, top_k, video_id_key, corrupt_record_policy
+            train_dir, top_k, video_id_key, corrupt_record_policy, strategy
         )
         reader.skipped_records = skipped
         dataset, files = reader.make_dataset(
@@ -175,8 +181,11 @@ def run_inference(
     video_id_key="id",
     num_readers=4,
     corrupt_record_policy="fail",
+    strategy=None,
 ):
     """Writes the Kaggle CSV (and the named CSV with a vocabulary) for every input video.
+
+    A checkpoint's model runs on every local GPU when there are several (or under `strategy`).
 
     Returns:
       dict with `num_videos`, `seconds`, `output_file`, `named_output_file` (or None),
@@ -217,6 +226,7 @@ def run_inference(
                     num_readers=num_readers,
                     corrupt_record_policy=corrupt_record_policy,
                     skipped=skipped,
+                    strategy=strategy,
                 ):
                     out.write("".join(format_lines(video_ids, indexes, scores)))
                     if named_out:

@@ -66,6 +66,7 @@ class BaseModel(tf.keras.Model):
         self.classifier = tf.keras.layers.Dense(
             config.num_classes,
             kernel_regularizer=tf.keras.regularizers.L2(config.l2_penalty),
+            dtype="float32",  # probabilities stay float32 under mixed precision
             name="classifier",
         )
 

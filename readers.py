@@ -12,9 +12,10 @@ Files are interleaved, records are batched first and parsed a batch at a time
 (`tf.io.parse_sequence_example`), and batches are prefetched. For a model that reads 1 frame in
 j, records laid out as YouTube-8M writes them are not parsed at all: each feature list is located
 with a few vectorised varint reads and only the selected frames are cut out and decoded
-(`YT8MFrameFeatureReader.parse_by_slicing`); a batch with any other record is parsed. Frame features stay uint8 by
-default: the model dequantizes them inside its compiled step, which is cheaper than converting
-every frame here (`dequantize=True` gives the starter's float32 matrices instead).
+(`YT8MFrameFeatureReader.parse_by_slicing`); a batch with any other record is parsed. Frame
+features stay uint8 by default: the model dequantizes them inside its compiled step, which is
+cheaper than converting every frame here (`dequantize=True` gives the starter's float32
+matrices instead).
 
 Bad data, by `corrupt_record_policy`:
 - "fail" (the default): a frame of the wrong byte size, a label outside [0, num_classes) or a
@@ -36,6 +37,7 @@ import threading
 import tensorflow as tf
 from absl import logging
 
+import distribution
 import utils
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -258,6 +260,7 @@ class BaseReader:
         drop_remainder=False,
         seed=None,
         flag_name="data pattern",
+        record_shard=None,
     ):
         """Builds the batched `tf.data.Dataset` for all files matching `data_pattern`.
 
@@ -272,6 +275,8 @@ class BaseReader:
           drop_remainder: drop a last batch smaller than `batch_size`.
           seed: seed for the shuffles.
           flag_name: how error messages name the pattern, e.g. "--train_data_pattern".
+          record_shard: (count, index) to keep one record in `count` (a worker's share when
+            there are fewer files than workers); None keeps all.
 
         Returns:
           (dataset, files): the dataset of batch dicts and the sorted list of files it reads.
@@ -291,6 +296,7 @@ class BaseReader:
             flag_name=flag_name,
             corrupt_record_policy=self.corrupt_record_policy,
             skipped=self.skipped_records,
+            record_shard=record_shard,
         )
         batches = records.map(self.parse_serialized, num_parallel_calls=AUTOTUNE)
         return batches.prefetch(AUTOTUNE), files
@@ -984,6 +990,7 @@ def make_record_batches(
     flag_name="data pattern",
     corrupt_record_policy="fail",
     skipped=None,
+    record_shard=None,
 ):
     """Files matching `data_pattern` -> batches of `[B]` serialized records, unparsed.
 
@@ -1014,6 +1021,8 @@ def make_record_batches(
         num_parallel_calls=AUTOTUNE,
         deterministic=not shuffle,
     )
+    if record_shard is not None:
+        records = records.shard(*record_shard)
     if shuffle:
         records = records.shuffle(shuffle_buffer_size, seed=seed)
     if num_epochs != 1:
@@ -1096,7 +1105,7 @@ def hint(detail):
     return ""
 
 
-def iterate_batches(dataset, files, skipped=None, max_reported=5):
+def iterate_batches(dataset, files, skipped=None, max_reported=5, drop_empty=True):
     """Iterates a reader's dataset, turning data errors into one clear `utils.UserInputError`.
 
     A corrupt or truncated shard (`DataLossError`) is located and named; a malformed record
@@ -1104,12 +1113,15 @@ def iterate_batches(dataset, files, skipped=None, max_reported=5):
     the video id the reader's checks name. With the "skip" policy the videos a batch left out
     are logged and added to `skipped`, and a batch left empty is not yielded. Videos with 0
     frames are logged as warnings (the models give them a finite prediction from no frames).
+    A distributed dataset's batches (per-replica values) are checked on this worker's part.
 
     Args:
-      dataset: from `make_dataset`.
+      dataset: from `make_dataset`, or a distributed dataset of its batches.
       files: the files it reads (for error messages).
       skipped: the reader's `SkippedRecords` (`reader.skipped_records`); None: log only.
       max_reported: at most this many empty-video ids are logged per batch.
+      drop_empty: leave out batches that the skip policy emptied; False under a strategy with
+        several replicas, whose steps must stay in step with the other replicas and workers.
 
     Yields:
       the dataset's batch dicts, without the `skipped_*` entries.
@@ -1123,18 +1135,19 @@ def iterate_batches(dataset, files, skipped=None, max_reported=5):
             except StopIteration:
                 return
         if "skipped_video_ids" in batch:
-            skipped_ids = batch.pop("skipped_video_ids").numpy()
-            reasons = batch.pop("skipped_reasons").numpy()
+            skipped_ids = distribution.local_values(batch.pop("skipped_video_ids")).numpy()
+            reasons = distribution.local_values(batch.pop("skipped_reasons")).numpy()
             if len(skipped_ids):
                 skipped.add_malformed(
                     [video_id.decode("utf-8", "replace") for video_id in skipped_ids],
                     [reason.decode("utf-8") for reason in reasons],
                 )
-        if batch["video_ids"].shape[0] == 0:
+        video_ids = distribution.local_values(batch["video_ids"])
+        if drop_empty and video_ids.shape[0] == 0:
             continue
-        empty = batch["num_frames"].numpy() == 0
+        empty = distribution.local_values(batch["num_frames"]).numpy() == 0
         if empty.any():
-            ids = [video_id.decode("utf-8", "replace") for video_id in batch["video_ids"].numpy()]
+            ids = [video_id.decode("utf-8", "replace") for video_id in video_ids.numpy()]
             empty_ids = [
                 video_id for video_id, is_empty in zip(ids, empty, strict=True) if is_empty
             ]

@@ -22,6 +22,7 @@ import time
 import tensorflow as tf
 from absl import app, flags, logging
 
+import distribution
 import eval_util
 import export_model
 import losses
@@ -89,6 +90,10 @@ class TrainOptions:
     video_id_key: str = "id"
     seed: int = 0
     corrupt_record_policy: str = "fail"  # or "skip" (readers.py)
+    strategy: str = "auto"  # distribution.STRATEGIES
+    mixed_precision: bool = False  # float16 compute, float32 variables, loss scaling
+    summary_dir: str = ""  # TensorBoard logs; "" = train_dir
+    final_export_dir: str = ""  # the chief exports a SavedModel here at the end; "" = none
 
     def validate(self):
         """Raises utils.UserInputError naming the first bad flag."""
@@ -112,6 +117,10 @@ class TrainOptions:
         if not self.train_dir:
             raise utils.UserInputError("--train_dir is required.")
         readers.check_corrupt_record_policy(self.corrupt_record_policy)
+        if self.strategy not in distribution.STRATEGIES:
+            raise utils.UserInputError(
+                f"--strategy={self.strategy}: choose one of {', '.join(distribution.STRATEGIES)}."
+            )
         return self
 
 
@@ -244,35 +253,42 @@ def format_progress(step, loss, learning_rate, examples_per_second, gap, hit_at_
 class ProgressLogger:
     """A progress line and TensorBoard scalars every `every_n_steps` steps (and at step 1).
 
-    Logs the loss, the learning rate, examples/s, and the GAP and Hit@1 of the batch's
-    predictions, plus any extra scalars a step reports (e.g. distillation terms).
+    Logs the loss, the learning rate, examples/s (over all replicas), and the GAP and Hit@1 of
+    this worker's share of the batch, plus any extra scalars a step reports (e.g. distillation
+    terms). Only the chief writes summaries (`log_dir`); other workers get `write_summaries`
+    False.
     """
 
-    def __init__(self, log_dir, every_n_steps, learning_rate):
+    def __init__(self, log_dir, every_n_steps, learning_rate, write_summaries=True):
         """`learning_rate`: a callable of no argument returning the current rate."""
-        self.writer = tf.summary.create_file_writer(log_dir)
+        if write_summaries:
+            self.writer = tf.summary.create_file_writer(log_dir)
+        else:
+            self.writer = tf.summary.create_noop_writer()
         self.every_n_steps = every_n_steps
         self.learning_rate = learning_rate
         self.examples = 0
         self.start = time.time()
 
-    def record(self, step, batch, loss, predictions, extra_scalars=None):
-        self.examples += int(batch["labels"].shape[0])
+    def record(self, step, result):
+        """Takes the `StepResult` of global step `step`."""
+        self.examples += int(result.num_examples)
         if step % self.every_n_steps and step != 1:
             return
-        labels = batch["labels"].numpy()
-        predictions = predictions.numpy()
+        labels = distribution.local_values(result.labels).numpy()
+        predictions = distribution.local_values(result.predictions).numpy()
         gap = eval_util.calculate_gap(predictions, labels)
         hit_at_one = eval_util.calculate_hit_at_one(predictions, labels)
         examples_per_second = self.examples / max(time.time() - self.start, 1e-9)
         rate = float(self.learning_rate())
-        line = format_progress(step, float(loss), rate, examples_per_second, gap, hit_at_one)
-        scalars = {name: float(value) for name, value in (extra_scalars or {}).items()}
+        loss = float(result.loss)
+        line = format_progress(step, loss, rate, examples_per_second, gap, hit_at_one)
+        scalars = {name: float(value) for name, value in result.scalars.items()}
         if scalars:
             line += " | " + " | ".join(f"{name} {value:.4f}" for name, value in scalars.items())
         logging.info(line)
         scalars.update(
-            loss=float(loss),
+            loss=loss,
             learning_rate=rate,
             examples_per_second=examples_per_second,
             gap=gap,
@@ -288,6 +304,51 @@ class ProgressLogger:
         self.writer.flush()
 
 
+@dataclasses.dataclass
+class StepResult:
+    """What one training step returns: `loss` (mean over the global batch), `predictions`
+    `[batch, num_classes]` and `labels` (per replica: distributed values under a strategy),
+    `num_examples` in the global batch, and extra scalars (global means) to log."""
+
+    loss: tf.Tensor
+    predictions: object
+    labels: object
+    num_examples: tf.Tensor
+    scalars: dict
+
+
+def distributed_step(strategy, replica_step):
+    """Compiles `replica_step` to run on every replica of `strategy` (one step of training).
+
+    Args:
+      strategy: the run's tf.distribute strategy.
+      replica_step: callable(batch) -> (loss share, predictions, {name: scalar share}), run in
+        each replica's context on its part of the batch; shares are scaled with
+        `distribution.replica_share`, so their sum over replicas is the global mean.
+
+    Returns:
+      step(batch) -> StepResult; `batch` is a batch dict from a distributed dataset.
+    """
+    sum_op = tf.distribute.ReduceOp.SUM
+
+    @tf.function(reduce_retracing=True)
+    def compiled_step(batch):
+        loss, predictions, scalars = strategy.run(replica_step, args=(batch,))
+        batch_size = strategy.run(lambda labels: tf.shape(labels)[0], args=(batch["labels"],))
+        return (
+            strategy.reduce(sum_op, loss, axis=None),
+            predictions,
+            strategy.reduce(sum_op, batch_size, axis=None),
+            {name: strategy.reduce(sum_op, value, axis=None) for name, value in scalars.items()},
+        )
+
+    def step(batch):
+        loss, predictions, num_examples, scalars = compiled_step(batch)
+        return StepResult(loss, predictions, batch["labels"], num_examples, scalars)
+
+    return step
+
+
 # In the message of the error raised when a step's loss is NaN or infinite.
 NONFINITE_LOSS_MESSAGE = "the training loss is not finite"
 
@@ -295,52 +356,71 @@ NONFINITE_LOSS_MESSAGE = "the training loss is not finite"
 def apply_gradients(optimizer, tape, loss, variables, clip_gradient_norm):
     """One optimizer step on `variables`, each gradient clipped to `clip_gradient_norm` (0: no).
 
+    Runs in a replica's context. With several replicas, the gradients are summed over them
+    before clipping and before the loss scaler checks them (the optimizer sums what it receives,
+    so each replica then passes its share of the sum): the update is the one a single device
+    makes on the global batch. With a `LossScaleOptimizer` (mixed precision) the loss is scaled,
+    and the gradients are unscaled around the clipping.
+
     A NaN or infinite `loss` raises `tf.errors.InvalidArgumentError` (with
     NONFINITE_LOSS_MESSAGE) before any variable changes.
     """
     # The variables' updates wait for the check (Keras moves its step counter regardless).
     finite = tf.debugging.Assert(tf.math.is_finite(loss), [NONFINITE_LOSS_MESSAGE, loss])
+    loss_scale = None
+    if isinstance(optimizer, tf.keras.optimizers.LossScaleOptimizer):
+        loss_scale = tf.cast(optimizer.dynamic_scale, tf.float32)
+        loss = loss * loss_scale
     with tf.control_dependencies([finite]):
         gradients = tape.gradient(loss, variables)
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    # Clipping, and the loss scaler's finiteness check, must see the sum over replicas.
+    aggregate = replicas > 1 and (clip_gradient_norm > 0 or loss_scale is not None)
+    if aggregate:
+        gradients = distribution.sum_over_replicas(gradients)
     if clip_gradient_norm > 0:
+        if loss_scale is not None:
+            gradients = [gradient / loss_scale for gradient in gradients]
         gradients = [tf.clip_by_norm(gradient, clip_gradient_norm) for gradient in gradients]
+        if loss_scale is not None:
+            gradients = [gradient * loss_scale for gradient in gradients]
+    if aggregate:
+        gradients = [gradient / replicas for gradient in gradients]
     optimizer.apply_gradients(zip(gradients, variables, strict=True))
 
 
 def regularization_loss(model, regularization_penalty):
-    """The model's regularization losses times the penalty (0.0 when it has none)."""
+    """The model's regularization losses times the penalty, divided among the replicas (0.0
+    when it has none)."""
     if not model.losses:
         return 0.0
-    return regularization_penalty * tf.add_n(model.losses)
+    return distribution.share_of_replicas(regularization_penalty * tf.add_n(model.losses))
 
 
-def make_supervised_step(model, label_loss_fn, optimizer, options):
-    """A compiled step that trains all of `model` on its label loss.
+def make_supervised_step(model, label_loss_fn, optimizer, options, strategy):
+    """A compiled step that trains all of `model` on its label loss, on every replica.
 
     Returns:
-      step(batch) -> (label_loss, predictions `[batch, num_classes]`, extra scalars {}).
+      step(batch) -> StepResult (loss: the label loss, no extra scalars).
     """
 
-    @tf.function(reduce_retracing=True)
-    def compiled_step(video_matrix, num_frames, labels):
+    def replica_step(batch):
+        labels = batch["labels"]
         with tf.GradientTape() as tape:
-            outputs = model(video_matrix, num_frames=num_frames, training=True)
-            label_loss = label_loss_fn.calculate_loss(
-                outputs["predictions"], labels, logits=outputs["logits"]
+            outputs = model(batch["video_matrix"], num_frames=batch["num_frames"], training=True)
+            label_loss = distribution.replica_share(
+                label_loss_fn.calculate_loss(
+                    outputs["predictions"], labels, logits=outputs["logits"]
+                ),
+                tf.shape(labels)[0],
             )
             total_loss = label_loss + regularization_loss(model, options.regularization_penalty)
         apply_gradients(
             optimizer, tape, total_loss, model.trainable_variables, options.clip_gradient_norm
         )
-        return label_loss, outputs["predictions"]
+        return label_loss, outputs["predictions"], {}
 
-    def step(batch):
-        label_loss, predictions = compiled_step(
-            batch["video_matrix"], batch["num_frames"], batch["labels"]
-        )
-        return label_loss, predictions, {}
-
-    return step
+    return distributed_step(strategy, replica_step)
 
 
 class TrainingInterrupted(Exception):
@@ -390,7 +470,7 @@ def run_steps(step, batches, current_step, manager, options, logger, export=None
     """Runs `step` on each batch, with logging, periodic checkpoints and exports.
 
     Args:
-      step: callable(batch) -> (loss, predictions, extra scalars).
+      step: callable(batch) -> StepResult.
       batches: iterable of batch dicts.
       current_step: callable returning the global step after a training step.
       manager: the CheckpointManager to save into every `options.checkpoint_steps`.
@@ -412,7 +492,7 @@ def run_steps(step, batches, current_step, manager, options, logger, export=None
     for batch in batches:
         next_step = current_step() + 1
         try:
-            loss, predictions, extra_scalars = step(batch)
+            result = step(batch)
         except tf.errors.InvalidArgumentError as error:
             if NONFINITE_LOSS_MESSAGE not in str(error):
                 raise
@@ -422,7 +502,8 @@ def run_steps(step, batches, current_step, manager, options, logger, export=None
                 "weights saved before it. Lower --base_learning_rate or check the input data."
             ) from None
         global_step = current_step()
-        logger.record(global_step, batch, loss, predictions, extra_scalars)
+        loss = result.loss
+        logger.record(global_step, result)
         if global_step % options.checkpoint_steps == 0:
             manager.save(checkpoint_number=global_step)
         if export and options.export_model_steps and global_step % options.export_model_steps == 0:
@@ -442,31 +523,64 @@ def save_if_new(manager, step):
         manager.save(checkpoint_number=step)
 
 
-def prepare_train_dir(options, model_flags):
-    """Checks the data pattern and builds the model, then (with --start_new_model) empties
-    `train_dir`: nothing is deleted while a user's input can still fail.
+def set_precision_policy(mixed_precision):
+    """Keras' global dtype policy: float16 compute with float32 variables, or float32."""
+    tf.keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")
+
+
+def make_optimizer(learning_rate, mixed_precision):
+    """Adam as the starter; with mixed precision wrapped in Keras' dynamic loss scaling."""
+    optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate)
+    if mixed_precision:
+        optimizer = tf.keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def prepare_train_dir(options, model_flags, strategy):
+    """Checks the data pattern and builds the model under `strategy`, then (with
+    --start_new_model, on the chief) empties `train_dir`: nothing is deleted while a user's input
+    can still fail.
 
     Returns:
       (the list of training files, the built model).
     """
     options.validate()
     files = utils.glob_data_files(options.train_data_pattern, "--train_data_pattern")
-    utils.check_writable_dir(options.train_dir, "--train_dir")
+    if options.batch_size % strategy.num_replicas_in_sync:
+        raise utils.UserInputError(
+            f"--batch_size={options.batch_size} is the global batch: it must be a multiple of "
+            f"the {strategy.num_replicas_in_sync} replicas."
+        )
+    chief = distribution.is_chief(strategy)
+    if chief:
+        utils.check_writable_dir(options.train_dir, "--train_dir")
     tf.keras.utils.set_random_seed(options.seed)
-    model = models.build_from_model_flags(model_flags)
-    if options.start_new_model and tf.io.gfile.exists(options.train_dir):
+    set_precision_policy(options.mixed_precision)
+    with strategy.scope():
+        model = models.build_from_model_flags(model_flags)
+    if chief and options.start_new_model and tf.io.gfile.exists(options.train_dir):
         logging.info("--start_new_model: removing %s", options.train_dir)
         tf.io.gfile.rmtree(options.train_dir)
-    tf.io.gfile.makedirs(options.train_dir)
+    if chief:
+        tf.io.gfile.makedirs(options.train_dir)
     return files, model
 
 
 def make_training_dataset(
-    model_flags, options, files, num_epochs, step, keep_all_frames=False, skipped=None
+    model_flags,
+    options,
+    files,
+    num_epochs,
+    step,
+    strategy,
+    keep_all_frames=False,
+    skipped=None,
 ):
-    """The shuffled training pipeline over `files`.
+    """The shuffled training pipeline over `files`, distributed over `strategy`'s replicas.
 
-    With --corrupt_record_policy=skip what it leaves out is tallied in `skipped` (a
+    Each replica gets `batch_size / replicas` videos a step; each worker reads its own share of
+    the files (of the records, when there are fewer files than workers). With
+    --corrupt_record_policy=skip what it leaves out is tallied in `skipped` (a
     readers.SkippedRecords shared by the run's pipelines), or in the reader's own tally.
 
     Its seed is --seed plus the current step, so a job resumed many times does not replay the
@@ -483,42 +597,59 @@ def make_training_dataset(
     )
     if skipped is not None:
         reader.skipped_records = skipped
-    dataset, files = reader.make_dataset(
-        ",".join(files),
-        options.batch_size,
-        num_epochs=num_epochs,
-        shuffle=True,
-        shuffle_buffer_size=options.shuffle_buffer_size,
-        num_readers=options.num_readers,
-        seed=data_seed,
-        flag_name="--train_data_pattern",
+
+    def make_replica_dataset(input_context):
+        worker_files, record_shard = distribution.input_shard(input_context, files)
+        dataset, _ = reader.make_dataset(
+            ",".join(worker_files),
+            input_context.get_per_replica_batch_size(options.batch_size),
+            num_epochs=num_epochs,
+            shuffle=True,
+            shuffle_buffer_size=options.shuffle_buffer_size,
+            num_readers=options.num_readers,
+            seed=data_seed,
+            flag_name="--train_data_pattern",
+            record_shard=record_shard,
+        )
+        return dataset
+
+    dataset = strategy.distribute_datasets_from_function(make_replica_dataset)
+    return reader, readers.iterate_batches(
+        dataset,
+        files,
+        reader.skipped_records,
+        drop_empty=strategy.num_replicas_in_sync == 1,
     )
-    return reader, readers.iterate_batches(dataset, files, reader.skipped_records)
 
 
-def train(options, model_flags):
+def train(options, model_flags, strategy=None):
     """Runs training until the data (num_epochs) or max_steps runs out.
 
     Args:
       options: TrainOptions.
       model_flags: normalised model flags (see `resolve_model_flags`).
+      strategy: a tf.distribute strategy; None builds the one `options.strategy` names.
 
     Returns:
       dict with `global_step`, `last_loss`, `checkpoint` (path of the final checkpoint) and
       `skipped_records` (what --corrupt_record_policy=skip left out, every pass counted).
     """
-    files, model = prepare_train_dir(options, model_flags)
+    options.validate()
+    strategy = strategy or distribution.make_strategy(options.strategy)
+    chief = distribution.is_chief(strategy)
+    files, model = prepare_train_dir(options, model_flags, strategy)
     skipped = readers.SkippedRecords()
     train_dir = options.train_dir
     label_loss_fn = getattr(losses, model_flags["label_loss"])()
     learning_rate = make_learning_rate(options)
-    optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate)
-    optimizer.build(model.trainable_variables)
+    with strategy.scope():
+        optimizer = make_optimizer(learning_rate, options.mixed_precision)
+        optimizer.build(model.trainable_variables)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
-    manager = tf.train.CheckpointManager(
-        checkpoint, train_dir, max_to_keep=options.max_checkpoints_to_keep
+    manager = distribution.make_checkpoint_manager(
+        strategy, checkpoint, train_dir, options.max_checkpoints_to_keep
     )
-    if manager.latest_checkpoint:
+    if manager.latest_checkpoint and not (options.start_new_model and not chief):
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         logging.info(
             "Resumed from %s at step %d", manager.latest_checkpoint, int(optimizer.iterations)
@@ -526,14 +657,26 @@ def train(options, model_flags):
     else:
         logging.info("Starting a new %s", model_flags["model"])
     _, batches = make_training_dataset(
-        model_flags, options, files, options.num_epochs, optimizer.iterations, skipped=skipped
+        model_flags,
+        options,
+        files,
+        options.num_epochs,
+        optimizer.iterations,
+        strategy,
+        False,
+        skipped,
     )
     export_reader = readers.reader_from_model_flags(model_flags, options.video_id_key)
     logging.info("Training on %d file(s) matching %s", len(files), options.train_data_pattern)
-    utils.save_model_flags(train_dir, model_flags)
+    if chief:
+        utils.save_model_flags(train_dir, model_flags)
 
     def current_step():
         return int(optimizer.iterations)
+
+    def export(step):
+        if chief:
+            export_snapshot(model, export_reader, train_dir, step)
 
     loss = None
     if options.max_steps and current_step() >= options.max_steps:
@@ -542,18 +685,21 @@ def train(options, model_flags):
         )
     else:
         logger = ProgressLogger(
-            train_dir, options.log_every_n_steps, lambda: learning_rate(optimizer.iterations)
+            options.summary_dir or train_dir,
+            options.log_every_n_steps,
+            lambda: learning_rate(optimizer.iterations),
+            write_summaries=chief,
         )
         try:
             with StopSignals() as stop:
                 loss, _ = run_steps(
-                    make_supervised_step(model, label_loss_fn, optimizer, options),
+                    make_supervised_step(model, label_loss_fn, optimizer, options, strategy),
                     batches,
                     current_step,
                     manager,
                     options,
                     logger,
-                    export=lambda step: export_snapshot(model, export_reader, train_dir, step),
+                    export=export,
                     stop=stop,
                 )
         finally:
@@ -561,12 +707,21 @@ def train(options, model_flags):
     save_if_new(manager, current_step())
     logging.info("Done at step %d; checkpoint %s", current_step(), manager.latest_checkpoint)
     report_skipped(options, skipped)
+    export_final_model(options, model, export_reader, chief)
     return {
         "global_step": current_step(),
         "last_loss": None if loss is None else float(loss),
         "checkpoint": manager.latest_checkpoint,
         "skipped_records": skipped.count,
     }
+
+
+def export_final_model(options, model, reader, chief):
+    """On the chief, writes the trained model as a SavedModel to --final_export_dir (set from
+    Vertex AI's AIP_MODEL_DIR), if any."""
+    if chief and options.final_export_dir:
+        export_model.export_saved_model(model, reader, options.final_export_dir)
+        logging.info("Exported the trained model to %s", options.final_export_dir)
 
 
 def report_skipped(options, skipped):
@@ -647,13 +802,39 @@ def define_flags():
         readers.CORRUPT_RECORD_POLICY_HELP,
     )
     flags.DEFINE_integer("seed", 0, "Seed of the initialisation and of the shuffles.")
+    flags.DEFINE_enum("strategy", "auto", distribution.STRATEGIES, distribution.STRATEGY_HELP)
+    flags.DEFINE_bool(
+        "mixed_precision",
+        False,
+        "Compute in float16 with float32 variables and dynamic loss scaling (for GPUs).",
+    )
+
+
+def cloud_directories(train_dir_given, environ=None):
+    """Output directories that Vertex AI names in the environment, as TrainOptions fields.
+
+    AIP_CHECKPOINT_DIR becomes `train_dir` unless --train_dir was given; summaries go to
+    AIP_TENSORBOARD_LOG_DIR; the final SavedModel to AIP_MODEL_DIR. Unset ones are left out.
+    """
+    environ = os.environ if environ is None else environ
+    directories = {}
+    if environ.get("AIP_CHECKPOINT_DIR") and not train_dir_given:
+        directories["train_dir"] = environ["AIP_CHECKPOINT_DIR"]
+    if environ.get("AIP_TENSORBOARD_LOG_DIR"):
+        directories["summary_dir"] = environ["AIP_TENSORBOARD_LOG_DIR"]
+    if environ.get("AIP_MODEL_DIR"):
+        directories["final_export_dir"] = environ["AIP_MODEL_DIR"]
+    return directories
 
 
 def main(unused_argv):
     flag_values = flags.FLAGS
     logging.set_verbosity(logging.INFO)
     option_names = {field.name for field in dataclasses.fields(TrainOptions)}
-    options = TrainOptions(**{name: flag_values[name].value for name in option_names})
+    options = TrainOptions(
+        **{name: flag_values[name].value for name in option_names if name in flag_values}
+    )
+    options = dataclasses.replace(options, **cloud_directories(flag_values["train_dir"].present))
     with utils.exit_on_user_error():
         options.validate()
         if not options.train_data_pattern:

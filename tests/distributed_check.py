@@ -1,0 +1,196 @@
+"""Runs training steps under MirroredStrategy over 2 logical CPU devices, in a process of its own
+(logical devices must be set before TensorFlow starts), and prints a JSON report.
+
+    python tests/distributed_check.py steps       # one device vs 2 replicas on the same batches
+    python tests/distributed_check.py train DIR   # train.train / distillation under 2 replicas
+"""
+
+import json
+import os
+import pathlib
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+CPU = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(CPU, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import distillation  # noqa: E402
+import distribution  # noqa: E402
+import eval as eval_cli  # noqa: E402
+import inference  # noqa: E402
+import losses  # noqa: E402
+import models  # noqa: E402
+import train  # noqa: E402
+
+FRAME_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "yt8m_2018_frame_sample"
+
+
+def tiny_model_flags(**changes):
+    values = {
+        "model": "HierarchicalTeacherModel",
+        "frame_features": True,
+        "feature_names": "rgb,audio",
+        "feature_sizes": "6,2",
+        "num_classes": 12,
+        "max_frames": 12,
+        "lstm_cells": 8,
+        "lstm_layers": 1,
+        "dropout": 0.0,
+        "block_size": 4,
+        "l2_penalty": 1e-2,
+        "label_loss": "CrossEntropyLoss",
+    }
+    values.update(changes)
+    return train.normalise_model_flags(values)
+
+
+def random_batches(sizes, seed=7):
+    """Batches of random uint8 videos with 0-12 frames (some empty) and random labels."""
+    rng = np.random.default_rng(seed)
+    batches = []
+    for size in sizes:
+        num_frames = rng.integers(0, 13, size).astype(np.int32)
+        num_frames[0] = 12
+        batches.append(
+            {
+                "video_matrix": rng.integers(0, 256, (size, 12, 8), dtype=np.uint8),
+                "num_frames": num_frames,
+                "labels": rng.random((size, 12)) < 0.2,
+            }
+        )
+    return batches
+
+
+def run_steps(strategy, initial_weights, batches):
+    """Trains from `initial_weights` on `batches` (each a global batch); returns the losses and
+    the final weights."""
+    model_flags = tiny_model_flags()
+    options = train.TrainOptions(
+        train_data_pattern="unused", train_dir="unused", clip_gradient_norm=0.05
+    )
+    with strategy.scope():
+        model = models.build_from_model_flags(model_flags)
+        for variable, value in zip(model.weights, initial_weights, strict=True):
+            variable.assign(value)
+        optimizer = train.make_optimizer(1e-2, mixed_precision=False)
+        optimizer.build(model.trainable_variables)
+    step = train.make_supervised_step(
+        model, losses.CrossEntropyLoss(), optimizer, options, strategy
+    )
+    step_losses = []
+    for batch in batches:
+        dataset = tf.data.Dataset.from_tensor_slices(batch).batch(len(batch["labels"]))
+        for distributed_batch in strategy.experimental_distribute_dataset(dataset):
+            result = step(distributed_batch)
+            step_losses.append(float(result.loss))
+            assert int(result.num_examples) == len(batch["labels"])
+    return step_losses, [variable.numpy() for variable in model.weights]
+
+
+def compare_steps():
+    """One device and 2 replicas, same start, same batches (6, 5 and 1 videos: the last gives
+    one replica nothing)."""
+    reference = models.build_from_model_flags(tiny_model_flags())
+    initial = [variable.numpy() for variable in reference.weights]
+    batches = random_batches([6, 5, 1])
+    one_device = tf.distribute.OneDeviceStrategy("/cpu:0")
+    mirrored = distribution.make_strategy("mirrored")
+    one_losses, one_weights = run_steps(one_device, initial, batches)
+    mirrored_losses, mirrored_weights = run_steps(mirrored, initial, batches)
+    return {
+        "replicas": mirrored.num_replicas_in_sync,
+        "one_device_losses": one_losses,
+        "mirrored_losses": mirrored_losses,
+        "max_weight_difference": max(
+            float(np.max(np.abs(a - b))) for a, b in zip(one_weights, mirrored_weights, strict=True)
+        ),
+        "max_weight_change": max(
+            float(np.max(np.abs(a - b))) for a, b in zip(one_weights, initial, strict=True)
+        ),
+    }
+
+
+def train_under_mirrored(train_dir):
+    """train.train to step 3, resumed to 4, a joint distillation, and 2 steps of mixed
+    precision, with 2 replicas."""
+    strategy = distribution.make_strategy("mirrored")
+    model_flags = tiny_model_flags(
+        feature_sizes="1024,128", num_classes=3862, max_frames=20, block_size=5
+    )
+
+    def options(directory, max_steps, **changes):
+        return train.TrainOptions(
+            train_data_pattern=str(FRAME_SAMPLE / "*.tfrecord"),
+            train_dir=directory,
+            batch_size=4,
+            max_steps=max_steps,
+            log_every_n_steps=1,
+            checkpoint_steps=2,
+            strategy="mirrored",
+            **changes,
+        )
+
+    teacher_dir = os.path.join(train_dir, "teacher")
+    first = train.train(options(teacher_dir, 3), model_flags, strategy)
+    resumed = train.train(options(teacher_dir, 4), model_flags, strategy)
+    student_flags = dict(model_flags, model="DistilledStudentModel", frame_stride=4)
+    student = distillation.train_distilled(
+        options(os.path.join(train_dir, "student"), 0),
+        train.normalise_model_flags(student_flags),
+        distillation.DistillOptions(joint_epochs=1, finetune_epochs=1),
+        strategy,
+    )
+    mixed = train.train(
+        options(os.path.join(train_dir, "mixed"), 2, mixed_precision=True), model_flags, strategy
+    )
+    train.set_precision_policy(False)
+    return {
+        **predict_under_mirrored(teacher_dir, strategy),
+        "replicas": strategy.num_replicas_in_sync,
+        "first_step": first["global_step"],
+        "first_loss": first["last_loss"],
+        "resumed_step": resumed["global_step"],
+        "resumed_checkpoint": resumed["checkpoint"],
+        "student_step": student["global_step"],
+        "student_checkpoint": student["checkpoint"],
+        "mixed_step": mixed["global_step"],
+        "mixed_loss": mixed["last_loss"],
+    }
+
+
+def predict_under_mirrored(train_dir, strategy):
+    """Eval metrics and inference CSVs with the batches split over 2 replicas and without, with
+    a batch size (5) that leaves the replicas uneven."""
+    pattern = str(FRAME_SAMPLE / "*.tfrecord")
+    csv_files = []
+    for name, each in (("one", None), ("mirrored", strategy)):
+        output_file = os.path.join(train_dir, f"predictions_{name}.csv")
+        inference.run_inference(
+            pattern, output_file, train_dir=train_dir, batch_size=5, strategy=each
+        )
+        with open(output_file) as handle:
+            csv_files.append(handle.read())
+    metrics = [
+        eval_cli.evaluate_checkpoint(train_dir, pattern, batch_size=5, strategy=each)
+        for each in (None, strategy)
+    ]
+    return {
+        "same_csv": csv_files[0] == csv_files[1],
+        "csv_lines": csv_files[0].count("\n"),
+        "eval_gaps": [each["gap"] for each in metrics],
+        "eval_losses": [each["avg_loss"] for each in metrics],
+    }
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "steps":
+        report = compare_steps()
+    else:
+        report = train_under_mirrored(sys.argv[2])
+    print("REPORT " + json.dumps(report))

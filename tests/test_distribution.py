@@ -1,0 +1,279 @@
+"""Tests of distribution.py and of training under tf.distribute strategies on this CPU machine:
+2 replicas match one device, a 2-worker cluster on localhost trains and resumes, mixed
+precision trains, and Vertex AI's output directories are honoured."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import FRAME_SAMPLE, REPO_ROOT
+
+import distribution
+import export_model
+import frame_level_models
+import models
+import train
+import utils
+
+SAMPLE = str(FRAME_SAMPLE / "*.tfrecord")
+
+
+def run_python(args, env=None, timeout=400):
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=timeout,
+    )
+
+
+def report_of(completed):
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    line = [line for line in completed.stdout.splitlines() if line.startswith("REPORT ")][-1]
+    return json.loads(line[len("REPORT ") :])
+
+
+def test_tf_config_master_becomes_chief(monkeypatch):
+    config = {
+        "cluster": {"master": ["host0:2222"], "worker": ["host1:2222"]},
+        "task": {"type": "master", "index": 0},
+    }
+    monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+    parsed = distribution.tf_config()
+    assert parsed["cluster"] == {"chief": ["host0:2222"], "worker": ["host1:2222"]}
+    assert parsed["task"] == {"type": "chief", "index": 0}
+    assert json.loads(os.environ["TF_CONFIG"]) == parsed  # what TensorFlow will read
+    assert distribution.cluster_size(parsed) == 2
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(utils.UserInputError, match="TF_CONFIG"):
+        distribution.tf_config()
+    monkeypatch.delenv("TF_CONFIG")
+    assert distribution.tf_config() == {}
+
+
+def test_unknown_strategy_is_refused():
+    with pytest.raises(utils.UserInputError, match="--strategy=parameter_server"):
+        distribution.make_strategy("parameter_server")
+    with pytest.raises(utils.UserInputError, match="--strategy"):
+        train.TrainOptions(train_data_pattern="x", train_dir="y", strategy="gpu").validate()
+
+
+def test_auto_strategy_on_one_cpu_is_one_device(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    strategy = distribution.make_strategy("auto")
+    assert isinstance(strategy, tf.distribute.OneDeviceStrategy)
+    assert distribution.is_chief(strategy)
+    assert distribution.task_role(strategy) == ("chief", 0)
+
+
+def test_workers_read_disjoint_shares():
+    files = [f"shard-{index}" for index in range(5)]
+
+    def shares(num_workers):
+        return [
+            distribution.input_shard(
+                tf.distribute.InputContext(num_workers, worker, num_workers), files
+            )
+            for worker in range(num_workers)
+        ]
+
+    assert shares(1) == [(files, None)]
+    two = shares(2)
+    assert two == [(files[0::2], None), (files[1::2], None)]
+    # More workers than files: every worker reads every file and keeps one record in 8.
+    assert shares(8)[3] == (files, (8, 3))
+
+
+def test_replica_share_is_the_mean_and_zero_for_an_empty_batch():
+    assert float(distribution.replica_share(tf.constant(2.5), 4)) == 2.5
+    assert float(distribution.replica_share(tf.constant(float("nan")), 0)) == 0.0
+
+
+def test_vertex_directories_from_the_environment():
+    environ = {
+        "AIP_CHECKPOINT_DIR": "gs://bucket/job/checkpoints/",
+        "AIP_TENSORBOARD_LOG_DIR": "gs://bucket/job/logs/",
+        "AIP_MODEL_DIR": "gs://bucket/job/model/",
+    }
+    assert train.cloud_directories(False, environ) == {
+        "train_dir": "gs://bucket/job/checkpoints/",
+        "summary_dir": "gs://bucket/job/logs/",
+        "final_export_dir": "gs://bucket/job/model/",
+    }
+    # An explicit --train_dir wins; nothing set, nothing changed.
+    assert "train_dir" not in train.cloud_directories(True, environ)
+    assert train.cloud_directories(False, {}) == {}
+
+
+def test_two_replicas_match_one_device():
+    """Same start, same global batches (6, 5, 1 videos): the losses and the weights after three
+    steps with clipping and L2 agree with one device's."""
+    report = report_of(run_python(["tests/distributed_check.py", "steps"]))
+    assert report["replicas"] == 2
+    np.testing.assert_allclose(
+        report["mirrored_losses"], report["one_device_losses"], rtol=1e-5, atol=1e-6
+    )
+    assert report["max_weight_change"] > 1e-3  # the steps did move the weights
+    assert report["max_weight_difference"] < 1e-5
+
+
+def test_training_distillation_eval_and_inference_under_two_replicas(tmp_path):
+    report = report_of(run_python(["tests/distributed_check.py", "train", str(tmp_path)]))
+    assert report["replicas"] == 2
+    assert report["first_step"] == 3 and np.isfinite(report["first_loss"])
+    assert report["resumed_step"] == 4 and report["resumed_checkpoint"].endswith("ckpt-4")
+    # 59 videos, global batch 4: 15 steps a pass, one joint pass and one fine-tuning pass.
+    assert report["student_step"] == 30
+    student, model_flags, _ = export_model.restore_model(str(tmp_path / "student"))
+    assert model_flags["model"] == "DistilledStudentModel"
+    assert not any("teacher" in variable.path for variable in student.variables)
+    assert report["mixed_step"] == 2 and np.isfinite(report["mixed_loss"])
+    # Eval and inference with each batch split over the 2 replicas give the same results.
+    assert report["same_csv"] and report["csv_lines"] == 60  # header + 59 videos
+    np.testing.assert_allclose(report["eval_gaps"][1], report["eval_gaps"][0], rtol=1e-6)
+    np.testing.assert_allclose(report["eval_losses"][1], report["eval_losses"][0], rtol=1e-5)
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for each in sockets:
+        each.bind(("localhost", 0))
+    ports = [each.getsockname()[1] for each in sockets]
+    for each in sockets:
+        each.close()
+    return ports
+
+
+def run_two_workers(train_dir, max_steps):
+    """The chief (named `master`, as AI Platform does) and one worker, each `train.py` with
+    --strategy=auto, on localhost; returns both completed processes."""
+    ports = free_ports(2)
+    cluster = {"master": [f"localhost:{ports[0]}"], "worker": [f"localhost:{ports[1]}"]}
+    args = [
+        "train.py",
+        f"--train_data_pattern={SAMPLE}",
+        f"--train_dir={train_dir}",
+        "--strategy=auto",
+        "--batch_size=4",
+        f"--max_steps={max_steps}",
+        "--checkpoint_steps=2",
+        "--log_every_n_steps=1",
+        "--lstm_cells=4",
+        "--lstm_layers=1",
+        "--max_frames=20",
+        "--block_size=5",
+    ]
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    processes = []
+    for task_type in ("master", "worker"):
+        environment["TF_CONFIG"] = json.dumps(
+            {"cluster": cluster, "task": {"type": task_type, "index": 0}}
+        )
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, *args],
+                cwd=REPO_ROOT,
+                env=dict(environment),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outputs = []
+    for process in processes:
+        try:
+            stdout, stderr = process.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            for each in processes:
+                each.kill()
+            raise
+        outputs.append((process.returncode, stdout, stderr))
+    return outputs
+
+
+def test_two_workers_train_and_resume(tmp_path):
+    train_dir = tmp_path / "model"
+    for max_steps in (3, 5):
+        (chief_code, chief_out, chief_err), (worker_code, _, worker_err) = run_two_workers(
+            train_dir, max_steps
+        )
+        assert chief_code == 0, chief_err[-3000:]
+        assert worker_code == 0, worker_err[-3000:]
+        assert "MultiWorkerMirroredStrategy: 2 replica(s)" in chief_err
+        assert f"Trained to step {max_steps}" in chief_out
+    # Only the chief wrote into train_dir; the global step went on from 3 to 5.
+    assert tf.train.latest_checkpoint(str(train_dir)).endswith("ckpt-5")
+    reader = tf.train.load_checkpoint(str(train_dir))
+    assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 5
+    assert sorted(
+        name for name in os.listdir(train_dir) if not name.startswith(("ckpt-", "events."))
+    ) == ["checkpoint", "model_flags.json"]
+
+
+@pytest.fixture
+def float32_policy_after():
+    yield
+    train.set_precision_policy(False)
+
+
+def test_mixed_precision_trains_and_exports(tmp_path, float32_policy_after):
+    """float16 compute with loss scaling trains a few finite steps; the checkpoint restores
+    into a float32 model, and the final export (Vertex's AIP_MODEL_DIR) loads and predicts."""
+    model_flags = train.normalise_model_flags(
+        {
+            "model": "HierarchicalTeacherModel",
+            "frame_features": True,
+            "feature_names": "rgb,audio",
+            "feature_sizes": "1024,128",
+            "num_classes": 3862,
+            "max_frames": 20,
+            "lstm_cells": 8,
+            "lstm_layers": 1,
+            "dropout": 0.0,
+            "block_size": 5,
+            "l2_penalty": 1e-8,
+            "label_loss": "CrossEntropyLoss",
+        }
+    )
+    export_dir = str(tmp_path / "model")
+    options = train.TrainOptions(
+        train_data_pattern=SAMPLE,
+        train_dir=str(tmp_path / "train"),
+        batch_size=8,
+        max_steps=3,
+        log_every_n_steps=1,
+        mixed_precision=True,
+        final_export_dir=export_dir,
+    )
+    result = train.train(options, model_flags)
+    assert result["global_step"] == 3 and np.isfinite(result["last_loss"])
+    train.set_precision_policy(False)
+    model, _, _ = export_model.restore_model(options.train_dir)
+    assert all(variable.dtype == "float32" for variable in model.variables)
+    loaded = tf.saved_model.load(export_dir)
+    records = [record.numpy() for record in tf.data.TFRecordDataset(sorted(FRAME_SAMPLE.glob("*")))]
+    served = loaded.signatures["predict"](serialized_examples=tf.constant(records[:4]))
+    assert served["predictions"].dtype == tf.float32
+    assert np.all(np.isfinite(served["predictions"].numpy()))
+
+
+def test_lstm_layers_keep_the_cudnn_settings():
+    """Keras runs an LSTM on cuDNN only with these settings (and right-padded masks)."""
+    config = models.ModelConfig(num_classes=5, feature_size=8, lstm_cells=4, lstm_layers=2)
+    model = frame_level_models.HierarchicalTeacherModel(config)
+    model(tf.zeros([1, 4, 8], tf.uint8), num_frames=tf.ones([1], tf.int32))
+    lstms = [layer for layer in model._flatten_layers() if isinstance(layer, tf.keras.layers.LSTM)]
+    assert len(lstms) == 4
+    for lstm in lstms:
+        assert lstm.use_cudnn in ("auto", True)
+        assert lstm.activation is tf.keras.activations.tanh
+        assert lstm.recurrent_activation is tf.keras.activations.sigmoid
+        assert lstm.cell.recurrent_dropout == 0 and lstm.cell.use_bias and not lstm.unroll
