@@ -196,7 +196,7 @@ def train_distilled(options, model_flags, distill_options, strategy=None):
         return schedule(step)
 
     def current_step():
-        return int(step)
+        return distribution.variable_int(step)
 
     # Phase 2's objects hold no teacher: its checkpoints are what eval and inference read.
     with strategy.scope():
@@ -265,8 +265,13 @@ def train_distilled(options, model_flags, distill_options, strategy=None):
 
     def run_phase(epochs, step_fn, manager, keep_all_frames, export=None):
         """Runs the phase's remaining epochs; True when --max_steps stopped it."""
-        while int(epochs_done) < epochs:
-            logging.info("Phase %d, epoch %d of %d", phase, int(epochs_done) + 1, epochs)
+        while distribution.variable_int(epochs_done) < epochs:
+            logging.info(
+                "Phase %d, epoch %d of %d",
+                phase,
+                distribution.variable_int(epochs_done) + 1,
+                epochs,
+            )
             _, batches = train.make_training_dataset(
                 model_flags, options, files, 1, step, strategy, keep_all_frames, skipped
             )

@@ -99,9 +99,7 @@ def make_strategy(name):
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     else:
         strategy = make_tpu_strategy()
-    logging.info(
-        "Strategy %s: %d replica(s) in sync", type(strategy).__name__, strategy.num_replicas_in_sync
-    )
+    logging.info("--strategy=%s: %d replica(s) in sync", name, strategy.num_replicas_in_sync)
     return strategy
 
 
@@ -181,21 +179,23 @@ def share_of_replicas(loss):
 
 
 def sum_over_replicas(gradients):
-    """Gradients summed over the replicas (an identity on one replica)."""
+    """Gradients summed over the replicas (an identity on one replica); None stays None."""
     context = tf.distribute.get_replica_context()
     if context is None or tf.distribute.get_strategy().num_replicas_in_sync == 1:
         return gradients
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+    present = [gradient for gradient in gradients if gradient is not None]
+    summed = iter(context.all_reduce(tf.distribute.ReduceOp.SUM, present) if present else [])
+    return [None if gradient is None else next(summed) for gradient in gradients]
 
 
-class WorkerCheckpointManager(tf.train.CheckpointManager):
-    """A non-chief worker's manager: saves when the chief saves (so collective ops match), into
-    a scratch directory it deletes; `latest_checkpoint` is the shared directory's, which is what
-    the worker restores from."""
+class WorkerCheckpointManager:
+    """A non-chief worker's stand-in for `tf.train.CheckpointManager`: saves when the chief
+    saves (so the collective ops match), each time into a fresh scratch directory it then
+    deletes; `latest_checkpoint` is the shared directory's, which is what the worker restores
+    from."""
 
-    def __init__(self, checkpoint, shared_directory, **unused_options):
-        scratch = tempfile.mkdtemp(prefix="yt8m-worker-checkpoint-")
-        super().__init__(checkpoint, scratch, max_to_keep=1)
+    def __init__(self, checkpoint, shared_directory):
+        self.checkpoint = checkpoint
         self.shared_directory = shared_directory
         self._last_saved = None
 
@@ -206,11 +206,14 @@ class WorkerCheckpointManager(tf.train.CheckpointManager):
         return tf.train.latest_checkpoint(self.shared_directory)
 
     def save(self, checkpoint_number=None, **options):
-        path = super().save(checkpoint_number=checkpoint_number, **options)
-        tf.io.gfile.rmtree(self.directory)
-        tf.io.gfile.makedirs(self.directory)
+        scratch = tempfile.mkdtemp(prefix="yt8m-worker-checkpoint-")
+        try:
+            manager = tf.train.CheckpointManager(self.checkpoint, scratch, max_to_keep=1)
+            path = manager.save(checkpoint_number=checkpoint_number, **options)
+        finally:
+            tf.io.gfile.rmtree(scratch)
         self._last_saved = os.path.join(self.shared_directory, os.path.basename(path))
-        return path
+        return self._last_saved
 
 
 def make_checkpoint_manager(strategy, checkpoint, directory, max_to_keep):
@@ -285,3 +288,8 @@ def predict_on_replicas(strategy, model, finish=None):
         return predict_replicated(split_over_replicas(strategy, (video_matrix, num_frames)))
 
     return predict
+
+
+def variable_int(variable):
+    """The value of an integer variable (a step counter), mirrored or not, as a Python int."""
+    return int(tf.convert_to_tensor(variable).numpy())

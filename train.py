@@ -369,10 +369,11 @@ def apply_gradients(optimizer, tape, loss, variables, clip_gradient_norm):
     finite = tf.debugging.Assert(tf.math.is_finite(loss), [NONFINITE_LOSS_MESSAGE, loss])
     loss_scale = None
     if isinstance(optimizer, tf.keras.optimizers.LossScaleOptimizer):
-        loss_scale = tf.cast(optimizer.dynamic_scale, tf.float32)
-        loss = loss * loss_scale
+        loss_scale = tf.cast(optimizer.dynamic_scale, loss.dtype)
     with tf.control_dependencies([finite]):
-        gradients = tape.gradient(loss, variables)
+        # The tape has stopped recording: the scaled loss's gradients are the loss's times the
+        # scale, which `output_gradients` applies.
+        gradients = tape.gradient(loss, variables, output_gradients=loss_scale)
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     # Clipping, and the loss scaler's finiteness check, must see the sum over replicas.
     aggregate = replicas > 1 and (clip_gradient_norm > 0 or loss_scale is not None)
@@ -380,13 +381,21 @@ def apply_gradients(optimizer, tape, loss, variables, clip_gradient_norm):
         gradients = distribution.sum_over_replicas(gradients)
     if clip_gradient_norm > 0:
         if loss_scale is not None:
-            gradients = [gradient / loss_scale for gradient in gradients]
-        gradients = [tf.clip_by_norm(gradient, clip_gradient_norm) for gradient in gradients]
+            gradients = scale_gradients(gradients, 1.0 / loss_scale)
+        gradients = [
+            None if gradient is None else tf.clip_by_norm(gradient, clip_gradient_norm)
+            for gradient in gradients
+        ]
         if loss_scale is not None:
-            gradients = [gradient * loss_scale for gradient in gradients]
+            gradients = scale_gradients(gradients, loss_scale)
     if aggregate:
-        gradients = [gradient / replicas for gradient in gradients]
+        gradients = scale_gradients(gradients, 1.0 / replicas)
     optimizer.apply_gradients(zip(gradients, variables, strict=True))
+
+
+def scale_gradients(gradients, factor):
+    """Each gradient times `factor` (None stays None)."""
+    return [None if gradient is None else gradient * factor for gradient in gradients]
 
 
 def regularization_loss(model, regularization_penalty):
@@ -586,7 +595,7 @@ def make_training_dataset(
     Its seed is --seed plus the current step, so a job resumed many times does not replay the
     same first batches each time (the pipeline restarts at an epoch's start on resume).
     """
-    data_seed = options.seed + int(step)
+    data_seed = options.seed + distribution.variable_int(step)
     tf.keras.utils.set_random_seed(data_seed)
     reader = readers.reader_from_model_flags(
         model_flags,
@@ -652,7 +661,9 @@ def train(options, model_flags, strategy=None):
     if manager.latest_checkpoint and not (options.start_new_model and not chief):
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         logging.info(
-            "Resumed from %s at step %d", manager.latest_checkpoint, int(optimizer.iterations)
+            "Resumed from %s at step %d",
+            manager.latest_checkpoint,
+            distribution.variable_int(optimizer.iterations),
         )
     else:
         logging.info("Starting a new %s", model_flags["model"])
@@ -672,7 +683,7 @@ def train(options, model_flags, strategy=None):
         utils.save_model_flags(train_dir, model_flags)
 
     def current_step():
-        return int(optimizer.iterations)
+        return distribution.variable_int(optimizer.iterations)
 
     def export(step):
         if chief:

@@ -87,14 +87,21 @@ def test_joint_phase_step_lowers_its_loss(train_pattern, distill_mode):
     teacher = distillation.build_teacher_encoder(model_flags, student)
     options = train.TrainOptions(train_data_pattern="", train_dir="")
     step, variables = distillation.make_phase_one_step(
-        student, teacher, True, model_flags, tf.keras.optimizers.Adam(0.003), options
+        student,
+        teacher,
+        True,
+        model_flags,
+        tf.keras.optimizers.Adam(0.003),
+        options,
+        tf.distribute.get_strategy(),
     )
     assert len(variables) == len(teacher.trainable_variables) + len(student.trainable_variables)
     batch = fixed_batch(train_pattern, model_flags)
     assert batch["video_matrix"].shape[1] == -(-batch["full_video_matrix"].shape[1] // 4)
-    first_loss, _, first_scalars = step(batch)
+    first = step(batch)
     for _ in range(20):
-        loss, _, scalars = step(batch)
+        last = step(batch)
+    first_loss, first_scalars, loss, scalars = first.loss, first.scalars, last.loss, last.scalars
     # Joint training: the teacher learns the labels while the student follows a moving target
     # (the distance grows from ~0 as the teacher's representation develops); the sum falls.
     assert float(loss) < float(first_loss)
@@ -113,13 +120,19 @@ def test_serial_phase_step_brings_the_student_to_a_fixed_teacher(train_pattern, 
     student = models.build_from_model_flags(model_flags)
     options = train.TrainOptions(train_data_pattern="", train_dir="")
     step, variables = distillation.make_phase_one_step(
-        student, teacher, False, model_flags, tf.keras.optimizers.Adam(0.01), options
+        student,
+        teacher,
+        False,
+        model_flags,
+        tf.keras.optimizers.Adam(0.01),
+        options,
+        tf.distribute.get_strategy(),
     )
     assert len(variables) == len(student.encoder.trainable_variables)
     batch = fixed_batch(train_pattern, model_flags)
-    _, _, first = step(batch)
+    first = step(batch).scalars
     for _ in range(20):
-        _, _, last = step(batch)
+        last = step(batch).scalars
     assert float(last["distill_final"]) < 0.5 * float(first["distill_final"])
     if distill_mode == "intermediate":
         assert float(last["distill_intermediate"]) < float(first["distill_intermediate"])

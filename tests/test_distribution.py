@@ -207,7 +207,7 @@ def test_two_workers_train_and_resume(tmp_path):
         )
         assert chief_code == 0, chief_err[-3000:]
         assert worker_code == 0, worker_err[-3000:]
-        assert "MultiWorkerMirroredStrategy: 2 replica(s)" in chief_err
+        assert "--strategy=multi_worker_mirrored: 2 replica(s)" in chief_err
         assert f"Trained to step {max_steps}" in chief_out
     # Only the chief wrote into train_dir; the global step went on from 3 to 5.
     assert tf.train.latest_checkpoint(str(train_dir)).endswith("ckpt-5")
@@ -216,6 +216,35 @@ def test_two_workers_train_and_resume(tmp_path):
     assert sorted(
         name for name in os.listdir(train_dir) if not name.startswith(("ckpt-", "events."))
     ) == ["checkpoint", "model_flags.json"]
+
+
+@pytest.mark.parametrize("clip_gradient_norm", [0.0, 0.01])
+def test_loss_scaling_leaves_the_update_unchanged(clip_gradient_norm):
+    """A step through the loss-scaling optimizer (scale 2**15) moves every variable as plain
+    Adam does: the scale reaches the gradients and is taken off again, around the clipping."""
+    config = models.ModelConfig(num_classes=5, feature_size=8, lstm_cells=4, lstm_layers=1)
+    frames = tf.constant(np.random.default_rng(0).integers(0, 255, [3, 6, 8]), tf.uint8)
+    num_frames = tf.constant([6, 2, 4])
+    labels = tf.constant(np.eye(5)[[0, 3, 4]], tf.float32)
+    updated = []
+    for mixed_precision in (False, True):
+        tf.keras.utils.set_random_seed(0)
+        model = frame_level_models.HierarchicalTeacherModel(config)
+        model(frames, num_frames=num_frames)
+        optimizer = train.make_optimizer(0.01, mixed_precision)
+        optimizer.build(model.trainable_variables)
+        with tf.GradientTape() as tape:
+            predictions = model(frames, num_frames=num_frames, training=True)["predictions"]
+            loss = tf.reduce_mean(tf.keras.losses.binary_crossentropy(labels, predictions))
+        train.apply_gradients(optimizer, tape, loss, model.trainable_variables, clip_gradient_norm)
+        updated.append([variable.numpy() for variable in model.trainable_variables])
+        if mixed_precision:
+            assert float(optimizer.dynamic_scale) == 2.0**15
+    moved = 0
+    for plain, scaled in zip(*updated, strict=True):
+        np.testing.assert_allclose(scaled, plain, rtol=1e-5, atol=1e-7)
+        moved += not np.allclose(plain, scaled * 0)
+    assert moved == len(updated[0])
 
 
 @pytest.fixture
@@ -257,7 +286,7 @@ def test_mixed_precision_trains_and_exports(tmp_path, float32_policy_after):
     assert result["global_step"] == 3 and np.isfinite(result["last_loss"])
     train.set_precision_policy(False)
     model, _, _ = export_model.restore_model(options.train_dir)
-    assert all(variable.dtype == "float32" for variable in model.variables)
+    assert all(variable.dtype == "float32" for variable in model.trainable_variables)
     loaded = tf.saved_model.load(export_dir)
     records = [record.numpy() for record in tf.data.TFRecordDataset(sorted(FRAME_SAMPLE.glob("*")))]
     served = loaded.signatures["predict"](serialized_examples=tf.constant(records[:4]))

@@ -325,16 +325,13 @@ def test_unseeded_random_sampling_changes_between_reads():
     assert not np.array_equal(first, second)
 
 
-def frame_decode_sources(reader):
-    """The op types feeding each frame decode of the traced parse (Identity ops passed over)."""
-    graph = (
-        tf.function(reader.parse_serialized)
-        .get_concrete_function(tf.TensorSpec([None], tf.string))
-        .graph
-    )
+def frame_decode_sources(parse, frame_sizes):
+    """The op types feeding each decode of `frame_sizes` bytes per frame in the traced
+    `parse` (Identity ops passed over)."""
+    graph = tf.function(parse).get_concrete_function(tf.TensorSpec([None], tf.string)).graph
     sources = []
     for op in graph.get_operations():
-        if op.type.startswith("Decode") and op.outputs[0].shape[-1] in (1024, 128):
+        if op.type.startswith("Decode") and op.outputs[0].shape[-1] in frame_sizes:
             source = op.inputs[0].op
             while source.type == "Identity":
                 source = source.inputs[0].op
@@ -343,11 +340,16 @@ def frame_decode_sources(reader):
 
 
 def test_selecting_reader_decodes_only_the_selected_frames():
-    """In the traced parse every frame decode reads only the selected frames' strings: cut out
-    of the records (`Substr`), or gathered after parsing (the parser path)."""
-    assert frame_decode_sources(readers.YT8MFrameFeatureReader(frame_stride=10)) == ["Substr"] * 2
+    """Every frame decode reads only the selected frames' strings: cut out of the records
+    (`Substr`, each frame with its framing prefix), or gathered after parsing (the parser)."""
+    reader = readers.YT8MFrameFeatureReader(frame_stride=10)
+    framed_sizes = [
+        size + len(prefix)
+        for size, prefix in zip(reader.feature_sizes, reader.frame_prefixes, strict=True)
+    ]
+    assert frame_decode_sources(reader.parse_by_slicing, framed_sizes) == ["Substr"] * 2
     reader = readers.YT8MFrameFeatureReader(frame_stride=10, slice_records=False)
-    assert frame_decode_sources(reader) == ["GatherV2"] * 2
+    assert frame_decode_sources(reader.parse_serialized, [1024, 128]) == ["GatherV2"] * 2
     batch = read_all(reader, str(FRAME_SAMPLE / "*.tfrecord"))[0]
     assert batch["video_matrix"].shape[1] == 30  # 300 frames / 10
     assert "full_video_matrix" not in batch
