@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# pytest processes for `make test` (CI has 2 cores; TensorFlow tests trace in one thread).
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo reproduce bench test lint format clean
 
@@ -31,7 +33,7 @@ format: setup
 	$(PY) -m ruff check --fix .
 
 test: lint
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup tests
 
 clean:
 	rm -rf demo_out reproduce_out benchmark_out .pytest_cache .ruff_cache

@@ -14,7 +14,8 @@ The grid (names as in the paper's Table 1; k = % of the frames read, j = 100 / k
   `distill_mode=final|intermediate`. `--distill_scheme=joint` (the default, the paper's) trains
   a teacher, the student and a shared output layer together for `joint_epochs`, then fine-tunes
   the student alone for `finetune_epochs`; `serial` distils from this grid's TEACHER-FULL, frozen.
-k in {5, 10, 25, 50} (`--ks`) gives 1 + 4 x 4 = 17 models. Every model gets the same number of
+k in {5, 10, 25, 50} (`--ks`) gives 1 + 4 x 4 = 17 models (`--methods` narrows the four methods; the
+teacher is always in). Every model gets the same number of
 passes over the training data: the teachers and baselines train joint_epochs + finetune_epochs
 epochs, the students joint_epochs + finetune_epochs.
 
@@ -115,6 +116,12 @@ def define_flags():
         "ks",
         ",".join(str(k) for k in DEFAULT_KS),
         "Comma list of k (% of frames read; 100/k integer).",
+    )
+    flags.DEFINE_string(
+        "methods",
+        ",".join(METHODS[1:]),
+        "Comma list of the methods run at each k: uniform, random, final, intermediate "
+        "(TEACHER-FULL is always in the grid).",
     )
     flags.DEFINE_string(
         "distill_scheme",
@@ -347,10 +354,29 @@ def parse_ks(text):
     return sorted(ks, reverse=True)
 
 
-def grid_models(ks):
-    """The grid in Table 1's order: the teacher, then each method for k descending."""
+def parse_methods(text):
+    """Parses `--methods`: a comma list of the methods other than the teacher.
+
+    Returns:
+      the distinct methods, in Table 1's order.
+
+    Raises:
+      utils.UserInputError: naming --methods and the bad value.
+    """
+    names = {item.strip() for item in text.split(",")}
+    unknown = sorted(names - set(METHODS[1:]))
+    if unknown or not names:
+        raise utils.UserInputError(
+            f"--methods={text}: '{unknown[0] if unknown else ''}' is not one of "
+            f"{', '.join(METHODS[1:])} (TEACHER-FULL is always trained)."
+        )
+    return [method for method in METHODS[1:] if method in names]
+
+
+def grid_models(ks, methods=METHODS[1:]):
+    """The grid in Table 1's order: the teacher, then each of `methods` for k descending."""
     models = [GridModel("teacher", 100)]
-    for method in METHODS[1:]:
+    for method in methods:
         models.extend(GridModel(method, k) for k in sorted(ks, reverse=True))
     return models
 
@@ -702,12 +728,13 @@ def format_progress(index, total, entry, reused):
     )
 
 
-def run_grid(config, ks, output_dir, report=print):
+def run_grid(config, ks, output_dir, report=print, methods=METHODS[1:]):
     """Trains and evaluates every model of the grid for `ks`, reusing finished ones.
 
     Args:
       config: GridConfig.
       ks: list of k (% of frames) from `parse_ks`.
+      methods: the methods beside the teacher, from `parse_methods`.
       output_dir: where data, models and results go (see the module docstring).
       report: callable taking one progress line.
 
@@ -724,7 +751,7 @@ def run_grid(config, ks, output_dir, report=print):
     results = {}
     if same_config:
         results = {entry["name"]: entry for entry in read_json(results_path, [])}
-    models = grid_models(ks)
+    models = grid_models(ks, methods)
     teacher_dir = os.path.join(output_dir, "models", "TEACHER-FULL")
     trained_names = []
     for index, model in enumerate(models, start=1):
@@ -806,6 +833,8 @@ def format_table_2(results):
     lines.append("| " + " | ".join(paper_cells) + " |")
     for key, what in (("eval_seconds", "eval s"), ("inference_seconds", "warm inference s")):
         for method in METHODS[1:]:
+            if not any(entry["method"] == method for entry in results):
+                continue  # left out with --methods
             cells = [f"ours, {model_name(method, 'k')}, {what} (fraction)"]
             cells.append(f"{teacher[key]:.2f} (1.00)" if teacher else "–")
             for k in ks:
@@ -961,6 +990,7 @@ def main(argv):
     start = time.time()
     with utils.exit_on_user_error():
         ks = parse_ks(flag_values.ks)
+        methods = parse_methods(flag_values.methods)
         config = resolve_config(
             preset=flag_values.preset,
             distill_scheme=flag_values.distill_scheme,
@@ -974,7 +1004,9 @@ def main(argv):
         )
         output_dir = flag_values.output_dir
         print(describe_data(config), flush=True)
-        grid = run_grid(config, ks, output_dir, report=lambda line: print(line, flush=True))
+        grid = run_grid(
+            config, ks, output_dir, report=lambda line: print(line, flush=True), methods=methods
+        )
     print()
     print(format_markdown(config, grid["results"]))
     print(f"Results in {output_dir} ({RESULTS_FILE}, {RESULTS_MARKDOWN_FILE}, {GAP_PLOT_FILE}, ")

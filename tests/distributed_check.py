@@ -164,6 +164,35 @@ def train_under_mirrored(train_dir):
     }
 
 
+def csv_rows(text):
+    """A predictions CSV as [(video id, {label: score})], in file order."""
+    rows = []
+    for line in text.splitlines()[1:]:
+        video_id, pairs = line.split(",")
+        fields = pairs.split()
+        rows.append(
+            (
+                video_id,
+                {
+                    int(label): float(score)
+                    for label, score in zip(fields[::2], fields[1::2], strict=True)
+                },
+            )
+        )
+    return rows
+
+
+def row_score_gap(first, second):
+    """The largest score difference between two top-k rows of a video. A label in one row only
+    counts as scoring the other row's lowest kept score (it can score no more), so two rows
+    that differ only in the order of near-ties have a gap near 0."""
+    lowest = (min(first.values()), min(second.values()))
+    return max(
+        abs(first.get(label, lowest[0]) - second.get(label, lowest[1]))
+        for label in set(first) | set(second)
+    )
+
+
 def predict_under_mirrored(train_dir, strategy):
     """Eval metrics and inference CSVs with the batches split over 2 replicas and without, with
     a batch size (5) that leaves the replicas uneven."""
@@ -180,8 +209,13 @@ def predict_under_mirrored(train_dir, strategy):
         eval_cli.evaluate_checkpoint(train_dir, pattern, batch_size=5, strategy=each)
         for each in (None, strategy)
     ]
+    rows = [csv_rows(text) for text in csv_files]
     return {
-        "same_csv": csv_files[0] == csv_files[1],
+        "same_csv_ids": [video_id for video_id, _ in rows[0]]
+        == [video_id for video_id, _ in rows[1]],
+        "csv_score_gap": max(
+            row_score_gap(first, second) for (_, first), (_, second) in zip(*rows, strict=True)
+        ),
         "csv_lines": csv_files[0].count("\n"),
         "eval_gaps": [each["gap"] for each in metrics],
         "eval_losses": [each["avg_loss"] for each in metrics],

@@ -155,6 +155,7 @@ def test_repository_comes_before_its_parent_on_sys_path():
     assert parent not in entries or here < entries.index(parent)
 
 
+@pytest.mark.xdist_group("package_runs")
 @pytest.mark.parametrize(
     "module, own_flag", [("train", "--train_data_pattern"), ("eval", "--eval_data_pattern")]
 )
@@ -166,6 +167,7 @@ def test_cli_runs_as_package_module(package_runs, module, own_flag):
     assert own_flag in completed.stdout
 
 
+@pytest.mark.xdist_group("package_runs")
 def test_train_as_package_accepts_the_vertex_args(package_runs):
     completed = package_runs["train_vertex_args"]
     assert completed.returncode == 0, completed.stderr[-3000:]

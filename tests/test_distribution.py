@@ -137,7 +137,10 @@ def test_training_distillation_eval_and_inference_under_two_replicas(tmp_path):
     assert not any("teacher" in variable.path for variable in student.variables)
     assert report["mixed_step"] == 2 and np.isfinite(report["mixed_loss"])
     # Eval and inference with each batch split over the 2 replicas give the same results.
-    assert report["same_csv"] and report["csv_lines"] == 60  # header + 59 videos
+    # (The batches of 5 and their halves may round differently: scores agree to 1e-5, and
+    # labels only swap between near-ties.)
+    assert report["same_csv_ids"] and report["csv_lines"] == 60  # header + 59 videos
+    assert report["csv_score_gap"] < 1e-5
     np.testing.assert_allclose(report["eval_gaps"][1], report["eval_gaps"][0], rtol=1e-6)
     np.testing.assert_allclose(report["eval_losses"][1], report["eval_losses"][0], rtol=1e-5)
 

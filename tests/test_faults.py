@@ -284,6 +284,7 @@ def real_model(tmp_path_factory):
     return str(train_dir)
 
 
+@pytest.mark.xdist_group("real_model")
 def test_fail_policy_stops_at_a_damaged_shard_or_a_malformed_video(
     real_model, damaged_set, tmp_path
 ):
@@ -309,6 +310,7 @@ def test_fail_policy_stops_at_a_damaged_shard_or_a_malformed_video(
     assert not output_file.exists() and not list(tmp_path.iterdir())  # no partial CSV left
 
 
+@pytest.mark.xdist_group("real_model")
 def test_skip_policy_counts_what_it_leaves_out_in_eval_inference_and_train(
     real_model, damaged_set, tmp_path
 ):
@@ -355,6 +357,7 @@ def test_skip_policy_counts_what_it_leaves_out_in_eval_inference_and_train(
     assert f"left out {damaged_set['skipped']} record(s)" in completed.stderr
 
 
+@pytest.mark.xdist_group("real_model")
 def test_eval_and_inference_reruns_are_identical(real_model, tmp_path):
     pattern = str(FRAME_SAMPLE / "clippedtrain1*.tfrecord")
     outputs = []
@@ -403,6 +406,7 @@ def test_bad_flags_stop_training_before_the_data_is_looked_at(flag, expected, tm
     assert "Traceback" not in completed.stderr
 
 
+@pytest.mark.xdist_group("real_model")
 def test_unwritable_output_directories_are_refused_up_front(real_model, tmp_path):
     unwritable = "/proc/no-such-directory/out"
     completed = run_cli(

@@ -44,6 +44,7 @@ def checkpoint_files(output_dir):
     return found
 
 
+@pytest.mark.xdist_group("tiny_grid")
 def test_grid_writes_results_tables_and_plots(tiny_grid):
     output_dir = tiny_grid["output_dir"]
     assert tiny_grid["grid"]["trained"] == EXPECTED_NAMES
@@ -84,6 +85,7 @@ def test_grid_writes_results_tables_and_plots(tiny_grid):
     assert not leftovers
 
 
+@pytest.mark.xdist_group("tiny_grid")
 def test_a_rerun_reuses_finished_models_and_evaluates_an_unlisted_one(tiny_grid):
     output_dir = tiny_grid["output_dir"]
     config = tiny_grid["config"]
@@ -124,18 +126,22 @@ def test_serial_grid_on_the_real_samples(tmp_path):
     assert config.num_classes == reproduce.YT8M_NUM_CLASSES and not config.synthetic
     eval_files = sorted(FRAME_SAMPLE.glob("clippedtrain1*.tfrecord"))
     eval_videos = sum(1 for path in eval_files for _ in tf.data.TFRecordDataset(str(path)))
-    grid = reproduce.run_grid(config, [50], str(tmp_path), report=lambda line: None)
-    assert [entry["name"] for entry in grid["results"]] == [
-        name.replace("25", "50") for name in EXPECTED_NAMES
-    ]
+    grid = reproduce.run_grid(
+        config, [50], str(tmp_path), report=lambda line: None, methods=["final"]
+    )
+    assert [entry["name"] for entry in grid["results"]] == ["TEACHER-FULL", "STUDENT-50-FINAL"]
     for entry in grid["results"]:
         assert entry["eval_videos"] == eval_videos
         assert math.isfinite(entry["gap"]) and 0.0 <= entry["gap"] <= 1.0
     assert not os.path.exists(tmp_path / "data")  # nothing synthetic was written
     with open(tmp_path / reproduce.RESULTS_MARKDOWN_FILE) as handle:
-        assert "serial distillation" in handle.read()
+        markdown = handle.read()
+    assert "serial distillation" in markdown
+    # Table 2 holds rows for the methods that ran only.
+    assert "STUDENT-k-FINAL, eval s" in markdown and "UNIFORM-k, eval s" not in markdown
 
 
+@pytest.mark.xdist_group("tiny_grid")
 def test_other_settings_in_the_same_output_dir_are_refused(tiny_grid):
     changed = reproduce.resolve_config(preset="tiny", lstm_cells=16)
     with pytest.raises(utils.UserInputError, match="lstm_cells 8 \\(now 16\\)"):
@@ -148,6 +154,13 @@ def test_other_settings_in_the_same_output_dir_are_refused(tiny_grid):
 )
 def test_parse_ks_accepts_percentages_with_an_integer_stride(text, expected):
     assert reproduce.parse_ks(text) == expected
+
+
+def test_parse_methods_keeps_table_order_and_refuses_unknown_names():
+    assert reproduce.parse_methods(" final,uniform,final") == ["uniform", "final"]
+    for text in ("teacher", "final,distilled", ""):
+        with pytest.raises(utils.UserInputError, match="--methods"):
+            reproduce.parse_methods(text)
 
 
 @pytest.mark.parametrize("text", ["7", "0", "-5", "150", "abc", "", "10,,25", "12.5"])
