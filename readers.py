@@ -692,6 +692,17 @@ class YT8MFrameFeatureReader(BaseReader):
         sliced, sliced_ok = self.parse_by_slicing(serialized)
         return tf.cond(sliced_ok, lambda: sliced, lambda: self.parse_with_parser(serialized))
 
+    def _select_frames(self, num_frames, num_input_frames, video_ids):
+        """`select_frame_indices` with this reader's stride, sampling and seed."""
+        return select_frame_indices(
+            num_frames,
+            num_input_frames,
+            self.frame_stride,
+            self.frame_sampling,
+            video_ids,
+            self.sampling_seed,
+        )
+
     def parse_by_slicing(self, serialized):
         """`parse_serialized`'s fast path: (batch, True when every record fitted it)."""
         layout = locate_feature_lists(serialized, self.feature_names)
@@ -718,13 +729,8 @@ class YT8MFrameFeatureReader(BaseReader):
         video_ids = context[self.video_id_key]
         num_frames = tf.cast(tf.reduce_min(tf.stack(feature_frames), axis=0), tf.int32)
         num_input_frames = tf.cast(tf.reduce_max(tf.concat(feature_frames + [[0]], 0)), tf.int32)
-        frame_indices, selected_num_frames = select_frame_indices(
-            num_frames,
-            num_input_frames,
-            self.frame_stride,
-            self.frame_sampling,
-            video_ids,
-            self.sampling_seed,
+        frame_indices, selected_num_frames = self._select_frames(
+            num_frames, num_input_frames, video_ids
         )
         valid = tf.sequence_mask(selected_num_frames, maxlen=tf.shape(frame_indices)[1])
         matrices = []
@@ -823,13 +829,8 @@ class YT8MFrameFeatureReader(BaseReader):
         video_ids, num_frames = checked["video_ids"], checked["num_frames"]
         frame_strings = [checked[f"frames/{name}"] for name in self.feature_names]
         num_input_frames = tf.shape(frame_strings[0])[1]
-        frame_indices, selected_num_frames = select_frame_indices(
-            num_frames,
-            num_input_frames,
-            self.frame_stride,
-            self.frame_sampling,
-            video_ids,
-            self.sampling_seed,
+        frame_indices, selected_num_frames = self._select_frames(
+            num_frames, num_input_frames, video_ids
         )
         if self.selects_frames:
             selected = [
