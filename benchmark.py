@@ -11,8 +11,8 @@ students on 1 frame in j = 100/k, block 5, for k in `--ks`), it measures videos 
   physical limit of the input;
 - `pipeline`: the model's reader alone (read, parse, select frames, decode to uint8);
 - `model`: the model alone (dequantize, LSTMs, output layer, top-k) on batches already in memory;
-- `end_to_end`: what `inference.py` does per batch (`readers.iterate_batches`, the compiled
-  model and top-k of `inference.checkpoint_predictor`, results to numpy), from the TFRecords.
+- `end_to_end`: what `inference.py` does per batch (`corrupt_records.iterate_batches`, the compiled
+  model and top-k of `predictor.checkpoint_predictor`, results to numpy), from the TFRecords.
 
 Every figure is the median of `--repeats` repeats; within a repeat the plain read and all
 models are measured one after the other, so drift in the machine's speed affects them alike.
@@ -37,27 +37,58 @@ import time
 import tensorflow as tf
 from absl import app, flags, logging
 
-import inference
-import models
-import readers
+import config
+import corrupt_records
+import model_zoo
+import predictor
+import record_batches
 import synthetic_data
-import train
 import utils
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", "benchmark_out", "Where the data, models and results go.")
-flags.DEFINE_list("presets", ["small", "paper"], "Model sizes to measure: small, paper.")
-flags.DEFINE_list("ks", ["5", "10", "25", "50"], "Students' % of frames (stride = 100 / k).")
-flags.DEFINE_integer("num_videos", 640, "Videos in the synthetic benchmark set.")
-flags.DEFINE_integer("batch_size", 64, "Videos per batch.")
-flags.DEFINE_integer("repeats", 3, "Timed passes per measurement (the median is reported).")
-flags.DEFINE_integer("num_readers", 4, "Shards read in parallel.")
-flags.DEFINE_float(
-    "min_seconds",
-    2.0,
-    "Each measurement repeats passes over the data until it has timed this long.",
-)
-flags.DEFINE_bool("measure_memory", True, "Measure inference's peak RSS at 1x and 4x the data.")
+
+def define_flags(flag_values=flags.FLAGS):
+    flags.DEFINE_string(
+        "output_dir",
+        "benchmark_out",
+        "Where the data, models and results go.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_list(
+        "presets",
+        ["small", "paper"],
+        "Model sizes to measure: small, paper.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_list(
+        "ks",
+        ["5", "10", "25", "50"],
+        "Students' % of frames (stride = 100 / k).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "num_videos", 640, "Videos in the synthetic benchmark set.", flag_values=flag_values
+    )
+    flags.DEFINE_integer("batch_size", 64, "Videos per batch.", flag_values=flag_values)
+    flags.DEFINE_integer(
+        "repeats",
+        3,
+        "Timed passes per measurement (the median is reported).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer("num_readers", 4, "Shards read in parallel.", flag_values=flag_values)
+    flags.DEFINE_float(
+        "min_seconds",
+        2.0,
+        "Each measurement repeats passes over the data until it has timed this long.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_bool(
+        "measure_memory",
+        True,
+        "Measure inference's peak RSS at 1x and 4x the data.",
+        flag_values=flag_values,
+    )
+
 
 NUM_SHARDS = 8
 MEMORY_DATA_COPIES = 4
@@ -67,7 +98,6 @@ PRESETS = {
     "paper": {"lstm_cells": 1024, "lstm_layers": 2, "num_classes": 3862},
 }
 TEACHER_BLOCK_SIZE = 20
-STUDENT_BLOCK_SIZE = 5
 
 
 def parse_ks(values):
@@ -87,30 +117,19 @@ def parse_ks(values):
 
 
 def benchmark_models(preset, ks):
-    """[(name, model_flags)] of the teacher and the students of `preset`."""
+    """[(name, RunConfig)] of the teacher and the students of `preset`."""
     if preset not in PRESETS:
         raise utils.UserInputError(f"--presets: unknown preset '{preset}' (small, paper).")
-    base = {
-        "model": "HierarchicalTeacherModel",
-        "frame_features": True,
-        "feature_names": "rgb,audio",
-        "feature_sizes": "1024,128",
-        "max_frames": 300,
-        "dropout": 0.5,
-        "l2_penalty": 1e-8,
-        "label_loss": "CrossEntropyLoss",
-        **PRESETS[preset],
-    }
-    entries = [("teacher", dict(base, block_size=TEACHER_BLOCK_SIZE, frame_stride=1))]
+    teacher = config.RunConfig(block_size=TEACHER_BLOCK_SIZE, **PRESETS[preset])
+    entries = [("teacher", teacher)]
     for k in sorted(ks, reverse=True):
-        student = dict(
-            base,
-            model="DistilledStudentModel",
-            block_size=STUDENT_BLOCK_SIZE,
+        student = teacher.replace(
+            model=config.STUDENT_MODEL,
+            block_size=config.STUDENT_BLOCK_SIZE,
             frame_stride=100 // k,
         )
         entries.append((f"student-{k}", student))
-    return [(name, train.normalise_model_flags(flags)) for name, flags in entries]
+    return entries
 
 
 def write_benchmark_data(data_dir, num_videos, num_classes):
@@ -137,22 +156,22 @@ def copies_of_data(pattern, copies_dir, copies):
     return os.path.join(copies_dir, "copy*-bench-*.tfrecord")
 
 
-def save_untrained(model_flags, train_dir):
+def save_untrained(run_config, train_dir):
     """A checkpoint of a freshly built model, loadable by eval.py and inference.py."""
     if tf.train.latest_checkpoint(train_dir):
         return train_dir
-    model = models.build_from_model_flags(model_flags)
+    model = model_zoo.build_model(run_config)
     tf.train.Checkpoint(model=model).save(os.path.join(train_dir, "ckpt"))
-    utils.save_model_flags(train_dir, model_flags)
+    run_config.save(train_dir)
     return train_dir
 
 
-def timed_rate(make_batches, count_videos, min_seconds):
+def timed_rate(make_batches, count_videos, min_seconds, clock=time.perf_counter):
     """Videos per second over passes of `make_batches()` lasting at least `min_seconds` in all.
 
     The first batch of every pass is not timed (pipeline start-up, the first call of the
     compiled model); passes are repeated until the timed part adds up to `min_seconds`, so
-    that fast models are not timed over a fraction of a second.
+    that fast models are not timed over a fraction of a second. `clock` gives seconds.
     """
     num_videos = 0
     elapsed = 0.0
@@ -160,10 +179,10 @@ def timed_rate(make_batches, count_videos, min_seconds):
         iterator = iter(make_batches())
         if next(iterator, None) is None:
             return float("nan")
-        start = time.perf_counter()
+        start = clock()
         for batch in iterator:
             num_videos += count_videos(batch)
-        elapsed += time.perf_counter() - start
+        elapsed += clock() - start
         if num_videos == 0:  # a single batch: nothing was timed
             return float("nan")
     return num_videos / elapsed
@@ -171,8 +190,10 @@ def timed_rate(make_batches, count_videos, min_seconds):
 
 def plain_read_rate(pattern, batch_size, num_readers, min_seconds):
     def make_batches():
-        records, _ = readers.make_record_batches(pattern, batch_size, num_readers=num_readers)
-        return records.prefetch(readers.AUTOTUNE)
+        records, _ = record_batches.make_record_batches(
+            pattern, batch_size, num_readers=num_readers
+        )
+        return records.prefetch(tf.data.AUTOTUNE)
 
     return timed_rate(make_batches, lambda batch: int(batch.shape[0]), min_seconds)
 
@@ -194,11 +215,12 @@ def model_rate(predict, cached_batches, min_seconds):
 
 
 def end_to_end_rate(reader, predict, pattern, batch_size, num_readers, min_seconds):
-    """inference.py's loop: reader, model, top-k, numpy (the compiled model already traced)."""
+    """inference.py's loop (predictor.py): reader, model, top-k, numpy (the compiled model
+    already traced)."""
 
     def make_batches():
         dataset, files = reader.make_dataset(pattern, batch_size, num_readers=num_readers)
-        for batch in readers.iterate_batches(dataset, files):
+        for batch in corrupt_records.iterate_batches(dataset, files):
             indexes, scores = predict(batch["video_matrix"], batch["num_frames"])
             yield batch["video_ids"].numpy(), indexes.numpy(), scores.numpy()
 
@@ -216,14 +238,14 @@ def measure_preset(preset, ks, pattern, work_dir, batch_size, repeats, num_reade
     """
     entries = benchmark_models(preset, ks)
     prepared = []
-    for name, model_flags in entries:
-        train_dir = save_untrained(model_flags, os.path.join(work_dir, preset, name))
-        reader, predict = inference.checkpoint_predictor(train_dir, 20, "id")
+    for name, run_config in entries:
+        train_dir = save_untrained(run_config, os.path.join(work_dir, preset, name))
+        reader, predict = predictor.checkpoint_predictor(train_dir, 20, "id")
         dataset, _ = reader.make_dataset(pattern, batch_size, num_readers=num_readers)
         cached = [(batch["video_matrix"], batch["num_frames"]) for batch in dataset]
         for video_matrix, num_frames in cached:  # traces every batch shape before timing
             predict(video_matrix, num_frames)
-        prepared.append((name, model_flags, train_dir, reader, predict, cached))
+        prepared.append((name, run_config, train_dir, reader, predict, cached))
     samples = {name: {"pipeline": [], "model": [], "end_to_end": []} for name, _ in entries}
     plain_samples = []
     for repeat in range(repeats):
@@ -238,12 +260,12 @@ def measure_preset(preset, ks, pattern, work_dir, batch_size, repeats, num_reade
             )
             logging.info("%s %s pass %d: %s", preset, name, repeat + 1, samples[name])
     results = []
-    for name, model_flags, train_dir, _, _, cached in prepared:
+    for name, run_config, train_dir, _, _, cached in prepared:
         entry = {
             "name": name,
-            "k": 100 // model_flags["frame_stride"],
-            "frame_stride": model_flags["frame_stride"],
-            "block_size": model_flags["block_size"],
+            "k": 100 // run_config.frame_stride,
+            "frame_stride": run_config.frame_stride,
+            "block_size": run_config.block_size,
             "frames_per_video": sum(int(tf.reduce_sum(n)) for _, n in cached)
             / sum(int(n.shape[0]) for _, n in cached),
             "train_dir": train_dir,
@@ -418,21 +440,23 @@ def run_benchmark(
 
 
 def main(unused_argv):
+    flag_values = flags.FLAGS
     with utils.exit_on_user_error():
         report = run_benchmark(
-            FLAGS.output_dir,
-            FLAGS.presets,
-            FLAGS.ks,
-            FLAGS.num_videos,
-            FLAGS.batch_size,
-            FLAGS.repeats,
-            FLAGS.num_readers,
-            FLAGS.measure_memory,
-            FLAGS.min_seconds,
+            flag_values.output_dir,
+            flag_values.presets,
+            flag_values.ks,
+            flag_values.num_videos,
+            flag_values.batch_size,
+            flag_values.repeats,
+            flag_values.num_readers,
+            flag_values.measure_memory,
+            flag_values.min_seconds,
         )
     print(format_table(report))
-    print(f"Wrote {os.path.join(FLAGS.output_dir, 'benchmark.json')}")
+    print(f"Wrote {os.path.join(flag_values.output_dir, 'benchmark.json')}")
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

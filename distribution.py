@@ -223,14 +223,6 @@ def make_checkpoint_manager(strategy, checkpoint, directory, max_to_keep):
     return WorkerCheckpointManager(checkpoint, directory)
 
 
-def local_values(value):
-    """A distributed value's parts on this worker concatenated on axis 0 (a tensor stays)."""
-    parts = getattr(value, "values", None)
-    if isinstance(parts, tuple):
-        return tf.concat(parts, axis=0) if len(parts) > 1 else parts[0]
-    return value
-
-
 def inference_strategy():
     """The strategy eval and inference use: mirrored over the local GPUs when there are
     several, else None (TensorFlow places the model on the first GPU, or the CPU)."""

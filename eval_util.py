@@ -156,6 +156,17 @@ def calculate_gap(predictions, actuals, top_k=20):
     )
 
 
+# How progress lines and tables name each scalar that `EvaluationMetrics.get()` returns, in the
+# order they are shown. A new metric is added to `get()` and here.
+METRIC_LABELS = {
+    "gap": "GAP",
+    "avg_hit_at_one": "Hit@1",
+    "avg_perr": "PERR",
+    "map": "mAP",
+    "avg_loss": "loss",
+}
+
+
 class EvaluationMetrics:
     """Accumulates hit@1, PERR, loss, GAP and per-class AP over the batches of an evaluation."""
 

@@ -12,7 +12,7 @@ with 0 frames gets a zero representation, hence the output layer's bias as its p
 
 import tensorflow as tf
 
-from models import BaseModel, ModelConfig, frame_mask
+from models import BaseModel, frame_mask
 
 
 class StackedLSTM(tf.keras.layers.Layer):
@@ -121,7 +121,7 @@ class HierarchicalTeacherModel(BaseModel):
     `[batch, lstm_layers * lstm_cells]`, `frame_outputs [batch, frames, lstm_cells]`.
     """
 
-    def __init__(self, config: ModelConfig, **kwargs):
+    def __init__(self, config, **kwargs):
         super().__init__(config, **kwargs)
         self.encoder = HierarchicalEncoder(
             config.block_size, config.lstm_cells, config.lstm_layers, name="encoder"
@@ -145,7 +145,7 @@ class LstmModel(BaseModel):
     `[batch, lstm_layers * lstm_cells]`, `frame_outputs [batch, frames, lstm_cells]`.
     """
 
-    def __init__(self, config: ModelConfig, **kwargs):
+    def __init__(self, config, **kwargs):
         super().__init__(config, **kwargs)
         self.lstm = StackedLSTM(config.lstm_cells, config.lstm_layers, name="lstm")
         self.representation_dropout = tf.keras.layers.Dropout(config.dropout)

@@ -4,7 +4,11 @@ Each loss returns the batch mean of a per-video loss summed over classes. `predi
 `labels` are `[batch, num_classes]`; labels are multi-hot (bool or 0/1 float).
 """
 
+import sys
+
 import tensorflow as tf
+
+from registry import Registry
 
 
 class BaseLoss:
@@ -70,6 +74,10 @@ class SoftmaxLoss(BaseLoss):
         target = tf.math.divide_no_nan(labels, label_count)
         log_probabilities = tf.nn.log_softmax(tf.cast(predictions, tf.float32), axis=1)
         return tf.reduce_mean(-tf.reduce_sum(target * log_probabilities, axis=1))
+
+
+# The label losses by name (`--label_loss`).
+LOSSES = Registry.of_subclasses("--label_loss", BaseLoss, [sys.modules[__name__]])
 
 
 def representation_distance(teacher_representation, student_representation):

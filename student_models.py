@@ -1,21 +1,19 @@
 """The paper's student: a hierarchical LSTM that reads only 1 frame in `frame_stride`.
 
 `DistilledStudentModel` has the teacher's architecture (blocks of `block_size` frames, default 5
-for the student as in the paper, a lower and an upper stacked LSTM, one sigmoid per class). What
-makes it a student is how it is fed and trained:
+for the student as in the paper (config.STUDENT_BLOCK_SIZE), a lower and an upper stacked LSTM,
+one sigmoid per class). What makes it a student is how it is fed and trained:
 - the reader selects its frames (F_0, F_j, F_2j, ... for `--frame_stride=j`) before decoding, so
   the model only ever sees `[batch, ceil(frames / j), features]`;
-- distillation.py trains it to match a teacher's representation E_T (and, in the intermediate
-  variant, the teacher's lower-level outputs at the selected frames), then fine-tunes it alone.
+- tasks.DistillationTask (with distillation.py) trains it to match a teacher's representation
+  E_T (and, in the intermediate variant, the teacher's lower-level outputs at the selected
+  frames), then fine-tunes it alone.
 
 Its outputs are the teacher's: `predictions`, `logits` `[batch, num_classes]`, `representation
 [batch, lstm_layers * lstm_cells]` (E_S) and `frame_outputs [batch, selected frames, lstm_cells]`.
 """
 
 from frame_level_models import HierarchicalTeacherModel
-
-# The paper's block size for the student (m = 5), used when --block_size is not given.
-STUDENT_BLOCK_SIZE = 5
 
 
 class DistilledStudentModel(HierarchicalTeacherModel):

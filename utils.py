@@ -1,11 +1,11 @@
-"""Small shared pieces: the model zoo lookup, dequantization, flag-list parsing, model_flags.json.
+"""Small shared pieces: errors a user can fix, dequantization, the starter's class lookup,
+flag-list parsing, file checks and atomic writes, and the local part of a distributed value.
 
 Everything here is used by more than one module (readers, models, the CLIs). Nothing here reads
 absl FLAGS: callers pass plain values.
 """
 
 import contextlib
-import json
 import os
 import re
 import sys
@@ -17,7 +17,10 @@ import tensorflow as tf
 MAX_QUANTIZED_VALUE = 2.0
 MIN_QUANTIZED_VALUE = -2.0
 
-MODEL_FLAGS_FILE = "model_flags.json"
+# The two kinds of YouTube-8M input: a model declares the one it reads (`input_kind`), and the
+# readers have one format for each.
+FRAME_INPUT = "frame"  # frame-level SequenceExamples: [batch, frames, features]
+VIDEO_INPUT = "video"  # video-level Examples: [batch, features]
 
 
 class UserInputError(ValueError):
@@ -154,31 +157,6 @@ def write_text_atomically(path, text):
     write_bytes_atomically(path, text.encode("utf-8"))
 
 
-def save_model_flags(train_dir, model_flags):
-    """Writes the dict that rebuilds a model to `train_dir/model_flags.json`."""
-    tf.io.gfile.makedirs(train_dir)
-    text = json.dumps(model_flags, indent=2, sort_keys=True) + "\n"
-    write_text_atomically(os.path.join(train_dir, MODEL_FLAGS_FILE), text)
-
-
-def load_model_flags(train_dir):
-    """Reads `train_dir/model_flags.json`.
-
-    Raises:
-      UserInputError: when the file is missing or not valid JSON; the message names the file.
-    """
-    path = os.path.join(train_dir, MODEL_FLAGS_FILE)
-    if not tf.io.gfile.exists(path):
-        raise UserInputError(
-            f"{path} not found: --train_dir must be a directory written by train.py."
-        )
-    with tf.io.gfile.GFile(path, "r") as handle:
-        try:
-            return json.load(handle)
-        except json.JSONDecodeError as error:
-            raise UserInputError(f"{path} is not valid JSON: {error}") from error
-
-
 def describe_tf_error(error):
     """Returns a one-line, readable message from a TensorFlow runtime error.
 
@@ -230,3 +208,11 @@ def exit_on_user_error():
         return
     print(f"ERROR: {message}", file=sys.stderr)
     sys.exit(1)
+
+
+def local_values(value):
+    """A distributed value's parts on this worker concatenated on axis 0 (a tensor stays)."""
+    parts = getattr(value, "values", None)
+    if isinstance(parts, tuple):
+        return tf.concat(parts, axis=0) if len(parts) > 1 else parts[0]
+    return value

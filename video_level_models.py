@@ -2,6 +2,7 @@
 
 import tensorflow as tf
 
+import utils
 from models import BaseModel
 
 
@@ -11,6 +12,8 @@ class LogisticModel(BaseModel):
     Call with `video_matrix [batch, features]` float and `num_frames [batch]` (unused); returns
     `predictions`, `logits` `[batch, num_classes]` and `representation [batch, features]`.
     """
+
+    input_kind = utils.VIDEO_INPUT
 
     def call(self, video_matrix, num_frames=None, training=False):
         representation = tf.cast(video_matrix, tf.float32)

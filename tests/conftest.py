@@ -1,4 +1,5 @@
-"""Shared test set-up: the repository root on sys.path, quiet TensorFlow, real-data paths."""
+"""Shared test set-up: the repository root on sys.path, quiet TensorFlow, real-data paths, the
+one tiny model configuration every test builds from, and hand-made records."""
 
 import os
 import pathlib
@@ -14,6 +15,49 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 FRAME_SAMPLE = SHARED_DATA / "yt8m_2018_frame_sample"
 VIDEO_SAMPLE = SHARED_DATA / "yt8m_2018_video_sample"
 VOCABULARY = SHARED_DATA / "vocabulary_2018.csv"
+
+
+def tiny_config(**overrides):
+    """The tests' RunConfig: a hierarchical teacher with one layer of 8 LSTM cells and no
+    dropout, reading the YouTube-8M features (rgb 1024 + audio 128) and labels (3,862 classes)
+    of up to 40 frames; `overrides` change any field (model, frame_stride, num_classes, ...)."""
+    import config
+
+    values = {
+        "model": "HierarchicalTeacherModel",
+        "num_classes": 3862,
+        "max_frames": 40,
+        "lstm_cells": 8,
+        "lstm_layers": 1,
+        "dropout": 0.0,
+        "block_size": 4,
+        "teacher_block_size": 8,
+    }
+    values.update(overrides)
+    return config.RunConfig(**values)
+
+
+def tiny_options(train_data_pattern, train_dir, **overrides):
+    """The tests' TrainOptions: small batches, a log line and no checkpoint every step."""
+    import config
+
+    values = {"batch_size": 10, "log_every_n_steps": 1, "checkpoint_steps": 100}
+    values.update(overrides)
+    return config.TrainOptions(
+        train_data_pattern=str(train_data_pattern), train_dir=str(train_dir), **values
+    )
+
+
+def train_tiny_teacher(train_dir, pattern=None, **options):
+    """A tiny teacher trained on the real frame-level samples (2 steps unless told); its dir."""
+    import tasks
+    import trainer
+
+    settings = {"batch_size": 16, "max_steps": 2}
+    settings.update(options)
+    pattern = pattern or FRAME_SAMPLE / "*.tfrecord"
+    trainer.train(tasks.SupervisedTask(tiny_config()), tiny_options(pattern, train_dir, **settings))
+    return str(train_dir)
 
 
 # Hand-made records for the malformed-input tests.

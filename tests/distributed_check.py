@@ -2,7 +2,7 @@
 (logical devices must be set before TensorFlow starts), and prints a JSON report.
 
     python tests/distributed_check.py steps       # one device vs 2 replicas on the same batches
-    python tests/distributed_check.py train DIR   # train.train / distillation under 2 replicas
+    python tests/distributed_check.py train DIR   # the training loop, supervised and distilled
 """
 
 import json
@@ -20,34 +20,25 @@ import tensorflow as tf  # noqa: E402
 CPU = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(CPU, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-import distillation  # noqa: E402
+from conftest import tiny_config  # noqa: E402
+
+import config  # noqa: E402
 import distribution  # noqa: E402
-import eval as eval_cli  # noqa: E402
-import inference  # noqa: E402
-import losses  # noqa: E402
-import models  # noqa: E402
-import train  # noqa: E402
+import evaluator  # noqa: E402
+import model_zoo  # noqa: E402
+import optimization  # noqa: E402
+import predictor  # noqa: E402
+import tasks  # noqa: E402
+import trainer  # noqa: E402
 
 FRAME_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "yt8m_2018_frame_sample"
 
 
-def tiny_model_flags(**changes):
-    values = {
-        "model": "HierarchicalTeacherModel",
-        "frame_features": True,
-        "feature_names": "rgb,audio",
-        "feature_sizes": "6,2",
-        "num_classes": 12,
-        "max_frames": 12,
-        "lstm_cells": 8,
-        "lstm_layers": 1,
-        "dropout": 0.0,
-        "block_size": 4,
-        "l2_penalty": 1e-2,
-        "label_loss": "CrossEntropyLoss",
-    }
+def small_config(**changes):
+    """The tests' tiny config on 8 features (6 + 2), 12 classes and 12 frames."""
+    values = {"feature_sizes": "6,2", "num_classes": 12, "max_frames": 12, "l2_penalty": 1e-2}
     values.update(changes)
-    return train.normalise_model_flags(values)
+    return tiny_config(**values)
 
 
 def random_batches(sizes, seed=7):
@@ -70,19 +61,16 @@ def random_batches(sizes, seed=7):
 def run_steps(strategy, initial_weights, batches):
     """Trains from `initial_weights` on `batches` (each a global batch); returns the losses and
     the final weights."""
-    model_flags = tiny_model_flags()
-    options = train.TrainOptions(
-        train_data_pattern="unused", train_dir="unused", clip_gradient_norm=0.05
-    )
+    task = tasks.SupervisedTask(small_config())
+    options = config.TrainOptions(clip_gradient_norm=0.05)
     with strategy.scope():
-        model = models.build_from_model_flags(model_flags)
-        for variable, value in zip(model.weights, initial_weights, strict=True):
+        task.build()
+        for variable, value in zip(task.model.weights, initial_weights, strict=True):
             variable.assign(value)
-        optimizer = train.make_optimizer(1e-2, mixed_precision=False)
-        optimizer.build(model.trainable_variables)
-    step = train.make_supervised_step(
-        model, losses.CrossEntropyLoss(), optimizer, options, strategy
-    )
+        optimizer = optimization.make_optimizer(1e-2, mixed_precision=False)
+        [phase] = task.phases(options)
+        optimizer.build(phase.variables)
+    step = trainer.compile_step(strategy, phase, optimizer, options.clip_gradient_norm)
     step_losses = []
     for batch in batches:
         dataset = tf.data.Dataset.from_tensor_slices(batch).batch(len(batch["labels"]))
@@ -90,13 +78,13 @@ def run_steps(strategy, initial_weights, batches):
             result = step(distributed_batch)
             step_losses.append(float(result.loss))
             assert int(result.num_examples) == len(batch["labels"])
-    return step_losses, [variable.numpy() for variable in model.weights]
+    return step_losses, [variable.numpy() for variable in task.model.weights]
 
 
 def compare_steps():
     """One device and 2 replicas, same start, same batches (6, 5 and 1 videos: the last gives
     one replica nothing)."""
-    reference = models.build_from_model_flags(tiny_model_flags())
+    reference = model_zoo.build_model(small_config())
     initial = [variable.numpy() for variable in reference.weights]
     batches = random_batches([6, 5, 1])
     one_device = tf.distribute.OneDeviceStrategy("/cpu:0")
@@ -117,39 +105,41 @@ def compare_steps():
 
 
 def train_under_mirrored(train_dir):
-    """train.train to step 3, resumed to 4, a joint distillation, and 2 steps of mixed
-    precision, with 2 replicas."""
+    """The loop to step 3, resumed to 4, a joint distillation, and 2 steps of mixed precision,
+    with 2 replicas."""
     strategy = distribution.make_strategy("mirrored")
-    model_flags = tiny_model_flags(
-        feature_sizes="1024,128", num_classes=3862, max_frames=20, block_size=5
-    )
+    run_config = tiny_config(max_frames=20, block_size=5)
 
     def options(directory, max_steps, **changes):
-        return train.TrainOptions(
+        values = {"batch_size": 4, **changes}
+        return config.TrainOptions(
             train_data_pattern=str(FRAME_SAMPLE / "*.tfrecord"),
             train_dir=directory,
-            batch_size=4,
             max_steps=max_steps,
             log_every_n_steps=1,
             checkpoint_steps=2,
             strategy="mirrored",
-            **changes,
+            **values,
         )
 
     teacher_dir = os.path.join(train_dir, "teacher")
-    first = train.train(options(teacher_dir, 3), model_flags, strategy)
-    resumed = train.train(options(teacher_dir, 4), model_flags, strategy)
-    student_flags = dict(model_flags, model="DistilledStudentModel", frame_stride=4)
-    student = distillation.train_distilled(
-        options(os.path.join(train_dir, "student"), 0),
-        train.normalise_model_flags(student_flags),
-        distillation.DistillOptions(joint_epochs=1, finetune_epochs=1),
+    teacher = tasks.SupervisedTask(run_config)
+    first = trainer.train(teacher, options(teacher_dir, 3), strategy)
+    resumed = trainer.train(tasks.SupervisedTask(run_config), options(teacher_dir, 4), strategy)
+    student = trainer.train(
+        tasks.make_task(
+            run_config.replace(model="DistilledStudentModel", frame_stride=4),
+            config.DistillOptions(joint_epochs=1, finetune_epochs=1),
+        ),
+        options(os.path.join(train_dir, "student"), 0, batch_size=8),
         strategy,
     )
-    mixed = train.train(
-        options(os.path.join(train_dir, "mixed"), 2, mixed_precision=True), model_flags, strategy
+    mixed = trainer.train(
+        tasks.SupervisedTask(run_config),
+        options(os.path.join(train_dir, "mixed"), 2, mixed_precision=True),
+        strategy,
     )
-    train.set_precision_policy(False)
+    optimization.set_precision_policy(False)
     return {
         **predict_under_mirrored(teacher_dir, strategy),
         "replicas": strategy.num_replicas_in_sync,
@@ -200,13 +190,13 @@ def predict_under_mirrored(train_dir, strategy):
     csv_files = []
     for name, each in (("one", None), ("mirrored", strategy)):
         output_file = os.path.join(train_dir, f"predictions_{name}.csv")
-        inference.run_inference(
+        predictor.run_inference(
             pattern, output_file, train_dir=train_dir, batch_size=5, strategy=each
         )
         with open(output_file) as handle:
             csv_files.append(handle.read())
     metrics = [
-        eval_cli.evaluate_checkpoint(train_dir, pattern, batch_size=5, strategy=each)
+        evaluator.evaluate_checkpoint(train_dir, pattern, batch_size=5, strategy=each)
         for each in (None, strategy)
     ]
     rows = [csv_rows(text) for text in csv_files]

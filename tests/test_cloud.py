@@ -18,7 +18,7 @@ from conftest import REPO_ROOT
 PACKAGE_NAME = "youtube-8m"
 VERTEX_CONFIGS = ("vertex_job.yaml", "vertex_multiworker.yaml")
 # Pins of requirements.txt that requirements-cloud.txt leaves out: TensorFlow and TensorBoard come
-# with the base image (tensorflow/tensorflow:VERSION-gpu); matplotlib draws reproduce.py's plots
+# with the base image (tensorflow/tensorflow:VERSION-gpu); matplotlib draws grid_report.py's plots
 # and is not needed to train.
 NOT_IN_CLOUD_REQUIREMENTS = {"tensorflow-cpu", "tensorboard", "matplotlib"}
 

@@ -6,8 +6,6 @@ checkpoint is the latest, that rerunning the same command continues from it, and
 outputs count.
 """
 
-import importlib
-import json
 import os
 import re
 import signal
@@ -23,15 +21,27 @@ from conftest import (
     random_frames,
     sequence_example,
     short_video_train_set,
+    tiny_config,
+    tiny_options,
     write_records,
 )
 
-import losses
-import train
+import corrupt_records
+import evaluator
+import predictor
+import tasks
+import trainer
 import utils
 
 NUM_CLASSES = 5
-TINY_MODEL = ["--lstm_cells=8", "--lstm_layers=1", "--block_size=5", f"--num_classes={NUM_CLASSES}"]
+TINY_MODEL = [
+    "--lstm_cells=8",
+    "--lstm_layers=1",
+    "--block_size=5",
+    "--dropout=0.0",
+    f"--num_classes={NUM_CLASSES}",
+]
+FAULT_MODEL = tiny_config(num_classes=NUM_CLASSES, block_size=5, max_frames=300)
 
 
 @pytest.fixture(scope="module")
@@ -81,22 +91,49 @@ def checkpoint_step(train_dir):
     return None if latest is None else int(latest.rsplit("-", 1)[1])
 
 
-@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
-def test_sigterm_and_sigint_save_a_checkpoint_and_resume(train_pattern, tmp_path, signal_number):
+STUDENT = ["--model=DistilledStudentModel", "--frame_stride=4", "--joint_epochs=1000"]
+
+
+@pytest.mark.parametrize(
+    "model_flags, signal_number, resume",
+    [
+        ([], signal.SIGTERM, True),
+        (STUDENT, signal.SIGTERM, True),
+        (STUDENT, signal.SIGINT, False),
+    ],
+    ids=["teacher-SIGTERM", "student-SIGTERM", "student-SIGINT"],
+)
+def test_sigterm_and_sigint_save_a_checkpoint_and_resume(
+    train_pattern, tmp_path, model_flags, signal_number, resume
+):
+    """A preemption (SIGTERM) or Ctrl-C (SIGINT) ends training with the signal's status (143,
+    130) after a checkpoint, the student in its distillation phase included; the same command
+    resumes from there (the loop is the same for every model: resuming is run twice)."""
     train_dir = tmp_path / "model"
-    command = train_command(train_pattern, train_dir, "--num_epochs=1000", "--max_steps=100000")
+    command = train_command(
+        train_pattern, train_dir, "--num_epochs=1000", "--max_steps=100000", *model_flags
+    )
     process, _ = start_and_wait_for_step(command, 7)
     process.send_signal(signal_number)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signal_number, stderr[-2000:]
     name = signal.Signals(signal_number).name
     assert f"INTERRUPTED: {name} received: stopped at step" in stderr
+    assert "Traceback" not in stderr
     stopped_at = int(re.search(r"stopped at step (\d+)", stderr).group(1))
-    assert stopped_at >= 7 and checkpoint_step(train_dir) == stopped_at
+    # The student's phase 1 checkpoints under train_dir/distill.
+    saved_dir = train_dir / "distill" if model_flags else train_dir
+    assert stopped_at >= 7 and checkpoint_step(saved_dir) == stopped_at
+    if not resume:
+        return
     # The same command with a step limit resumes at the saved step.
     resumed = subprocess.run(
         train_command(
-            train_pattern, train_dir, "--num_epochs=1000", f"--max_steps={stopped_at + 2}"
+            train_pattern,
+            train_dir,
+            "--num_epochs=1000",
+            f"--max_steps={stopped_at + 2}",
+            *model_flags,
         ),
         cwd=REPO_ROOT,
         capture_output=True,
@@ -105,114 +142,51 @@ def test_sigterm_and_sigint_save_a_checkpoint_and_resume(train_pattern, tmp_path
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"at step {stopped_at}" in resumed.stderr
-    assert checkpoint_step(train_dir) == stopped_at + 2
-
-
-def test_sigkill_resumes_from_the_last_checkpoint(train_pattern, tmp_path):
-    train_dir = tmp_path / "model"
-    command = train_command(train_pattern, train_dir, "--num_epochs=1000", "--max_steps=100000")
-    process, _ = start_and_wait_for_step(command, 12)
-    process.kill()
-    process.communicate(timeout=60)
-    assert process.returncode == -signal.SIGKILL
-    saved = checkpoint_step(train_dir)
-    assert saved is not None and saved % 5 == 0 and saved >= 10
-    # Whatever was being written when it died, the latest checkpoint reads back whole.
-    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(train_dir)))
-    assert reader.get_variable_to_shape_map()
-    resumed = subprocess.run(
-        train_command(train_pattern, train_dir, "--num_epochs=1000", f"--max_steps={saved + 3}"),
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"at step {saved}" in resumed.stderr and f"step {saved + 1:>7d} |" in resumed.stderr
-    assert checkpoint_step(train_dir) == saved + 3
+    assert checkpoint_step(saved_dir) == stopped_at + 2
 
 
 def test_a_killed_and_resumed_run_ends_as_good_as_an_uninterrupted_one(train_pattern, tmp_path):
+    """SIGKILL mid-run: the latest checkpoint (every 5 steps and at each epoch's end, 8 steps)
+    reads back whole, the same command resumes from it, and the run ends as good as one that was
+    never stopped."""
     steps = 40
     uninterrupted_dir = tmp_path / "uninterrupted"
-    completed = subprocess.run(
-        train_command(
-            train_pattern, uninterrupted_dir, "--num_epochs=1000", f"--max_steps={steps}"
+    trainer.train(
+        tasks.SupervisedTask(FAULT_MODEL),
+        tiny_options(
+            train_pattern,
+            uninterrupted_dir,
+            batch_size=8,
+            num_epochs=1000,
+            max_steps=steps,
+            checkpoint_steps=5,
         ),
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
-    assert completed.returncode == 0, completed.stderr[-2000:]
     killed_dir = tmp_path / "killed"
     command = train_command(train_pattern, killed_dir, "--num_epochs=1000", f"--max_steps={steps}")
     process, _ = start_and_wait_for_step(command, 17)
     process.kill()
     process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    saved = checkpoint_step(killed_dir)
+    assert saved is not None and (saved % 5 == 0 or saved % 8 == 0) and saved >= 15
+    # Whatever was being written when it died, the latest checkpoint reads back whole.
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(killed_dir)))
+    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == saved
     resumed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"at step {saved}" in resumed.stderr and f"step {saved + 1:>7d} |" in resumed.stderr
     assert checkpoint_step(killed_dir) == checkpoint_step(uninterrupted_dir) == steps
-    evaluation = importlib.import_module("eval")
     gaps = [
-        evaluation.evaluate_checkpoint(str(train_dir), train_pattern, batch_size=32)["gap"]
+        evaluator.evaluate_checkpoint(str(train_dir), train_pattern, batch_size=32)["gap"]
         for train_dir in (uninterrupted_dir, killed_dir)
     ]
     # The resumed run sees its batches in another order (the data seed follows the step).
     assert abs(gaps[0] - gaps[1]) < 0.1, gaps
 
 
-def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
-    train_pattern, tmp_path, monkeypatch
-):
-    model_flags = train.normalise_model_flags(
-        {
-            "model": "HierarchicalTeacherModel",
-            "frame_features": True,
-            "feature_names": "rgb,audio",
-            "feature_sizes": "1024,128",
-            "num_classes": NUM_CLASSES,
-            "max_frames": 300,
-            "lstm_cells": 8,
-            "lstm_layers": 1,
-            "dropout": 0.0,
-            "block_size": 5,
-            "l2_penalty": 1e-8,
-            "label_loss": "CrossEntropyLoss",
-        }
-    )
-    options = train.TrainOptions(
-        train_data_pattern=train_pattern,
-        train_dir=str(tmp_path / "model"),
-        batch_size=8,
-        max_steps=3,
-        checkpoint_steps=1,
-        log_every_n_steps=1,
-    )
-    train.train(options, model_flags)
-    good = tf.train.latest_checkpoint(options.train_dir)
-    assert good.endswith("ckpt-3")
-    good_weights = {
-        name: tf.train.load_variable(good, name) for name, _ in tf.train.list_variables(good)
-    }
-
-    original = losses.CrossEntropyLoss.calculate_loss
-
-    def loss_turning_nan(self, predictions, labels, **kwargs):
-        return original(self, predictions, labels, **kwargs) * float("nan")
-
-    monkeypatch.setattr(losses.CrossEntropyLoss, "calculate_loss", loss_turning_nan)
-    options.max_steps = 6
-    with pytest.raises(utils.UserInputError, match="NaN or infinite at step 4") as raised:
-        train.train(options, model_flags)
-    assert "ckpt-3" in str(raised.value)
-    assert tf.train.latest_checkpoint(options.train_dir) == good
-    for name, value in good_weights.items():
-        np.testing.assert_array_equal(tf.train.load_variable(good, name), value)
-
-
 REAL_SHARDS = ("clippedtrain0093.tfrecord", "clippedtrain0208.tfrecord")
-TINY_REAL_MODEL = ["--lstm_cells=8", "--lstm_layers=1", "--block_size=5", "--batch_size=4"]
+REAL_MODEL = tiny_config(block_size=5)  # 3,862 classes
 
 
 def run_cli(script, *args):
@@ -273,14 +247,12 @@ def damaged_set(tmp_path_factory):
 def real_model(tmp_path_factory):
     """A tiny teacher trained 2 steps on the real samples (3,862 classes)."""
     train_dir = tmp_path_factory.mktemp("real_model") / "teacher"
-    completed = run_cli(
-        "train.py",
-        f"--train_data_pattern={FRAME_SAMPLE / 'clippedtrain0*.tfrecord'}",
-        f"--train_dir={train_dir}",
-        "--max_steps=2",
-        *TINY_REAL_MODEL,
+    trainer.train(
+        tasks.SupervisedTask(REAL_MODEL),
+        tiny_options(
+            FRAME_SAMPLE / "clippedtrain0*.tfrecord", train_dir, batch_size=4, max_steps=2
+        ),
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
     return str(train_dir)
 
 
@@ -288,6 +260,7 @@ def real_model(tmp_path_factory):
 def test_fail_policy_stops_at_a_damaged_shard_or_a_malformed_video(
     real_model, damaged_set, tmp_path
 ):
+    """Through the CLIs: one ERROR line naming the shard or the video, no partial output."""
     completed = run_cli(
         "eval.py",
         f"--train_dir={real_model}",
@@ -314,47 +287,42 @@ def test_fail_policy_stops_at_a_damaged_shard_or_a_malformed_video(
 def test_skip_policy_counts_what_it_leaves_out_in_eval_inference_and_train(
     real_model, damaged_set, tmp_path
 ):
-    completed = run_cli(
-        "eval.py",
-        f"--train_dir={real_model}",
-        f"--eval_data_pattern={damaged_set['all']}",
-        "--run_once",
-        "--corrupt_record_policy=skip",
+    metrics = evaluator.evaluate_checkpoint(
+        real_model, damaged_set["all"], corrupt_record_policy="skip"
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    with open(os.path.join(real_model, "eval_metrics.json")) as handle:
-        metrics = json.load(handle)
     assert metrics["num_examples"] == damaged_set["kept"]
     assert metrics["skipped_records"] == damaged_set["skipped"]
     assert metrics["skipped"]["num_malformed_videos"] == 2
     [shard] = metrics["skipped"]["damaged_shards"]
     assert shard["file"].endswith("flipped.tfrecord") and shard["exact"]
-    assert f"{damaged_set['skipped']} record(s) skipped" in completed.stdout
+    line = evaluator.format_metrics(metrics)
+    assert line.endswith(f"| {damaged_set['skipped']} record(s) skipped")
 
     output_file = tmp_path / "predictions.csv"
-    completed = run_cli(
-        "inference.py",
-        f"--train_dir={real_model}",
-        f"--input_data_pattern={damaged_set['all']}",
-        f"--output_file={output_file}",
-        "--corrupt_record_policy=skip",
+    written = predictor.run_inference(
+        damaged_set["all"], str(output_file), train_dir=real_model, corrupt_record_policy="skip"
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
     rows = output_file.read_text().splitlines()[1:]
-    assert len(rows) == damaged_set["kept"]
+    assert len(rows) == written["num_videos"] == damaged_set["kept"]
     assert not any(row.startswith(("wrong-size,", "label-5000,")) for row in rows)
-    assert f"left out {damaged_set['skipped']} record(s)" in completed.stdout
+    assert written["skipped_records"] == damaged_set["skipped"]
+    summary = corrupt_records.SkippedRecords.describe_summary(written["skipped"])
+    assert f"left out {damaged_set['skipped']} record(s)" in summary
 
-    completed = run_cli(
-        "train.py",
-        f"--train_data_pattern={damaged_set['all']}",
-        f"--train_dir={tmp_path / 'skip_train'}",
-        "--num_epochs=1",
-        "--corrupt_record_policy=skip",
-        *TINY_REAL_MODEL,
+    trained = trainer.train(
+        tasks.SupervisedTask(REAL_MODEL),
+        tiny_options(
+            damaged_set["all"],
+            tmp_path / "skip_train",
+            num_epochs=1,
+            batch_size=4,
+            corrupt_record_policy="skip",
+        ),
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert f"left out {damaged_set['skipped']} record(s)" in completed.stderr
+    assert trained["skipped_records"] == damaged_set["skipped"]
+    # Batches of 4 records, the malformed videos left out of theirs (an emptied one is dropped).
+    read = damaged_set["kept"] + 2
+    assert -(-damaged_set["kept"] // 4) <= trained["global_step"] <= -(-read // 4)
 
 
 @pytest.mark.xdist_group("real_model")
@@ -363,23 +331,12 @@ def test_eval_and_inference_reruns_are_identical(real_model, tmp_path):
     outputs = []
     for run in range(2):
         output_file = tmp_path / f"run{run}.csv"
-        completed = run_cli(
-            "inference.py",
-            f"--train_dir={real_model}",
-            f"--input_data_pattern={pattern}",
-            f"--output_file={output_file}",
-        )
-        assert completed.returncode == 0, completed.stderr[-3000:]
+        predictor.run_inference(pattern, str(output_file), train_dir=real_model)
         outputs.append(output_file.read_bytes())
-    assert outputs[0] == outputs[1]
+    assert outputs[0] == outputs[1] and outputs[0].count(b"\n") > 1
     metrics = []
     for _ in range(2):
-        completed = run_cli(
-            "eval.py", f"--train_dir={real_model}", f"--eval_data_pattern={pattern}", "--run_once"
-        )
-        assert completed.returncode == 0, completed.stderr[-3000:]
-        with open(os.path.join(real_model, "eval_metrics.json")) as handle:
-            values = json.load(handle)
+        values = evaluator.evaluate_checkpoint(real_model, pattern)
         metrics.append({key: value for key, value in values.items() if "second" not in key})
     assert metrics[0] == metrics[1]
 
@@ -388,13 +345,11 @@ def test_eval_and_inference_reruns_are_identical(real_model, tmp_path):
     "flag, expected",
     [
         ("--model=NoSuchModel", "--model=NoSuchModel"),
-        ("--frame_stride=0", "--frame_stride"),
-        ("--block_size=0", "--block_size"),
-        ("--feature_sizes=1024", "--feature_names"),
         ("--corrupt_record_policy=ignore", "corrupt_record_policy"),
     ],
 )
 def test_bad_flags_stop_training_before_the_data_is_looked_at(flag, expected, tmp_path):
+    """Through the CLI (every flag's own check is in test_config.py)."""
     completed = run_cli(
         "train.py",
         f"--train_data_pattern={tmp_path / 'no-such-data*.tfrecord'}",
@@ -409,21 +364,16 @@ def test_bad_flags_stop_training_before_the_data_is_looked_at(flag, expected, tm
 @pytest.mark.xdist_group("real_model")
 def test_unwritable_output_directories_are_refused_up_front(real_model, tmp_path):
     unwritable = "/proc/no-such-directory/out"
-    completed = run_cli(
-        "train.py",
-        f"--train_data_pattern={FRAME_SAMPLE / REAL_SHARDS[0]}",
-        f"--train_dir={unwritable}",
-        *TINY_REAL_MODEL,
-    )
-    assert completed.returncode == 1
-    [line] = error_lines(completed)
-    assert "--train_dir" in line and unwritable in line
-    completed = run_cli(
-        "inference.py",
-        f"--train_dir={real_model}",
-        f"--input_data_pattern={FRAME_SAMPLE / REAL_SHARDS[0]}",
-        f"--output_file={unwritable}/predictions.csv",
-    )
-    assert completed.returncode == 1
-    [line] = error_lines(completed)
-    assert "--output_file" in line and unwritable in line
+    with pytest.raises(utils.UserInputError, match="--train_dir: cannot write") as raised:
+        trainer.train(
+            tasks.SupervisedTask(REAL_MODEL),
+            tiny_options(FRAME_SAMPLE / REAL_SHARDS[0], unwritable, batch_size=4),
+        )
+    assert unwritable in str(raised.value)
+    with pytest.raises(utils.UserInputError, match="--output_file: cannot write") as raised:
+        predictor.run_inference(
+            str(FRAME_SAMPLE / REAL_SHARDS[0]),
+            f"{unwritable}/predictions.csv",
+            train_dir=real_model,
+        )
+    assert unwritable in str(raised.value)

@@ -1,0 +1,72 @@
+"""Which frames a model that reads 1 frame in j sees: the choice of frame indices, nothing else.
+
+The reader (readers.py) applies the choice: it decodes only the frames chosen here.
+"""
+
+import tensorflow as tf
+
+import utils
+
+FRAME_SAMPLINGS = ("uniform", "random")
+
+
+def check_frame_selection(frame_stride, frame_sampling):
+    """Raises `utils.UserInputError` for a stride below 1 or an unknown sampling."""
+    if frame_stride < 1:
+        raise utils.UserInputError(f"--frame_stride must be >= 1, got {frame_stride}.")
+    if frame_sampling not in FRAME_SAMPLINGS:
+        raise utils.UserInputError(
+            f"--frame_sampling={frame_sampling}: choose one of {', '.join(FRAME_SAMPLINGS)}."
+        )
+
+
+def select_frame_indices(
+    num_frames, num_input_frames, frame_stride, frame_sampling, video_ids, sampling_seed=None
+):
+    """Chooses which frames a model that reads 1 in `frame_stride` frames sees.
+
+    Uniform: frames 0, j, 2j, ... below the video's frame count (j = `frame_stride`), so a video
+    of N frames gives ceil(N / j) frames and a video shorter than j gives its first frame.
+    Random: the same number of frames, drawn without replacement from the video's N frames and
+    kept in time order. With `sampling_seed` None the draw is new at every call (training);
+    with a seed it is a hash of (video id, frame index, seed), so a video always gets the same
+    frames whatever batch it is in (eval, inference).
+
+    Args:
+      num_frames: `[B]` int32, frames of each video.
+      num_input_frames: scalar int32 T, the padded length of the batch.
+      frame_stride: j >= 1.
+      frame_sampling: "uniform" or "random".
+      video_ids: `[B]` strings (for the seeded random draw).
+      sampling_seed: None or an int.
+
+    Returns:
+      (frame_indices `[B, T']` int32 with T' = ceil(T / j), the original index of each selected
+      frame, 0 past the selected count; selected_num_frames `[B]` int32 = ceil(N / j)).
+    """
+    selected_num_frames = (num_frames + frame_stride - 1) // frame_stride
+    num_selected = (num_input_frames + frame_stride - 1) // frame_stride
+    batch_size = tf.shape(num_frames)[0]
+    if frame_sampling == "uniform":
+        indices = tf.range(num_selected, dtype=tf.int32) * frame_stride
+        return tf.tile(indices[tf.newaxis, :], [batch_size, 1]), selected_num_frames
+    frame_range = tf.range(num_input_frames)
+    if sampling_seed is None:
+        scores = tf.random.uniform([batch_size, num_input_frames], dtype=tf.float32)
+    else:
+        keys = tf.strings.join(
+            [
+                tf.tile(video_ids[:, tf.newaxis], [1, num_input_frames]),
+                tf.tile(tf.strings.as_string(frame_range)[tf.newaxis, :], [batch_size, 1]),
+                tf.fill([batch_size, num_input_frames], str(sampling_seed)),
+            ],
+            separator=":",
+        )
+        buckets = tf.strings.to_hash_bucket_fast(keys, 1 << 24)
+        scores = tf.cast(buckets, tf.float32) / float(1 << 24)
+    present = frame_range[tf.newaxis, :] < num_frames[:, tf.newaxis]
+    scores = tf.where(present, scores, -1.0)  # absent frames rank last
+    _, chosen = tf.math.top_k(scores, k=num_selected, sorted=True)
+    chosen_valid = tf.range(num_selected)[tf.newaxis, :] < selected_num_frames[:, tf.newaxis]
+    chosen = tf.sort(tf.where(chosen_valid, chosen, num_input_frames), axis=1)
+    return tf.where(chosen_valid, chosen, 0), selected_num_frames

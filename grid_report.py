@@ -1,0 +1,250 @@
+"""The grid's reports: Table 1 and Table 2 beside the paper's figures, and two plots.
+
+`write_reports` writes results.md (`format_markdown`), gap_vs_frames.png (`gap_figure`) and
+time_vs_frames.png (`time_figure`) from the results.json entries of grid_runner.py, each replaced
+atomically. The figures are drawn by matplotlib's Agg backend, without a display.
+"""
+
+import io
+import os
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+import grid
+import utils
+
+RESULTS_MARKDOWN_FILE = "results.md"
+GAP_PLOT_FILE = "gap_vs_frames.png"
+TIME_PLOT_FILE = "time_vs_frames.png"
+
+# The paper's Table 1 (YouTube-8M validation): AVG-Hit@1, PERR, mAP, GAP.
+PAPER_TABLE_1 = {
+    "TEACHER-FULL": (0.862, 0.736, 0.402, 0.809),
+    "TEACHER-UNIFORM-50": (0.859, 0.731, 0.390, 0.804),
+    "TEACHER-UNIFORM-25": (0.855, 0.725, 0.371, 0.798),
+    "TEACHER-UNIFORM-10": (0.848, 0.716, 0.362, 0.788),
+    "TEACHER-UNIFORM-5": (0.834, 0.698, 0.333, 0.770),
+    "TEACHER-RANDOM-50": (0.841, 0.702, 0.305, 0.775),
+    "TEACHER-RANDOM-25": (0.832, 0.693, 0.297, 0.765),
+    "TEACHER-RANDOM-10": (0.829, 0.693, 0.320, 0.765),
+    "TEACHER-RANDOM-5": (0.804, 0.665, 0.288, 0.731),
+    "STUDENT-50-FINAL": (0.860, 0.733, 0.360, 0.803),
+    "STUDENT-25-FINAL": (0.857, 0.727, 0.385, 0.802),
+    "STUDENT-10-FINAL": (0.852, 0.721, 0.375, 0.795),
+    "STUDENT-5-FINAL": (0.842, 0.710, 0.359, 0.783),
+    "STUDENT-50-INTERMEDIATE": (0.862, 0.739, 0.385, 0.805),
+    "STUDENT-25-INTERMEDIATE": (0.851, 0.718, 0.346, 0.792),
+    "STUDENT-10-INTERMEDIATE": (0.854, 0.725, 0.382, 0.799),
+    "STUDENT-5-INTERMEDIATE": (0.845, 0.720, 0.356, 0.787),
+}
+TABLE_1_METRICS = (
+    ("Hit@1", "avg_hit_at_one"),
+    ("PERR", "avg_perr"),
+    ("mAP", "map"),
+    ("GAP", "gap"),
+)
+# The paper's Table 2: evaluation time in hours on the validation set (Tesla K80), by k.
+PAPER_EVAL_HOURS = {100: 13.00, 10: 9.11, 25: 11.00, 50: 12.50}
+
+
+def describe_data(config):
+    """One sentence on the data and training of the grid, for results.md."""
+    if config.synthetic:
+        data = (
+            f"synthetic YouTube-8M-format data ({config.num_train_videos} train / "
+            f"{config.num_eval_videos} validate videos, {config.num_classes} classes, "
+            f"{config.synthetic_min_frames}-{config.synthetic_max_frames} frames, "
+            f"seed {config.seed})"
+        )
+    else:
+        data = (
+            f"`{config.train_data_pattern}` (train) and `{config.eval_data_pattern}` (eval), "
+            f"{config.num_classes} classes"
+        )
+    return (
+        f"Preset `{config.preset}` on {data}; LSTM {config.lstm_cells} cells x "
+        f"{config.lstm_layers} layers, batch {config.batch_size}, learning rate "
+        f"{config.base_learning_rate:g}; {config.distill_scheme} distillation. Every model gets "
+        f"{config.total_epochs} passes: teachers {config.total_epochs} epochs, students "
+        f"{config.joint_epochs} joint + {config.finetune_epochs} fine-tuning. Teacher blocks "
+        f"{config.teacher_block_size} frames, student and baseline blocks "
+        f"{config.student_block_size}."
+    )
+
+
+def format_table_1(results):
+    """Table 1: one row per model, each metric ours then the paper's."""
+    header = ["MODEL"]
+    for label, _ in TABLE_1_METRICS:
+        header += [f"{label} ours", f"{label} paper"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for entry in results:
+        paper = PAPER_TABLE_1.get(entry["name"])
+        cells = [entry["name"]]
+        for metric_index, (_, key) in enumerate(TABLE_1_METRICS):
+            cells.append(f"{entry[key]:.3f}")
+            cells.append(f"{paper[metric_index]:.3f}" if paper else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_table_2(results):
+    """Table 2: eval time of TEACHER-FULL and of the k % models, ours (s) and the paper's (h)."""
+    by_name = {entry["name"]: entry for entry in results}
+    ks = sorted({entry["k"] for entry in results if entry["method"] != "teacher"})
+    teacher = by_name.get("TEACHER-FULL")
+    header = ["MODEL", "TEACHER-FULL"] + [f"{k}%" for k in ks]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    paper_teacher = PAPER_EVAL_HOURS[100]
+    paper_cells = ["paper, eval hours (fraction)", f"{paper_teacher:.2f} (1.00)"]
+    for k in ks:
+        hours = PAPER_EVAL_HOURS.get(k)
+        paper_cells.append(f"{hours:.2f} ({hours / paper_teacher:.2f})" if hours else "–")
+    lines.append("| " + " | ".join(paper_cells) + " |")
+    for key, what in (("eval_seconds", "eval s"), ("inference_seconds", "warm inference s")):
+        for method in grid.METHODS[1:]:
+            if not any(entry["method"] == method for entry in results):
+                continue  # left out with --methods
+            cells = [f"ours, {grid.model_name(method, 'k')}, {what} (fraction)"]
+            cells.append(f"{teacher[key]:.2f} (1.00)" if teacher else "–")
+            for k in ks:
+                entry = by_name.get(grid.GridModel(method, k).name)
+                if entry is None:
+                    cells.append("–")
+                elif teacher:
+                    cells.append(f"{entry[key]:.2f} ({entry[key] / teacher[key]:.2f})")
+                else:
+                    cells.append(f"{entry[key]:.2f}")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_markdown(config, results):
+    """The whole results.md."""
+    return "\n".join(
+        [
+            "# The paper's grid, reproduced",
+            "",
+            describe_data(config),
+            "",
+            "Ours: this run, on its eval set. Paper: Bhardwaj & Khapra, Tables 1 and 2, on the "
+            "YouTube-8M validation set. On other data compare the orderings, not the values.",
+            "",
+            "## Table 1: performance",
+            "",
+            format_table_1(results),
+            "",
+            "## Table 2: evaluation time",
+            "",
+            "Ours in seconds on this machine: `eval s` is the whole evaluation (tracing and "
+            "metrics included), `warm inference s` the fastest of four warm forward passes "
+            "over the eval set. Fractions are of TEACHER-FULL's time. The paper's hours are on "
+            "Tesla K80s; it does not say which k % model it timed.",
+            "",
+            format_table_2(results),
+            "",
+        ]
+    )
+
+
+def method_series(results, method, key):
+    """(ks ascending, values) of one method's models."""
+    rows = sorted((entry["k"], entry[key]) for entry in results if entry["method"] == method)
+    return [k for k, _ in rows], [value for _, value in rows]
+
+
+def render_png(figure):
+    """The figure as PNG bytes, drawn by the Agg backend."""
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
+def plot_methods(axes, series_by_method, teacher_value, title, ylabel):
+    """One line per k % method and the teacher as a horizontal line, on `axes`."""
+    for method, (ks, values) in series_by_method.items():
+        if ks:
+            axes.plot(ks, values, marker="o", label=grid.model_name(method, "k"))
+    if teacher_value is not None:
+        axes.axhline(teacher_value, color="black", linestyle="--", label="TEACHER-FULL")
+    axes.set_xlabel("% of frames read (k)")
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=7)
+
+
+def gap_figure(results):
+    """GAP vs % of frames: this run (left) and the paper's Table 1 (right)."""
+    figure = Figure(figsize=(11, 4.2))
+    ours_axes, paper_axes = figure.subplots(1, 2)
+    teacher = next((entry for entry in results if entry["method"] == "teacher"), None)
+    plot_methods(
+        ours_axes,
+        {method: method_series(results, method, "gap") for method in grid.METHODS[1:]},
+        teacher["gap"] if teacher else None,
+        "This run",
+        "GAP",
+    )
+    paper_series = {}
+    for method in grid.METHODS[1:]:
+        ks = [k for k in (5, 10, 25, 50) if grid.GridModel(method, k).name in PAPER_TABLE_1]
+        paper_series[method] = (ks, [PAPER_TABLE_1[grid.GridModel(method, k).name][3] for k in ks])
+    plot_methods(
+        paper_axes, paper_series, PAPER_TABLE_1["TEACHER-FULL"][3], "Paper (YouTube-8M)", "GAP"
+    )
+    figure.tight_layout()
+    return figure
+
+
+def time_figure(results):
+    """Eval time vs % of frames: seconds (left) and fraction of TEACHER-FULL's (right)."""
+    figure = Figure(figsize=(11, 4.2))
+    seconds_axes, fraction_axes = figure.subplots(1, 2)
+    teacher = next((entry for entry in results if entry["method"] == "teacher"), None)
+    plot_methods(
+        seconds_axes,
+        {method: method_series(results, method, "eval_seconds") for method in grid.METHODS[1:]},
+        teacher["eval_seconds"] if teacher else None,
+        "Eval time, this run",
+        "seconds",
+    )
+    if teacher:
+        fractions = {}
+        for method in grid.METHODS[1:]:
+            ks, seconds = method_series(results, method, "inference_seconds")
+            fractions[method] = (ks, [value / teacher["inference_seconds"] for value in seconds])
+        plot_methods(
+            fraction_axes,
+            fractions,
+            1.0,
+            "Warm inference time / TEACHER-FULL's",
+            "fraction of the teacher's time",
+        )
+        paper_ks = sorted(k for k in PAPER_EVAL_HOURS if k != 100)
+        fraction_axes.plot(
+            paper_ks,
+            [PAPER_EVAL_HOURS[k] / PAPER_EVAL_HOURS[100] for k in paper_ks],
+            marker="s",
+            color="grey",
+            linestyle=":",
+            label="paper (K80 eval hours)",
+        )
+        fraction_axes.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def write_reports(output_dir, config, results):
+    """results.md and the two plots, each replaced atomically."""
+    markdown = format_markdown(config, results)
+    utils.write_text_atomically(os.path.join(output_dir, RESULTS_MARKDOWN_FILE), markdown)
+    utils.write_bytes_atomically(
+        os.path.join(output_dir, GAP_PLOT_FILE), render_png(gap_figure(results))
+    )
+    utils.write_bytes_atomically(
+        os.path.join(output_dir, TIME_PLOT_FILE), render_png(time_figure(results))
+    )
+    return markdown

@@ -1,0 +1,277 @@
+"""Runs the grid: writes its data, trains and evaluates each model, reuses finished ones.
+
+`run_grid` fills an output directory: `config.json` (the GridConfig; another grid in the same
+directory is refused), `data/` (the synthetic splits, written once), `models/NAME/` (each
+model's train dir, with `trained.json` naming the checkpoint its training finished at),
+`results.json` (one entry per model, rewritten after each) and, at the end, the reports of
+grid_report.py. Models are trained by the training loop (trainer.py, tasks.py), evaluated by
+evaluator.py, and timed on a warm forward pass of the model that checkpoints.py restores.
+"""
+
+import dataclasses
+import gc
+import json
+import os
+import time
+
+import tensorflow as tf
+
+import checkpoints
+import corrupt_records
+import eval_util
+import evaluator
+import grid
+import grid_report
+import readers
+import synthetic_data
+import tasks
+import trainer
+import utils
+from config import RunConfig, resolve_run_config
+
+CONFIG_FILE = "config.json"
+RESULTS_FILE = "results.json"
+TRAINED_MARKER_FILE = "trained.json"
+INFERENCE_TIMED_PASSES = 4
+
+
+def check_config(output_dir, config):
+    """Refuses an output_dir that holds a grid with other settings; writes config.json.
+
+    Returns:
+      True when output_dir already held this configuration (its results may be reused).
+    """
+    path = os.path.join(output_dir, CONFIG_FILE)
+    wanted = dataclasses.asdict(config)
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as handle:
+            stored = json.load(handle)
+        differences = [
+            f"{name} {stored.get(name)!r} (now {wanted.get(name)!r})"
+            for name in sorted(set(stored) | set(wanted))
+            if stored.get(name) != wanted.get(name)
+        ]
+        if differences:
+            raise utils.UserInputError(
+                f"--output_dir={output_dir} holds a grid run with other settings: "
+                f"{'; '.join(differences)}. Use another --output_dir, or delete this one to "
+                "start over."
+            )
+        return True
+    tf.io.gfile.makedirs(output_dir)
+    write_json(path, wanted)
+    return False
+
+
+def prepare_data(output_dir, config, report):
+    """The train and eval file patterns: the user's, or a synthetic set written (once) here.
+
+    Synthetic splits go to `output_dir/data/<split>-<videos>-<classes>-<frames>-<features>-seed`,
+    one directory per configuration, each marked COMPLETE when whole and then reused.
+    """
+    if not config.synthetic:
+        return {"train": config.train_data_pattern, "eval": config.eval_data_pattern}
+    names, widths = utils.get_list_of_feature_names_and_sizes(
+        config.feature_names, config.feature_sizes
+    )
+    spec = synthetic_data.SyntheticDatasetSpec(
+        feature_names=tuple(names),
+        feature_sizes=tuple(widths),
+        min_frames=config.synthetic_min_frames,
+        max_frames=config.synthetic_max_frames,
+        max_labels=min(5, config.num_classes),
+    )
+    features = "-".join(f"{name}{width}" for name, width in zip(names, widths, strict=True))
+    patterns = {}
+    for role, split, num_videos in (
+        ("train", "train", config.num_train_videos),
+        ("eval", "validate", config.num_eval_videos),
+    ):
+        split_dir = os.path.join(
+            output_dir,
+            "data",
+            f"{split}-{num_videos}videos-{config.num_classes}classes-"
+            f"{spec.min_frames}to{spec.max_frames}frames-{features}-seed{config.seed}",
+        )
+        patterns[role] = os.path.join(split_dir, f"{split}-*.tfrecord")
+        marker = os.path.join(split_dir, "COMPLETE")
+        if tf.io.gfile.exists(marker):
+            report(f"[data] {split}: reusing {split_dir}")
+            continue
+        start = time.time()
+        num_shards = max(1, min(8, num_videos // 150))
+        try:
+            synthetic_data.write_dataset(
+                split_dir,
+                num_videos,
+                num_shards,
+                config.num_classes,
+                seed=config.seed,
+                split=split,
+                video_id_key=config.video_id_key,
+                spec=spec,
+            )
+        except ValueError as error:
+            raise utils.UserInputError(f"synthetic {split} split: {error}") from None
+        utils.write_text_atomically(marker, "written\n")
+        report(
+            f"[data] {split}: {num_videos} synthetic videos in {num_shards} shard(s), "
+            f"{time.time() - start:.0f} s"
+        )
+    return patterns
+
+
+def read_json(path, default):
+    if not tf.io.gfile.exists(path):
+        return default
+    with tf.io.gfile.GFile(path) as handle:
+        return json.load(handle)
+
+
+def write_json(path, value):
+    utils.write_text_atomically(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def latest_checkpoint_name(model_dir):
+    """The basename of the latest checkpoint in `model_dir` (e.g. `ckpt-252`), or None."""
+    latest = tf.train.latest_checkpoint(model_dir) if tf.io.gfile.isdir(model_dir) else None
+    return os.path.basename(latest) if latest else None
+
+
+def train_model(model, config, model_dir, train_pattern, teacher_dir):
+    """Trains one grid model to the end (resuming it) unless its trained.json says it is done.
+
+    Returns:
+      (train seconds, True when this call trained).
+    """
+    marker = read_json(os.path.join(model_dir, TRAINED_MARKER_FILE), None)
+    if marker and marker["checkpoint"] == latest_checkpoint_name(model_dir):
+        return marker["train_seconds"], False
+    requested = grid.run_config_for(model, config)
+    run_config = resolve_run_config(
+        model_dir, requested, set(RunConfig.flag_names()), start_new_model=False
+    )
+    options = grid.train_options_for(config, model_dir, train_pattern)
+    task = tasks.make_task(run_config, grid.distill_options_for(config, teacher_dir))
+    start = time.time()
+    trained = trainer.train(task, options)
+    train_seconds = time.time() - start
+    write_json(
+        os.path.join(model_dir, TRAINED_MARKER_FILE),
+        {
+            "checkpoint": os.path.basename(trained["checkpoint"]),
+            "global_step": trained["global_step"],
+            "train_seconds": train_seconds,
+        },
+    )
+    return train_seconds, True
+
+
+def time_inference(model_dir, eval_pattern, batch_size, video_id_key):
+    """Seconds of a warm forward pass over the eval set (reading and the model, no metrics).
+
+    A first pass traces the compiled forward for the batch shapes; the fastest of the next
+    `INFERENCE_TIMED_PASSES` is returned (the other work on the machine only ever adds time).
+    """
+    model, run_config, _ = checkpoints.restore_model(model_dir)
+    reader = readers.reader_for(run_config, video_id_key=video_id_key)
+
+    @tf.function(reduce_retracing=True)
+    def forward(video_matrix, num_frames):
+        return model(video_matrix, num_frames=num_frames, training=False)["predictions"]
+
+    timings = []
+    for _ in range(1 + INFERENCE_TIMED_PASSES):
+        dataset, files = reader.make_dataset(
+            eval_pattern, batch_size, flag_name="--eval_data_pattern"
+        )
+        start = time.time()
+        for batch in corrupt_records.iterate_batches(dataset, files):
+            forward(batch["video_matrix"], batch["num_frames"]).numpy()
+        timings.append(time.time() - start)
+    return min(timings[1:])
+
+
+def evaluate_model(model, config, model_dir, eval_pattern):
+    """Evaluates the latest checkpoint of one model; returns its results.json entry."""
+    metrics = evaluator.evaluate_checkpoint(
+        model_dir,
+        eval_pattern,
+        batch_size=config.eval_batch_size,
+        video_id_key=config.video_id_key,
+    )
+    evaluator.write_metrics(model_dir, metrics)
+    inference_seconds = time_inference(
+        model_dir, eval_pattern, config.eval_batch_size, config.video_id_key
+    )
+    return {
+        "name": model.name,
+        "method": model.method,
+        "k": model.k,
+        "frame_stride": model.frame_stride,
+        **{name: metrics[name] for name in eval_util.METRIC_LABELS},
+        "eval_videos": metrics["num_examples"],
+        "eval_seconds": metrics["eval_seconds"],
+        "videos_per_second": metrics["num_examples"] / max(metrics["eval_seconds"], 1e-9),
+        "inference_seconds": inference_seconds,
+        "global_step": metrics["global_step"],
+        "checkpoint": os.path.basename(metrics["checkpoint"]),
+    }
+
+
+def format_progress(index, total, entry, reused):
+    """One line per model: name, GAP, seconds."""
+    how = "reused" if reused else f"trained {entry['train_seconds']:.0f} s"
+    return (
+        f"[{index:2d}/{total}] {entry['name']:<24s} GAP {entry['gap']:.4f}  "
+        f"Hit@1 {entry['avg_hit_at_one']:.4f}  eval {entry['eval_seconds']:.1f} s  ({how})"
+    )
+
+
+def run_grid(config, ks, output_dir, report=print, methods=grid.METHODS[1:]):
+    """Trains and evaluates every model of the grid for `ks`, reusing finished ones.
+
+    Args:
+      config: GridConfig.
+      ks: list of k (% of frames) from `parse_ks`.
+      methods: the methods beside the teacher, from `parse_methods`.
+      output_dir: where data, models and results go (see the module docstring).
+      report: callable taking one progress line.
+
+    Returns:
+      dict with `results` (the results.json entries, Table 1 order) and `trained` (names of
+      the models this call trained or evaluated; the others were reused).
+    """
+    if not config.synthetic:  # a wrong pattern is reported before anything is written
+        utils.glob_data_files(config.train_data_pattern, "--train_data_pattern")
+        utils.glob_data_files(config.eval_data_pattern, "--eval_data_pattern")
+    same_config = check_config(output_dir, config)
+    patterns = prepare_data(output_dir, config, report)
+    results_path = os.path.join(output_dir, RESULTS_FILE)
+    results = {}
+    if same_config:
+        results = {entry["name"]: entry for entry in read_json(results_path, [])}
+    models = grid.grid_models(ks, methods)
+    teacher_dir = os.path.join(output_dir, "models", "TEACHER-FULL")
+    trained_names = []
+    for index, model in enumerate(models, start=1):
+        model_dir = os.path.join(output_dir, "models", model.name)
+        done = results.get(model.name)
+        if done and done.get("checkpoint") == latest_checkpoint_name(model_dir):
+            report(format_progress(index, len(models), done, reused=True))
+            continue
+        train_seconds, _ = train_model(model, config, model_dir, patterns["train"], teacher_dir)
+        entry = evaluate_model(model, config, model_dir, patterns["eval"])
+        entry["train_seconds"] = train_seconds
+        results[model.name] = entry
+        trained_names.append(model.name)
+        # Each model builds new Keras layers and tf.functions: free the previous ones.
+        tf.keras.backend.clear_session()
+        gc.collect()
+        ordered = sorted(results.values(), key=lambda row: grid.row_order(row["name"]))
+        write_json(results_path, ordered)
+        report(format_progress(index, len(models), entry, reused=False))
+    ordered = sorted(results.values(), key=lambda row: grid.row_order(row["name"]))
+    write_json(results_path, ordered)
+    grid_report.write_reports(output_dir, config, ordered)
+    return {"results": ordered, "trained": trained_names}

@@ -1,0 +1,33 @@
+"""A smoke test of demo.py: the whole job on a tiny synthetic set, in process, and its rerun."""
+
+import json
+import os
+
+import demo
+import evaluator
+
+
+def test_demo_runs_the_whole_job_and_a_rerun_reuses_it(tmp_path):
+    settings = {
+        "num_train_videos": 24,
+        "num_validate_videos": 10,
+        "num_classes": 5,
+        "lstm_cells": 4,
+        "num_epochs": 1,
+        "batch_size": 8,
+    }
+    lines = []
+    metrics, output_file = demo.run_demo(str(tmp_path), report=lines.append, **settings)
+    assert metrics["num_examples"] == 10 and metrics["global_step"] == 3  # ceil(24 / 8)
+    with open(output_file) as handle:
+        rows = handle.read().splitlines()
+    assert rows[0] == "VideoId,LabelConfidencePairs" and len(rows) == 1 + 10
+    with open(os.path.join(tmp_path, "teacher", evaluator.EVAL_METRICS_FILE)) as handle:
+        assert json.load(handle)["gap"] == metrics["gap"]
+    assert "[train] done at step 3" in lines
+
+    # The same command again: the data and the trained model are reused, nothing is retrained.
+    again = []
+    metrics_again, _ = demo.run_demo(str(tmp_path), report=again.append, **settings)
+    assert "[train] done at step 3" in again and metrics_again["gap"] == metrics["gap"]
+    assert sum("reusing" in line for line in again) == 2  # both data splits

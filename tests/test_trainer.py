@@ -1,0 +1,133 @@
+"""Tests of trainer.py's loop on a tiny teacher: resume, a finished run, an interrupted epoch, old
+checkpoints, --start_new_model and the NaN stop."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import FRAME_SAMPLE, VIDEO_SAMPLE, tiny_config, tiny_options
+
+import config
+import losses
+import optimization
+import tasks
+import trainer
+import utils
+
+SAMPLE = str(FRAME_SAMPLE / "*.tfrecord")  # 59 real videos, 3,862 classes
+
+
+def train_tiny(train_dir, pattern=SAMPLE, run_config=None, **options):
+    run_config = run_config or tiny_config()
+    return trainer.train(
+        tasks.SupervisedTask(run_config), tiny_options(pattern, train_dir, **options)
+    )
+
+
+def test_resume_continues_the_step_and_the_optimizer(tmp_path):
+    train_dir = tmp_path / "model"
+    first = train_tiny(train_dir, max_steps=2, batch_size=16)
+    assert first["global_step"] == 2 and first["checkpoint"].endswith("ckpt-2")
+    result = train_tiny(train_dir, max_steps=3, batch_size=16)
+    assert result["global_step"] == 3
+    reader = tf.train.load_checkpoint(result["checkpoint"])
+    assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 3
+    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 3
+    assert config.RunConfig.load(str(train_dir)) == tiny_config()
+
+
+def test_a_finished_run_has_nothing_left_and_more_epochs_train_on(tmp_path):
+    train_dir = tmp_path / "model"
+    # 59 videos in batches of 30: 2 steps an epoch.
+    first = train_tiny(train_dir, num_epochs=2, batch_size=30)
+    assert first["global_step"] == 4 and first["phase"] == "train"
+    again = train_tiny(train_dir, num_epochs=2, batch_size=30)
+    assert again["global_step"] == 4 and again["steps_run"] == 0 and again["last_loss"] is None
+    more = train_tiny(train_dir, num_epochs=3, batch_size=30)
+    assert more["global_step"] == 6 and more["steps_run"] == 2
+
+
+def test_an_interrupted_epoch_is_redone_whole(tmp_path):
+    train_dir = tmp_path / "model"
+    train_tiny(train_dir, num_epochs=2, batch_size=30, max_steps=3)
+    # Epoch 1 was done (step 2); epoch 2 stopped after 1 of its 2 steps and is run again.
+    result = train_tiny(train_dir, num_epochs=2, batch_size=30)
+    assert result["global_step"] == 5
+
+
+def test_a_checkpoint_without_a_step_resumes_from_the_optimizer_count(tmp_path):
+    # Checkpoints of earlier releases held the model and the optimizer only.
+    train_dir = tmp_path / "model"
+    run_config = tiny_config()
+    task = tasks.SupervisedTask(run_config)
+    task.build()
+    # As they made it: Adam on the starter's schedule, which read the optimizer's count.
+    schedule = optimization.make_learning_rate(config.TrainOptions())
+    optimizer = optimization.make_optimizer(schedule, mixed_precision=False)
+    optimizer.build(task.model.trainable_variables)
+    optimizer.iterations.assign(7)
+    manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=task.model, optimizer=optimizer), str(train_dir), 1
+    )
+    manager.save(checkpoint_number=7)
+    run_config.save(str(train_dir))
+    result = train_tiny(train_dir, max_steps=8, batch_size=16)
+    assert result["global_step"] == 8 and result["checkpoint"].endswith("ckpt-8")
+
+
+def test_start_new_model_keeps_the_old_model_when_the_input_is_wrong(tmp_path):
+    train_dir = tmp_path / "model"
+    train_tiny(train_dir, max_steps=1, batch_size=16)
+    before = sorted(tf.io.gfile.listdir(str(train_dir)))
+    with pytest.raises(utils.UserInputError, match="no files match"):
+        train_tiny(train_dir, pattern=tmp_path / "typo*.tfrecord", start_new_model=True)
+    assert sorted(tf.io.gfile.listdir(str(train_dir))) == before
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    train_dir = tmp_path / "model"
+    train_tiny(train_dir, max_steps=3, checkpoint_steps=1, batch_size=8)
+    good = tf.train.latest_checkpoint(str(train_dir))
+    assert good.endswith("ckpt-3")
+    good_weights = {
+        name: tf.train.load_variable(good, name) for name, _ in tf.train.list_variables(good)
+    }
+    original = losses.CrossEntropyLoss.calculate_loss
+
+    def loss_turning_nan(self, predictions, labels, **kwargs):
+        return original(self, predictions, labels, **kwargs) * float("nan")
+
+    monkeypatch.setattr(losses.CrossEntropyLoss, "calculate_loss", loss_turning_nan)
+    with pytest.raises(utils.UserInputError, match="NaN or infinite at step 4") as raised:
+        train_tiny(train_dir, max_steps=6, checkpoint_steps=1, batch_size=8)
+    assert "ckpt-3" in str(raised.value)
+    assert tf.train.latest_checkpoint(str(train_dir)) == good
+    for name, value in good_weights.items():
+        np.testing.assert_array_equal(tf.train.load_variable(good, name), value)
+
+
+def test_a_video_level_model_trains_on_video_level_records(tmp_path):
+    run_config = tiny_config(
+        model="LogisticModel", frame_features=False, feature_names="mean_rgb,mean_audio"
+    )
+    result = train_tiny(tmp_path / "model", VIDEO_SAMPLE / "*.tfrecord", run_config, max_steps=2)
+    assert result["global_step"] == 2
+    assert config.RunConfig.load(str(tmp_path / "model")).model == "LogisticModel"
+
+
+def test_each_epoch_reads_a_pipeline_of_its_own_seed(tmp_path, monkeypatch):
+    """Random frame sampling draws from a seeded stream that a second pass over the same
+    dataset would replay: every epoch builds its pipeline anew, seeded by --seed + the step."""
+    seeds = []
+    build = trainer.make_training_dataset
+
+    def recording(run_config, options, files, seed, *args):
+        seeds.append(seed)
+        return build(run_config, options, files, seed, *args)
+
+    monkeypatch.setattr(trainer, "make_training_dataset", recording)
+    run_config = tiny_config(frame_stride=4, frame_sampling="random")
+    # 59 videos in batches of 30: 2 steps an epoch.
+    result = train_tiny(
+        tmp_path / "model", run_config=run_config, num_epochs=3, batch_size=30, seed=7
+    )
+    assert result["global_step"] == 6 and seeds == [7, 9, 11]
