@@ -114,6 +114,11 @@ class RunConfig:
                 ("teacher_block_size", self.teacher_block_size >= 1),
             ],
         )
+        if self.frame_stride > self.max_frames:
+            raise utils.UserInputError(
+                f"--frame_stride={self.frame_stride} is larger than --max_frames="
+                f"{self.max_frames}: the model would read only each video's first frame."
+            )
         check_choice("frame_sampling", self.frame_sampling, frame_selection.FRAME_SAMPLINGS)
         check_choice("distill_mode", self.distill_mode, DISTILL_MODES)
         losses.LOSSES.get(self.label_loss)
@@ -200,8 +205,8 @@ class RunConfig:
     # A train_dir.
 
     @classmethod
-    def load(cls, train_dir):
-        """Reads `train_dir/model_flags.json`.
+    def load(cls, train_dir, flag_name="--train_dir"):
+        """Reads `train_dir/model_flags.json`; `flag_name` is the flag that gave `train_dir`.
 
         Raises:
           utils.UserInputError: when it is missing or invalid; the message names the file.
@@ -209,7 +214,7 @@ class RunConfig:
         path = os.path.join(train_dir, MODEL_FLAGS_FILE)
         if not tf.io.gfile.exists(path):
             raise utils.UserInputError(
-                f"{path} not found: --train_dir must be a directory written by train.py."
+                f"{path} not found: {flag_name} must be a directory written by train.py."
             )
         with tf.io.gfile.GFile(path, "r") as handle:
             return cls.from_json(handle.read(), source=path)
@@ -263,7 +268,7 @@ def student_run_config(requested, given, teacher_train_dir=""):
     if "block_size" not in given:
         changes["block_size"] = STUDENT_BLOCK_SIZE
     if teacher_train_dir:
-        teacher = RunConfig.load(teacher_train_dir)
+        teacher = RunConfig.load(teacher_train_dir, "--teacher_train_dir")
         for name in TEACHER_INHERITED_FLAGS:
             if name not in given:
                 changes[name] = getattr(teacher, name)

@@ -33,7 +33,9 @@ def load_frozen_teacher(teacher_train_dir, config):
       utils.UserInputError: when the teacher does not read every frame or its representation,
         classes or features differ from the student's (`config`).
     """
-    teacher, teacher_config, checkpoint_path = checkpoints.restore_model(teacher_train_dir)
+    teacher, teacher_config, checkpoint_path = checkpoints.restore_model(
+        teacher_train_dir, flag_name="--teacher_train_dir"
+    )
     if not isinstance(teacher, frame_level_models.HierarchicalTeacherModel):
         raise utils.UserInputError(
             f"--teacher_train_dir={teacher_train_dir} holds a {teacher_config.model}; "

@@ -45,7 +45,8 @@ def main(unused_argv):
         model, config, checkpoint_path = checkpoints.restore_model(
             flag_values.train_dir, flag_values.checkpoint_path or None
         )
-        reader = readers.reader_for(config, flag_values.video_id_key)
+        # A SavedModel serves whatever labels its input has (or none).
+        reader = readers.reader_for(config, flag_values.video_id_key, check_labels=False)
         serving.export_saved_model(model, reader, export_dir, flag_values.top_k)
     logging.info("Exported %s", checkpoint_path)
     print(f"Exported {checkpoint_path} to {export_dir}")

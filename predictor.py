@@ -93,8 +93,12 @@ def checkpoint_predictor(
     strategy = strategy or distribution.inference_strategy()
     model, config, checkpoint_path = checkpoints.restore_model(train_dir, strategy=strategy)
     logging.info("Restored %s", checkpoint_path)
+    # Inference does not use the labels: unlabelled or differently labelled data is read.
     reader = readers.reader_for(
-        config, video_id_key=video_id_key, corrupt_record_policy=corrupt_record_policy
+        config,
+        video_id_key=video_id_key,
+        corrupt_record_policy=corrupt_record_policy,
+        check_labels=False,
     )
     k = min(top_k, config.num_classes)
 

@@ -43,7 +43,13 @@ class BaseReader:
     input_kind = None  # the key of a concrete reader in READERS
 
     def __init__(
-        self, num_classes, feature_names, feature_sizes, video_id_key, corrupt_record_policy
+        self,
+        num_classes,
+        feature_names,
+        feature_sizes,
+        video_id_key,
+        corrupt_record_policy,
+        check_labels=True,
     ):
         feature_names, feature_sizes = utils.get_list_of_feature_names_and_sizes(
             feature_names, feature_sizes
@@ -58,6 +64,9 @@ class BaseReader:
         self.feature_names = feature_names
         self.feature_sizes = feature_sizes
         self.video_id_key = video_id_key
+        # False: labels outside [0, num_classes) are left out silently (inference, which does
+        # not use them, reads unlabelled and differently labelled data).
+        self.check_labels = check_labels
 
     @property
     def feature_size(self):
@@ -135,6 +144,8 @@ class BaseReader:
             indices, tf.ones_like(indices[:, 0], dtype=tf.bool), dense_shape
         )
         multi_hot = tf.sparse.reorder(multi_hot)
+        if not self.check_labels:
+            problem = (tf.zeros_like(bad_video), problem[1], problem[2])
         dense = tf.sparse.to_dense(multi_hot, default_value=False, validate_indices=False)
         # A static class count: a replica left without videos at the end of the data gets an
         # empty batch of this shape.
@@ -165,6 +176,7 @@ class YT8MFrameFeatureReader(BaseReader):
         keep_all_frames=False,
         corrupt_record_policy="fail",
         slice_records=True,
+        check_labels=True,
     ):
         """Args:
         num_classes: size C of the label space.
@@ -182,9 +194,15 @@ class YT8MFrameFeatureReader(BaseReader):
         corrupt_record_policy: "fail" or "skip" (see corrupt_records.py).
         slice_records: cut the selected frames straight out of records laid out as YouTube-8M
           writes them (`parse_serialized`); False always uses the protobuf parser.
+        check_labels: False leaves labels outside [0, num_classes) out silently (inference).
         """
         super().__init__(
-            num_classes, feature_names, feature_sizes, video_id_key, corrupt_record_policy
+            num_classes,
+            feature_names,
+            feature_sizes,
+            video_id_key,
+            corrupt_record_policy,
+            check_labels,
         )
         if max_frames < 1:
             raise utils.UserInputError(f"--max_frames must be >= 1, got {max_frames}.")
@@ -412,9 +430,15 @@ class YT8MAggregatedFeatureReader(BaseReader):
         feature_names=("mean_rgb", "mean_audio"),
         video_id_key="id",
         corrupt_record_policy="fail",
+        check_labels=True,
     ):
         super().__init__(
-            num_classes, feature_names, feature_sizes, video_id_key, corrupt_record_policy
+            num_classes,
+            feature_names,
+            feature_sizes,
+            video_id_key,
+            corrupt_record_policy,
+            check_labels,
         )
 
     @classmethod
@@ -499,8 +523,8 @@ def reader_for(config, video_id_key="id", training=False, **options):
       config: the model's RunConfig.
       video_id_key: context key of the video id.
       training: the reader of a training pipeline.
-      **options: the reader's other arguments (`corrupt_record_policy`; for frames also
-        `dequantize`, `keep_all_frames`, `slice_records`).
+      **options: the reader's other arguments (`corrupt_record_policy`, `check_labels`; for
+        frames also `dequantize`, `keep_all_frames`, `slice_records`).
     """
     kind = utils.FRAME_INPUT if config.frame_features else utils.VIDEO_INPUT
     return READERS.get(kind).from_config(config, video_id_key, training, **options)

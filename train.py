@@ -200,32 +200,74 @@ def define_flags(flag_values=flags.FLAGS):
     )
 
 
+# Flags that only a DistilledStudentModel reads.
+DISTILLATION_FLAGS = (
+    "teacher_train_dir",
+    "joint_epochs",
+    "finetune_epochs",
+    "distill_mode",
+    "distill_weight",
+    "intermediate_weight",
+    "teacher_block_size",
+)
+
+
+def configure(flag_values):
+    """The run's (RunConfig, TrainOptions, DistillOptions or None) from parsed flags.
+
+    Raises:
+      utils.UserInputError: for a missing or bad flag, or one the model would ignore.
+    """
+    options = config.TrainOptions.from_flags(flag_values)
+    if not options.train_data_pattern:
+        raise utils.UserInputError("--train_data_pattern is required.")
+    requested = config.RunConfig.from_flags(flag_values)
+    given = config.RunConfig.flags_given(flag_values)
+    distill_options = None
+    if requested.is_student:
+        distill_options = config.DistillOptions.from_flags(flag_values)
+        if "frame_stride" not in given:
+            logging.warning(
+                "--model=%s without --frame_stride reads every frame, as its teacher does; "
+                "give --frame_stride=j to read 1 frame in j.",
+                requested.model,
+            )
+        requested = config.student_run_config(requested, given, distill_options.teacher_train_dir)
+    else:
+        ignored = [name for name in DISTILLATION_FLAGS if flag_values[name].present]
+        if ignored:
+            raise utils.UserInputError(
+                f"--{ignored[0]} is for --model={config.STUDENT_MODEL}; "
+                f"--model={requested.model} does not use it."
+            )
+    run_config = config.resolve_run_config(
+        options.train_dir, requested, given, options.start_new_model
+    )
+    return run_config, options, distill_options
+
+
+def describe_result(result, train_dir):
+    """The last line train.py prints."""
+    if result["checkpoint"] is None:
+        return (
+            f"Stopped in phase {result['phase']} at step {result['global_step']}: the student "
+            f"is not fine-tuned yet, so {train_dir} has no checkpoint for eval.py and "
+            "inference.py. Rerun the same command to finish."
+        )
+    if not result["steps_run"]:
+        return (
+            f"Nothing to train: {train_dir} is at step {result['global_step']}. Raise "
+            "--num_epochs (--joint_epochs, --finetune_epochs) or --max_steps to train further."
+        )
+    return f"Trained to step {result['global_step']}; checkpoint {result['checkpoint']}"
+
+
 def main(unused_argv):
-    flag_values = flags.FLAGS
     logging.set_verbosity(logging.INFO)
     with utils.exit_on_user_error():
-        options = config.TrainOptions.from_flags(flag_values)
-        if not options.train_data_pattern:
-            raise utils.UserInputError("--train_data_pattern is required.")
-        requested = config.RunConfig.from_flags(flag_values)
-        given = config.RunConfig.flags_given(flag_values)
-        distill_options = None
-        if requested.is_student:
-            distill_options = config.DistillOptions.from_flags(flag_values)
-            requested = config.student_run_config(
-                requested, given, distill_options.teacher_train_dir
-            )
-        run_config = config.resolve_run_config(
-            options.train_dir, requested, given, options.start_new_model
-        )
+        run_config, options, distill_options = configure(flags.FLAGS)
         result = trainer.train(tasks.make_task(run_config, distill_options), options)
-    if result["steps_run"]:
-        print(f"Trained to step {result['global_step']}; checkpoint {result['checkpoint']}")
-    else:
-        print(
-            f"Nothing to train: {options.train_dir} is at step {result['global_step']}. "
-            "Raise --num_epochs or --max_steps to train further."
-        )
+    print(describe_result(result, options.train_dir))
 
 
 def run_training_main(argv):

@@ -31,6 +31,7 @@ import distribution
 import optimization
 import progress
 import readers
+import record_batches
 import serving
 import utils
 
@@ -131,14 +132,17 @@ def compile_step(strategy, phase, optimizer, clip_gradient_norm):
     return step
 
 
-def make_training_dataset(config, options, files, seed, strategy, keep_all_frames, skipped):
-    """One shuffled pass over `files`, distributed over `strategy`'s replicas.
+def make_training_dataset(
+    config, options, files, seed, strategy, keep_all_frames, skipped, first_epoch, epochs
+):
+    """Epochs `first_epoch` to `epochs - 1` of shuffled passes over `files`, distributed over
+    `strategy`'s replicas, each batch tagged with its epoch (`epoch [B]` int64).
 
-    Built anew for every epoch with a new `seed` (random frame sampling draws from a seeded
-    stream that a second pass over the same dataset would replay). Each replica gets
-    `batch_size / replicas` videos a step; each worker reads its own share of the files (of the
-    records, when there are fewer files than workers). With --corrupt_record_policy=skip what
-    it leaves out is tallied in `skipped`.
+    One pipeline and one iterator for all the epochs of a phase: no pause to rebuild it between
+    epochs, and random frame sampling draws on from one seeded stream (a new iterator would
+    replay it). Each epoch reshuffles. Each replica gets `batch_size / replicas` videos a step;
+    each worker reads its own share of the files (of the records, when there are fewer files
+    than workers). With --corrupt_record_policy=skip what it leaves out is tallied in `skipped`.
     """
     tf.keras.utils.set_random_seed(seed)
     frame_options = {"keep_all_frames": True} if keep_all_frames else {}
@@ -149,11 +153,15 @@ def make_training_dataset(config, options, files, seed, strategy, keep_all_frame
         corrupt_record_policy=options.corrupt_record_policy,
         **frame_options,
     )
-    reader.skipped_records = skipped
+
+    def parse(records, epoch):
+        batch = reader.parse_serialized(records)
+        batch["epoch"] = tf.fill(tf.shape(batch["video_ids"]), epoch)
+        return batch
 
     def make_replica_dataset(input_context):
         worker_files, record_shard = distribution.input_shard(input_context, files)
-        dataset, _ = reader.make_dataset(
+        one_pass, _ = record_batches.make_record_batches(
             ",".join(worker_files),
             input_context.get_per_replica_batch_size(options.batch_size),
             shuffle=True,
@@ -161,9 +169,14 @@ def make_training_dataset(config, options, files, seed, strategy, keep_all_frame
             num_readers=options.num_readers,
             seed=seed,
             flag_name="--train_data_pattern",
+            corrupt_record_policy=options.corrupt_record_policy,
+            skipped=skipped,
             record_shard=record_shard,
         )
-        return dataset
+        tagged = tf.data.Dataset.range(first_epoch, epochs).flat_map(
+            lambda epoch: one_pass.map(lambda records: (records, epoch))
+        )
+        return tagged.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
     return strategy.distribute_datasets_from_function(make_replica_dataset)
 
@@ -287,46 +300,65 @@ class Trainer:
         )
 
     def run_phase(self, run, files, logger, stop):
-        """Runs the phase's remaining epochs; True when --max_steps stopped it."""
+        """Runs the phase's remaining epochs; True when --max_steps stopped it.
+
+        Raises:
+          utils.UserInputError: when its data gave no batch at all (every record skipped).
+        """
         phase, options = run.phase, self.options
-        if self.epochs_done_int() >= phase.epochs:
+        first_epoch = self.epochs_done_int()
+        if first_epoch >= phase.epochs:
             return False
         run.step = compile_step(self.strategy, phase, run.optimizer, options.clip_gradient_norm)
-        while self.epochs_done_int() < phase.epochs:
-            logging.info("%s: epoch %d of %d", phase.name, self.epochs_done_int() + 1, phase.epochs)
-            dataset = make_training_dataset(
-                self.task.config,
-                options,
-                files,
-                options.seed + self.current_step(),  # each epoch and each resume: new batches
-                self.strategy,
-                phase.keep_all_frames,
-                self.skipped,
+        dataset = make_training_dataset(
+            self.task.config,
+            options,
+            files,
+            options.seed + self.current_step(),  # a resumed job does not replay its batches
+            self.strategy,
+            phase.keep_all_frames,
+            self.skipped,
+            first_epoch,
+            phase.epochs,
+        )
+        batches = corrupt_records.iterate_batches(
+            dataset,
+            files,
+            self.skipped,
+            # Several replicas must take every step together, even an empty one.
+            drop_empty=self.strategy.num_replicas_in_sync == 1,
+        )
+        logging.info("%s: epoch %d of %d", phase.name, first_epoch + 1, phase.epochs)
+        steps = self.run_steps(run, batches, logger, stop)
+        if steps is None:  # --max_steps
+            save_if_new(run.manager, self.current_step())
+            return True
+        if not steps:
+            raise utils.UserInputError(
+                f"--train_data_pattern={options.train_data_pattern} gave no video to train on. "
+                + (self.skipped.describe() if options.corrupt_record_policy == "skip" else "")
             )
-            batches = corrupt_records.iterate_batches(
-                dataset,
-                files,
-                self.skipped,
-                # Several replicas must take every step together, even an empty one.
-                drop_empty=self.strategy.num_replicas_in_sync == 1,
-            )
-            if self.run_steps(run, batches, logger, stop):
-                save_if_new(run.manager, self.current_step())
-                return True
-            self.epochs_done.assign_add(1)
-            # The epoch's end is saved (over a periodic checkpoint of the same step, which did
-            # not count the epoch yet).
-            run.manager.save(checkpoint_number=self.current_step())
+        self.end_epochs(run, phase.epochs)
         return False
+
+    def end_epochs(self, run, epoch):
+        """Counts the epochs before `epoch` (0-based) as done and saves the checkpoint that
+        records it (over a periodic checkpoint of the same step, which did not count them)."""
+        if self.epochs_done_int() < epoch:
+            self.epochs_done.assign(epoch)
+            run.manager.save(checkpoint_number=self.current_step())
+            if epoch < run.phase.epochs:
+                logging.info("%s: epoch %d of %d", run.phase.name, epoch + 1, run.phase.epochs)
 
     def epochs_done_int(self):
         return distribution.variable_int(self.epochs_done)
 
     def run_steps(self, run, batches, logger, stop):
-        """Runs the phase's step on each batch, with progress, periodic checkpoints and exports.
+        """Runs the phase's step on each batch, with progress, periodic checkpoints, exports, and
+        the end of each epoch when the first batch of the next one comes.
 
         Returns:
-          True when --max_steps was reached.
+          the number of steps run, or None when --max_steps was reached.
 
         Raises:
           utils.UserInputError: when a step's loss is NaN or infinite (nothing of that step is
@@ -334,7 +366,12 @@ class Trainer:
           TrainingInterrupted: after SIGTERM or SIGINT, once the checkpoint is written.
         """
         options, manager = self.options, run.manager
+        steps = 0
         for batch in batches:
+            epochs = utils.local_values(batch.pop("epoch")).numpy()
+            if epochs.size:
+                # Under several replicas an epoch may end inside a step: it counts from there.
+                self.end_epochs(run, int(epochs.max()))
             next_step = self.current_step() + 1
             try:
                 result = run.step(batch)
@@ -347,6 +384,7 @@ class Trainer:
                     "weights saved before it. Lower --base_learning_rate or check the input data."
                 ) from None
             self.step.assign_add(1)
+            steps += 1
             global_step = next_step
             self.last_loss = result.loss
             logger.record(global_step, result)
@@ -358,8 +396,8 @@ class Trainer:
                 save_if_new(manager, global_step)
                 raise TrainingInterrupted(stop.received, global_step, manager.latest_checkpoint)
             if options.max_steps and global_step >= options.max_steps:
-                return True
-        return False
+                return None
+        return steps
 
     def export_snapshot(self, phase, step):
         """On the chief, writes a SavedModel of the phase's model to train_dir/export/step_N."""
@@ -369,7 +407,7 @@ class Trainer:
             logging.info("Exported a SavedModel to %s", export_dir)
 
     def export_reader(self):
-        return readers.reader_for(self.task.config, self.options.video_id_key)
+        return readers.reader_for(self.task.config, self.options.video_id_key, check_labels=False)
 
     def fit(self):
         """Runs every phase to its end (or --max_steps); returns the result dict of `train`."""

@@ -6,6 +6,7 @@ import tensorflow as tf
 from conftest import tiny_config
 
 import checkpoints
+import config
 import model_zoo
 import utils
 
@@ -31,4 +32,14 @@ def test_restore_refuses_a_missing_checkpoint_and_other_weights(tmp_path):
     other = model_zoo.build_model(run_config.replace(model="LstmModel"))
     tf.train.CheckpointManager(tf.train.Checkpoint(model=other), str(tmp_path), 2).save(1)
     with pytest.raises(utils.UserInputError, match="does not hold the weights"):
+        checkpoints.restore_model(str(tmp_path))
+
+
+def test_a_student_stopped_while_distilling_is_explained(tmp_path):
+    run_config = tiny_config(model="DistilledStudentModel", frame_stride=4)
+    run_config.save(str(tmp_path))
+    model = model_zoo.build_model(run_config)
+    distill_dir = str(tmp_path / config.DISTILL_DIR)
+    tf.train.CheckpointManager(tf.train.Checkpoint(model=model), distill_dir, 1).save(3)
+    with pytest.raises(utils.UserInputError, match="stopped in its distillation phase.*ckpt-3"):
         checkpoints.restore_model(str(tmp_path))

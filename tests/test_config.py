@@ -79,6 +79,7 @@ def test_load_names_the_file_for_a_newer_version_an_unknown_key_or_bad_json(tmp_
         ({"model": "NoSuchModel"}, "--model=NoSuchModel.*HierarchicalTeacherModel"),
         ({"model": "LogisticModel"}, "--model=LogisticModel is a video-level"),
         ({"feature_sizes": "1024"}, "--feature_names"),
+        ({"frame_stride": 50, "max_frames": 40}, "--frame_stride=50 is larger than --max_frames"),
     ],
 )
 def test_bad_values_name_the_flag(change, flag):

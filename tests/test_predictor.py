@@ -6,7 +6,16 @@ import os
 
 import numpy as np
 import pytest
-from conftest import FRAME_SAMPLE, VOCABULARY, tiny_config, train_tiny_teacher
+import tensorflow as tf
+from conftest import (
+    FRAME_SAMPLE,
+    VOCABULARY,
+    random_frames,
+    sequence_example,
+    tiny_config,
+    train_tiny_teacher,
+    write_records,
+)
 
 import model_zoo
 import predictor
@@ -81,3 +90,23 @@ def test_inference_writes_label_names(tmp_path):
     for row in rows:
         assert row["Name"] == vocabulary[int(row["Label"])]
     assert not [name for name in os.listdir(tmp_path) if ".tmp-" in name]
+
+
+def test_inference_reads_data_labelled_otherwise_or_not_at_all(tmp_path):
+    """A 5-class model predicts videos whose labels it does not know (5000) or that have none."""
+    run_config = tiny_config(num_classes=5)
+    train_dir = str(tmp_path / "model")
+    model = model_zoo.build_model(run_config)
+    tf.train.CheckpointManager(tf.train.Checkpoint(model=model), train_dir, 1).save(1)
+    run_config.save(train_dir)
+    rng = np.random.default_rng(3)
+    records = [
+        sequence_example("labelled-5000", [5000], random_frames(rng, 4)),
+        sequence_example("unlabelled", [], random_frames(rng, 6)),
+    ]
+    pattern = write_records(tmp_path / "other-labels.tfrecord", records)
+    output_file = tmp_path / "predictions.csv"
+    written = predictor.run_inference(pattern, str(output_file), train_dir=train_dir, top_k=2)
+    assert written["num_videos"] == 2 and written["skipped_records"] == 0
+    rows = output_file.read_text().splitlines()[1:]
+    assert [row.split(",")[0] for row in rows] == ["labelled-5000", "unlabelled"]

@@ -4,9 +4,18 @@ checkpoints, --start_new_model and the NaN stop."""
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import FRAME_SAMPLE, VIDEO_SAMPLE, tiny_config, tiny_options
+from conftest import (
+    FRAME_SAMPLE,
+    VIDEO_SAMPLE,
+    random_frames,
+    sequence_example,
+    tiny_config,
+    tiny_options,
+    write_records,
+)
 
 import config
+import corrupt_records
 import losses
 import optimization
 import tasks
@@ -114,20 +123,68 @@ def test_a_video_level_model_trains_on_video_level_records(tmp_path):
     assert config.RunConfig.load(str(tmp_path / "model")).model == "LogisticModel"
 
 
-def test_each_epoch_reads_a_pipeline_of_its_own_seed(tmp_path, monkeypatch):
-    """Random frame sampling draws from a seeded stream that a second pass over the same
-    dataset would replay: every epoch builds its pipeline anew, seeded by --seed + the step."""
-    seeds = []
+def test_one_pipeline_serves_every_epoch_of_a_phase(tmp_path, monkeypatch):
+    """No pipeline is rebuilt between epochs: each batch carries its epoch, and the epoch's end
+    is counted in the checkpoint when the next epoch's first batch comes (and at the end)."""
+    calls = []
     build = trainer.make_training_dataset
 
-    def recording(run_config, options, files, seed, *args):
-        seeds.append(seed)
-        return build(run_config, options, files, seed, *args)
+    def recording(*args):
+        calls.append(args[-2:])  # (first epoch, epochs)
+        return build(*args)
 
     monkeypatch.setattr(trainer, "make_training_dataset", recording)
-    run_config = tiny_config(frame_stride=4, frame_sampling="random")
-    # 59 videos in batches of 30: 2 steps an epoch.
+    train_dir = tmp_path / "model"
+    # 59 videos in batches of 30: 2 steps an epoch; a checkpoint every step.
     result = train_tiny(
-        tmp_path / "model", run_config=run_config, num_epochs=3, batch_size=30, seed=7
+        train_dir, num_epochs=3, batch_size=30, checkpoint_steps=1, max_checkpoints_to_keep=10
     )
-    assert result["global_step"] == 6 and seeds == [7, 9, 11]
+    assert result["global_step"] == 6 and calls == [(0, 3)]
+    epochs_done = {
+        step: tf.train.load_checkpoint(str(train_dir / f"ckpt-{step}")).get_tensor(
+            "epochs_done/.ATTRIBUTES/VARIABLE_VALUE"
+        )
+        for step in (1, 2, 3, 6)
+    }
+    assert epochs_done == {1: 0, 2: 1, 3: 1, 6: 3}
+
+
+def test_each_epoch_reshuffles_and_draws_new_random_frames():
+    """RANDOM-k: the frames of a video differ from one epoch to the next."""
+    run_config = tiny_config(frame_stride=4, frame_sampling="random")
+    options = tiny_options(SAMPLE, "unused", batch_size=59)  # one batch an epoch
+    files = sorted(tf.io.gfile.glob(SAMPLE))
+    dataset = trainer.make_training_dataset(
+        run_config,
+        options,
+        files,
+        0,
+        tf.distribute.get_strategy(),
+        False,
+        corrupt_records.SkippedRecords(),
+        0,
+        2,
+    )
+    first, second = list(dataset)
+    assert set(first["epoch"].numpy()) == {0} and set(second["epoch"].numpy()) == {1}
+    ids = [batch["video_ids"].numpy() for batch in (first, second)]
+    assert sorted(ids[0]) == sorted(ids[1]) and list(ids[0]) != list(ids[1])  # reshuffled
+    frames = [
+        batch["frame_indices"].numpy()[np.argsort(batch["video_ids"].numpy())]
+        for batch in (first, second)
+    ]
+    assert frames[0].shape == frames[1].shape and not np.array_equal(frames[0], frames[1])
+
+
+def test_training_on_data_that_gives_no_video_fails_instead_of_saving_an_untrained_model(
+    tmp_path,
+):
+    rng = np.random.default_rng(0)
+    records = [
+        sequence_example(f"bad-{index}", [5000], random_frames(rng, 3)) for index in range(4)
+    ]
+    pattern = write_records(tmp_path / "labels-out-of-range.tfrecord", records)
+    train_dir = tmp_path / "model"
+    with pytest.raises(utils.UserInputError, match="gave no video to train on.*4 malformed"):
+        train_tiny(train_dir, pattern, corrupt_record_policy="skip", batch_size=2, num_epochs=1)
+    assert tf.train.latest_checkpoint(str(train_dir)) is None

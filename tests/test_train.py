@@ -1,0 +1,69 @@
+"""Tests of train.py's command line in process: flags -> configuration, and its last line."""
+
+import pytest
+import tensorflow as tf
+from absl import flags
+from conftest import tiny_config
+
+import config
+import train
+import utils
+
+
+def configure(*argv):
+    flag_values = flags.FlagValues()
+    train.define_flags(flag_values)
+    flag_values(["train.py", "--train_data_pattern=data*.tfrecord", *argv])
+    return train.configure(flag_values)
+
+
+def test_a_teacher_refuses_the_flags_only_a_student_reads(tmp_path):
+    for flag in ("--teacher_train_dir=/tmp/teacher", "--joint_epochs=2", "--distill_weight=3"):
+        with pytest.raises(utils.UserInputError, match=f"{flag.split('=')[0]} is for"):
+            configure(f"--train_dir={tmp_path}", flag)
+    run_config, options, distill_options = configure(f"--train_dir={tmp_path}")
+    assert run_config.model == "HierarchicalTeacherModel" and distill_options is None
+    assert options.train_dir == str(tmp_path)
+
+
+def test_a_student_without_a_stride_is_warned_and_takes_block_5(tmp_path, caplog):
+    run_config, _, distill_options = configure(
+        f"--train_dir={tmp_path}", "--model=DistilledStudentModel", "--joint_epochs=2"
+    )
+    assert "reads every frame" in caplog.text
+    assert run_config.frame_stride == 1 and run_config.block_size == config.STUDENT_BLOCK_SIZE
+    assert distill_options.joint_epochs == 2 and distill_options.joint
+    caplog.clear()
+    configure(f"--train_dir={tmp_path}", "--model=DistilledStudentModel", "--frame_stride=10")
+    assert "reads every frame" not in caplog.text
+
+
+def test_a_missing_teacher_is_named_by_its_own_flag(tmp_path):
+    with pytest.raises(utils.UserInputError, match="--teacher_train_dir must be a directory"):
+        configure(
+            f"--train_dir={tmp_path / 'student'}",
+            "--model=DistilledStudentModel",
+            "--frame_stride=10",
+            f"--teacher_train_dir={tmp_path / 'no-teacher'}",
+        )
+
+
+def test_a_student_stopped_while_distilling_resumes_with_its_stored_flags(tmp_path):
+    stored = tiny_config(model="DistilledStudentModel", frame_stride=4, distill_weight=3.0)
+    stored.save(str(tmp_path))
+    (tmp_path / config.DISTILL_DIR).mkdir()
+    tf.train.Checkpoint(step=tf.Variable(1)).save(str(tmp_path / config.DISTILL_DIR / "ckpt"))
+    run_config, _, _ = configure(f"--train_dir={tmp_path}", "--model=DistilledStudentModel")
+    assert run_config == stored  # not the defaults, though only phase 1 has a checkpoint
+    with pytest.raises(utils.UserInputError, match="--distill_weight=10.0 .*checkpoint has 3.0"):
+        configure(f"--train_dir={tmp_path}", "--model=DistilledStudentModel", "--distill_weight=10")
+
+
+def test_the_last_line_says_what_happened():
+    trained = {"global_step": 12, "steps_run": 12, "checkpoint": "/m/ckpt-12", "phase": "train"}
+    assert train.describe_result(trained, "/m") == "Trained to step 12; checkpoint /m/ckpt-12"
+    finished = dict(trained, steps_run=0)
+    assert train.describe_result(finished, "/m").startswith("Nothing to train: /m is at step 12")
+    distilling = {"global_step": 9, "steps_run": 9, "checkpoint": None, "phase": "distill"}
+    line = train.describe_result(distilling, "/s")
+    assert line.startswith("Stopped in phase distill at step 9") and "Rerun" in line
