@@ -27,6 +27,8 @@ its peak RSS must not grow with the number of videos (inference streams).
 Writes `benchmark.json` and prints a table with the teacher/student ratios.
 """
 
+import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)
+
 import json
 import os
 import statistics
@@ -35,7 +37,7 @@ import sys
 import time
 
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import flags, logging
 
 import config
 import corrupt_records
@@ -459,4 +461,4 @@ def main(unused_argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    utils.run_command_line(main)

@@ -12,10 +12,12 @@
 and prints the metrics. The same steps with the CLIs are in the README.
 """
 
+import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)
+
 import os
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 import config
 import eval_util
@@ -179,4 +181,4 @@ def main(unused_argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    utils.run_command_line(main)

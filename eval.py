@@ -10,7 +10,9 @@ TensorBoard under `train_dir/eval`. Without --run_once it waits for new checkpoi
 starter does.
 """
 
-from absl import app, flags, logging
+import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)
+
+from absl import flags, logging
 
 import corrupt_records
 import evaluator
@@ -74,4 +76,4 @@ def main(unused_argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    utils.run_command_line(main)

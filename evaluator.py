@@ -25,6 +25,7 @@ import readers
 import utils
 
 EVAL_METRICS_FILE = "eval_metrics.json"
+PROGRESS_SECONDS = 30.0  # a progress line at most this often while a checkpoint is evaluated
 
 
 def evaluate_checkpoint(
@@ -71,13 +72,22 @@ def evaluate_checkpoint(
     label_loss_fn = losses.LOSSES.get(config.label_loss)()
     predict = distribution.predict_on_replicas(strategy, model)
     metrics = eval_util.EvaluationMetrics(config.num_classes, top_k, None)
-    start = clock()
+    start = last_progress = clock()
     for batch in corrupt_records.iterate_batches(dataset, files, reader.skipped_records):
         outputs = predict(batch["video_matrix"], batch["num_frames"])
         loss = label_loss_fn.calculate_loss(
             outputs["predictions"], batch["labels"], logits=outputs["logits"]
         )
         metrics.accumulate(outputs["predictions"].numpy(), batch["labels"].numpy(), float(loss))
+        now = clock()
+        if now - last_progress >= PROGRESS_SECONDS:
+            last_progress = now
+            logging.info(
+                "Evaluating %s: %d videos, %.1f videos/s",
+                checkpoint_path,
+                metrics.num_examples,
+                metrics.num_examples / max(now - start, 1e-9),
+            )
     elapsed = clock() - start
     if metrics.num_examples == 0:
         raise utils.UserInputError(f"--eval_data_pattern={eval_data_pattern} holds no videos.")

@@ -7,9 +7,11 @@ The command line of serving.py, which documents the signatures: `serving_default
 `class_scores [batch, top_k]`; `predict` returns the full `predictions [batch, num_classes]`.
 """
 
+import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)
+
 import os
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 import checkpoints
 import readers
@@ -54,4 +56,4 @@ def main(unused_argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    utils.run_command_line(main)

@@ -16,7 +16,9 @@ result. With --vocabulary_file, a second CSV (`<output stem>_names.csv`) lists e
 (video, label) pair with the label's name, one row per pair.
 """
 
-from absl import app, flags, logging
+import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)
+
+from absl import flags, logging
 
 import corrupt_records
 import predictor
@@ -87,4 +89,4 @@ def main(unused_argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    utils.run_command_line(main)

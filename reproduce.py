@@ -63,6 +63,8 @@ The small preset, measured on 2 CPU cores (tensorflow-cpu 2.21.0), one run of
 student in 53-68 s; the data, 24 s; each evaluation 1-3 s). Its GAPs are in README.md.
 """
 
+import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)
+
 import time
 
 import tensorflow as tf
@@ -182,4 +184,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    utils.run_command_line(main)

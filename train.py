@@ -12,9 +12,11 @@ the same model without repeating them; when resuming, model flags not given on t
 are taken from that file, and a given one that differs is an error.
 """
 
+import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)
+
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 import config
 import corrupt_records
@@ -281,4 +283,4 @@ def run_training_main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(run_training_main)
+    utils.run_command_line(run_training_main)

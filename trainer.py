@@ -259,6 +259,7 @@ class Trainer:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             self.epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
         if self.chief and options.start_new_model and tf.io.gfile.exists(options.train_dir):
+            self.check_first_batch(files)
             logging.info("--start_new_model: removing %s", options.train_dir)
             tf.io.gfile.rmtree(options.train_dir)
         if self.chief:
@@ -281,6 +282,33 @@ class Trainer:
             )
             self.runs.append(PhaseRun(phase, optimizer, manager))
         return files
+
+    def check_first_batch(self, files):
+        """Reads the first batch the new model would train on (every phase's input), so that
+        --start_new_model deletes the old model only once the new data has been read.
+
+        Raises:
+          utils.UserInputError: naming the file or video that cannot be read, or when the data
+            gives no video.
+        """
+        options = self.options
+        for phase in self.task.phases(options):
+            reader = readers.reader_for(
+                self.task.config,
+                video_id_key=options.video_id_key,
+                training=True,
+                corrupt_record_policy=options.corrupt_record_policy,
+                **({"keep_all_frames": True} if phase.keep_all_frames else {}),
+            )
+            dataset, _ = reader.make_dataset(
+                options.train_data_pattern, options.batch_size, flag_name="--train_data_pattern"
+            )
+            batches = corrupt_records.iterate_batches(dataset, files, reader.skipped_records)
+            if next(iter(batches), None) is None:
+                raise utils.UserInputError(
+                    f"--train_data_pattern={options.train_data_pattern} gave no video to train "
+                    f"on; --start_new_model left {options.train_dir} as it was."
+                )
 
     def resume(self):
         """Restores the latest phase that has a checkpoint; returns the index of the phase to

@@ -180,6 +180,23 @@ def describe_tf_error(error):
     return first
 
 
+# absl's flags that print the usage; absl then exits with status 1.
+HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
+
+
+def run_command_line(main):
+    """`absl.app.run(main)`, except that asking for help (--help, ...) exits with status 0."""
+    from absl import app
+
+    try:
+        app.run(main)
+    except SystemExit as exit_request:
+        asked_for_help = any(arg.split("=", 1)[0] in HELP_FLAGS for arg in sys.argv[1:])
+        if exit_request.code == 1 and asked_for_help:
+            sys.exit(0)
+        raise
+
+
 @contextlib.contextmanager
 def exit_on_user_error():
     """For a CLI's main: an error the user can cause ends the command with one `ERROR:` line.

@@ -12,10 +12,11 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO_ROOT, train_tiny_teacher
+from conftest import FRAME_SAMPLE, REPO_ROOT, train_tiny_teacher
 
 import checkpoints
 import evaluator
+import model_zoo
 import predictor
 import readers
 import synthetic_data
@@ -362,3 +363,42 @@ def test_each_command_line_defines_its_flags_only_when_asked():
     assert "train_data_pattern" in defined["train"] and "saved_model_dir" in defined["inference"]
     every_flag = set().union(*defined.values())
     assert not every_flag & set(flags.FLAGS)
+
+
+def test_help_exits_0_and_an_error_is_not_buried_in_tensorflow_logs(tmp_path):
+    environment = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+
+    def run(script, *args):
+        return subprocess.run(
+            [sys.executable, str(REPO_ROOT / script), *args],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=300,
+        )
+
+    shown = run("eval.py", "--help")
+    assert shown.returncode == 0 and "--eval_data_pattern" in shown.stdout
+    run_config = RunConfig(num_classes=4, lstm_cells=4, lstm_layers=1, block_size=5)
+    train_dir = tmp_path / "model"
+    model = model_zoo.build_model(run_config)
+    tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(train_dir), 1).save(1)
+    run_config.save(str(train_dir))
+    shard = sorted(FRAME_SAMPLE.glob("*.tfrecord"))[0]
+    truncated = tmp_path / "truncated.tfrecord"
+    truncated.write_bytes(shard.read_bytes()[:3000])
+    failed = run(
+        "inference.py",
+        f"--train_dir={train_dir}",
+        f"--input_data_pattern={truncated}",
+        f"--output_file={tmp_path / 'predictions.csv'}",
+    )
+    assert failed.returncode == 1
+    lines = failed.stderr.splitlines()
+    [error] = [index for index, line in enumerate(lines) if line.startswith("ERROR:")]
+    assert "truncated.tfrecord" in lines[error]
+    # TensorFlow's runtime warnings about the failure (aborted rendezvous, graph nodes) are not
+    # shown by default; only TensorFlow's start-up lines may come before the error.
+    noise = [line for line in lines[:error] if "rendezvous" in line or "{{node" in line]
+    assert not noise and len(lines[:error]) <= 8, lines[:error]

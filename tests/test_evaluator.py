@@ -23,11 +23,23 @@ def teacher_dir(tmp_path_factory):
 
 
 @pytest.mark.xdist_group("evaluator")
-def test_metrics_are_those_of_evaluation_metrics_on_the_models_predictions(teacher_dir):
-    ticks = iter([10.0, 12.5])
+def test_metrics_are_those_of_evaluation_metrics_on_the_models_predictions(teacher_dir, caplog):
+    # The clock: 10 s at the start, +20 s a batch (9 batches of 7 videos), then the end.
+    ticks = iter([10.0] + [10.0 + 20.0 * batch for batch in range(1, 10)] + [190.0])
+    caplog.set_level("INFO")
     metrics = evaluator.evaluate_checkpoint(
         teacher_dir, SAMPLE, batch_size=7, clock=lambda: next(ticks)
     )
+    progress = [
+        record.getMessage() for record in caplog.records if "videos/s" in record.getMessage()
+    ]
+    # A line at most every 30 s: after batches 2, 4, 6 and 8 (14 videos in 40 s, ...).
+    assert [line.split(": ", 1)[1] for line in progress] == [
+        "14 videos, 0.3 videos/s",
+        "28 videos, 0.3 videos/s",
+        "42 videos, 0.3 videos/s",
+        "56 videos, 0.3 videos/s",
+    ]
     # The same predictions, accumulated here in one batch, give the same metrics.
     model, run_config, _ = checkpoints.restore_model(teacher_dir)
     dataset, _ = readers.reader_for(run_config).make_dataset(SAMPLE, 64)
@@ -42,7 +54,7 @@ def test_metrics_are_those_of_evaluation_metrics_on_the_models_predictions(teach
         assert metrics[name] == pytest.approx(reference[name], abs=1e-6), name
     np.testing.assert_allclose(metrics["aps"], reference["aps"], atol=1e-6)
     assert metrics["global_step"] == 2 and metrics["checkpoint"].endswith("ckpt-2")
-    assert metrics["eval_seconds"] == 2.5 and metrics["videos_per_second"] == 59 / 2.5
+    assert metrics["eval_seconds"] == 180.0 and metrics["videos_per_second"] == 59 / 180.0
     assert metrics["skipped_records"] == 0
 
 

@@ -83,13 +83,22 @@ def test_a_checkpoint_without_a_step_resumes_from_the_optimizer_count(tmp_path):
     assert result["global_step"] == 8 and result["checkpoint"].endswith("ckpt-8")
 
 
-def test_start_new_model_keeps_the_old_model_when_the_input_is_wrong(tmp_path):
+def test_start_new_model_keeps_the_old_model_until_the_new_data_has_been_read(tmp_path):
     train_dir = tmp_path / "model"
     train_tiny(train_dir, max_steps=1, batch_size=16)
     before = sorted(tf.io.gfile.listdir(str(train_dir)))
     with pytest.raises(utils.UserInputError, match="no files match"):
         train_tiny(train_dir, pattern=tmp_path / "typo*.tfrecord", start_new_model=True)
     assert sorted(tf.io.gfile.listdir(str(train_dir))) == before
+    # A shard of random bytes: its first batch fails, and the old model is still there.
+    garbage = tmp_path / "garbage.tfrecord"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes())
+    with pytest.raises(utils.UserInputError, match="garbage.tfrecord"):
+        train_tiny(train_dir, pattern=garbage, start_new_model=True)
+    assert sorted(tf.io.gfile.listdir(str(train_dir))) == before
+    # Data that reads: the old model goes, a new one starts at step 0.
+    result = train_tiny(train_dir, max_steps=1, batch_size=16, start_new_model=True)
+    assert result["global_step"] == 1 and result["steps_run"] == 1
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
