@@ -26,9 +26,10 @@ NUM_CLASSES = 6
 TINY_MODEL = ["--lstm_cells=8", "--lstm_layers=1", "--block_size=5", f"--num_classes={NUM_CLASSES}"]
 
 
-def run_cli(script, *args, expect_success=True):
-    """Runs one of the CLIs in a fresh process; returns the completed process."""
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+def run_cli(script, *args, expect_success=True, environment=None):
+    """Runs one of the CLIs in a fresh process (TensorFlow's C++ logging quiet unless
+    `environment` says otherwise); returns the completed process."""
+    environment = environment or dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     completed = subprocess.run(
         [sys.executable, str(REPO_ROOT / script), *args],
         cwd=REPO_ROOT,
@@ -366,20 +367,10 @@ def test_each_command_line_defines_its_flags_only_when_asked():
 
 
 def test_help_exits_0_and_an_error_is_not_buried_in_tensorflow_logs(tmp_path):
+    # The command lines' own default, not the tests' TF_CPP_MIN_LOG_LEVEL.
     environment = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
-
-    def run(script, *args):
-        return subprocess.run(
-            [sys.executable, str(REPO_ROOT / script), *args],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            env=environment,
-            timeout=300,
-        )
-
-    shown = run("eval.py", "--help")
-    assert shown.returncode == 0 and "--eval_data_pattern" in shown.stdout
+    shown = run_cli("eval.py", "--help", environment=environment)
+    assert "--eval_data_pattern" in shown.stdout
     run_config = RunConfig(num_classes=4, lstm_cells=4, lstm_layers=1, block_size=5)
     train_dir = tmp_path / "model"
     model = model_zoo.build_model(run_config)
@@ -388,11 +379,13 @@ def test_help_exits_0_and_an_error_is_not_buried_in_tensorflow_logs(tmp_path):
     shard = sorted(FRAME_SAMPLE.glob("*.tfrecord"))[0]
     truncated = tmp_path / "truncated.tfrecord"
     truncated.write_bytes(shard.read_bytes()[:3000])
-    failed = run(
+    failed = run_cli(
         "inference.py",
         f"--train_dir={train_dir}",
         f"--input_data_pattern={truncated}",
         f"--output_file={tmp_path / 'predictions.csv'}",
+        expect_success=False,
+        environment=environment,
     )
     assert failed.returncode == 1
     lines = failed.stderr.splitlines()
