@@ -1,6 +1,7 @@
 """Tests of evaluator.py: one checkpoint on the real samples, the metrics passed through."""
 
 import json
+import logging
 import os
 
 import numpy as np
@@ -26,7 +27,7 @@ def teacher_dir(tmp_path_factory):
 def test_metrics_are_those_of_evaluation_metrics_on_the_models_predictions(teacher_dir, caplog):
     # The clock: 10 s at the start, +20 s a batch (9 batches of 7 videos), then the end.
     ticks = iter([10.0] + [10.0 + 20.0 * batch for batch in range(1, 10)] + [190.0])
-    caplog.set_level("INFO")
+    caplog.set_level(logging.INFO, logger="absl")  # whatever verbosity other tests left
     metrics = evaluator.evaluate_checkpoint(
         teacher_dir, SAMPLE, batch_size=7, clock=lambda: next(ticks)
     )
