@@ -31,8 +31,8 @@ import distribution
 import optimization
 import progress
 import readers
-import record_batches
 import serving
+import training_input
 import utils
 
 
@@ -132,55 +132,6 @@ def compile_step(strategy, phase, optimizer, clip_gradient_norm):
     return step
 
 
-def make_training_dataset(
-    config, options, files, seed, strategy, keep_all_frames, skipped, first_epoch, epochs
-):
-    """Epochs `first_epoch` to `epochs - 1` of shuffled passes over `files`, distributed over
-    `strategy`'s replicas, each batch tagged with its epoch (`epoch [B]` int64).
-
-    One pipeline and one iterator for all the epochs of a phase: no pause to rebuild it between
-    epochs, and random frame sampling draws on from one seeded stream (a new iterator would
-    replay it). Each epoch reshuffles. Each replica gets `batch_size / replicas` videos a step;
-    each worker reads its own share of the files (of the records, when there are fewer files
-    than workers). With --corrupt_record_policy=skip what it leaves out is tallied in `skipped`.
-    """
-    tf.keras.utils.set_random_seed(seed)
-    frame_options = {"keep_all_frames": True} if keep_all_frames else {}
-    reader = readers.reader_for(
-        config,
-        video_id_key=options.video_id_key,
-        training=True,
-        corrupt_record_policy=options.corrupt_record_policy,
-        **frame_options,
-    )
-
-    def parse(records, epoch):
-        batch = reader.parse_serialized(records)
-        batch["epoch"] = tf.fill(tf.shape(batch["video_ids"]), epoch)
-        return batch
-
-    def make_replica_dataset(input_context):
-        worker_files, record_shard = distribution.input_shard(input_context, files)
-        one_pass, _ = record_batches.make_record_batches(
-            ",".join(worker_files),
-            input_context.get_per_replica_batch_size(options.batch_size),
-            shuffle=True,
-            shuffle_buffer_size=options.shuffle_buffer_size,
-            num_readers=options.num_readers,
-            seed=seed,
-            flag_name="--train_data_pattern",
-            corrupt_record_policy=options.corrupt_record_policy,
-            skipped=skipped,
-            record_shard=record_shard,
-        )
-        tagged = tf.data.Dataset.range(first_epoch, epochs).flat_map(
-            lambda epoch: one_pass.map(lambda records: (records, epoch))
-        )
-        return tagged.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-    return strategy.distribute_datasets_from_function(make_replica_dataset)
-
-
 def save_if_new(manager, step):
     """Saves a checkpoint at `step` unless the latest one is already that step's."""
     latest = manager.latest_checkpoint
@@ -259,7 +210,10 @@ class Trainer:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             self.epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
         if self.chief and options.start_new_model and tf.io.gfile.exists(options.train_dir):
-            self.check_first_batch(files)
+            for phase in self.task.phases(options):
+                training_input.check_first_batch(
+                    self.task.config, options, files, phase.keep_all_frames
+                )
             logging.info("--start_new_model: removing %s", options.train_dir)
             tf.io.gfile.rmtree(options.train_dir)
         if self.chief:
@@ -282,33 +236,6 @@ class Trainer:
             )
             self.runs.append(PhaseRun(phase, optimizer, manager))
         return files
-
-    def check_first_batch(self, files):
-        """Reads the first batch the new model would train on (every phase's input), so that
-        --start_new_model deletes the old model only once the new data has been read.
-
-        Raises:
-          utils.UserInputError: naming the file or video that cannot be read, or when the data
-            gives no video.
-        """
-        options = self.options
-        for phase in self.task.phases(options):
-            reader = readers.reader_for(
-                self.task.config,
-                video_id_key=options.video_id_key,
-                training=True,
-                corrupt_record_policy=options.corrupt_record_policy,
-                **({"keep_all_frames": True} if phase.keep_all_frames else {}),
-            )
-            dataset, _ = reader.make_dataset(
-                options.train_data_pattern, options.batch_size, flag_name="--train_data_pattern"
-            )
-            batches = corrupt_records.iterate_batches(dataset, files, reader.skipped_records)
-            if next(iter(batches), None) is None:
-                raise utils.UserInputError(
-                    f"--train_data_pattern={options.train_data_pattern} gave no video to train "
-                    f"on; --start_new_model left {options.train_dir} as it was."
-                )
 
     def resume(self):
         """Restores the latest phase that has a checkpoint; returns the index of the phase to
@@ -338,7 +265,7 @@ class Trainer:
         if first_epoch >= phase.epochs:
             return False
         run.step = compile_step(self.strategy, phase, run.optimizer, options.clip_gradient_norm)
-        dataset = make_training_dataset(
+        dataset = training_input.make_training_dataset(
             self.task.config,
             options,
             files,

@@ -15,11 +15,11 @@ from conftest import (
 )
 
 import config
-import corrupt_records
 import losses
 import optimization
 import tasks
 import trainer
+import training_input
 import utils
 
 SAMPLE = str(FRAME_SAMPLE / "*.tfrecord")  # 59 real videos, 3,862 classes
@@ -136,13 +136,13 @@ def test_one_pipeline_serves_every_epoch_of_a_phase(tmp_path, monkeypatch):
     """No pipeline is rebuilt between epochs: each batch carries its epoch, and the epoch's end
     is counted in the checkpoint when the next epoch's first batch comes (and at the end)."""
     calls = []
-    build = trainer.make_training_dataset
+    build = training_input.make_training_dataset
 
     def recording(*args):
         calls.append(args[-2:])  # (first epoch, epochs)
         return build(*args)
 
-    monkeypatch.setattr(trainer, "make_training_dataset", recording)
+    monkeypatch.setattr(training_input, "make_training_dataset", recording)
     train_dir = tmp_path / "model"
     # 59 videos in batches of 30: 2 steps an epoch; a checkpoint every step.
     result = train_tiny(
@@ -156,33 +156,6 @@ def test_one_pipeline_serves_every_epoch_of_a_phase(tmp_path, monkeypatch):
         for step in (1, 2, 3, 6)
     }
     assert epochs_done == {1: 0, 2: 1, 3: 1, 6: 3}
-
-
-def test_each_epoch_reshuffles_and_draws_new_random_frames():
-    """RANDOM-k: the frames of a video differ from one epoch to the next."""
-    run_config = tiny_config(frame_stride=4, frame_sampling="random")
-    options = tiny_options(SAMPLE, "unused", batch_size=59)  # one batch an epoch
-    files = sorted(tf.io.gfile.glob(SAMPLE))
-    dataset = trainer.make_training_dataset(
-        run_config,
-        options,
-        files,
-        0,
-        tf.distribute.get_strategy(),
-        False,
-        corrupt_records.SkippedRecords(),
-        0,
-        2,
-    )
-    first, second = list(dataset)
-    assert set(first["epoch"].numpy()) == {0} and set(second["epoch"].numpy()) == {1}
-    ids = [batch["video_ids"].numpy() for batch in (first, second)]
-    assert sorted(ids[0]) == sorted(ids[1]) and list(ids[0]) != list(ids[1])  # reshuffled
-    frames = [
-        batch["frame_indices"].numpy()[np.argsort(batch["video_ids"].numpy())]
-        for batch in (first, second)
-    ]
-    assert frames[0].shape == frames[1].shape and not np.array_equal(frames[0], frames[1])
 
 
 def test_training_on_data_that_gives_no_video_fails_instead_of_saving_an_untrained_model(
