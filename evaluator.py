@@ -91,12 +91,10 @@ def evaluate_checkpoint(
     elapsed = clock() - start
     if metrics.num_examples == 0:
         raise utils.UserInputError(f"--eval_data_pattern={eval_data_pattern} holds no videos.")
-    results = {
-        name: float(value) if isinstance(value, float | int) else value
-        for name, value in metrics.get().items()
-    }
-    results["num_examples"] = int(results["num_examples"])
+    results = metrics.get()
+    results.update({name: float(results[name]) for name in eval_util.METRIC_LABELS})
     results.update(
+        num_examples=int(results["num_examples"]),
         global_step=checkpoints.checkpoint_step(checkpoint_path),
         checkpoint=checkpoint_path,
         eval_seconds=elapsed,

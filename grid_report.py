@@ -11,6 +11,7 @@ import os
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+import eval_util
 import grid
 import utils
 
@@ -38,11 +39,8 @@ PAPER_TABLE_1 = {
     "STUDENT-10-INTERMEDIATE": (0.854, 0.725, 0.382, 0.799),
     "STUDENT-5-INTERMEDIATE": (0.845, 0.720, 0.356, 0.787),
 }
-TABLE_1_METRICS = (
-    ("Hit@1", "avg_hit_at_one"),
-    ("PERR", "avg_perr"),
-    ("mAP", "map"),
-    ("GAP", "gap"),
+TABLE_1_METRICS = tuple(
+    (eval_util.METRIC_LABELS[name], name) for name in ("avg_hit_at_one", "avg_perr", "map", "gap")
 )
 # The paper's Table 2: evaluation time in hours on the validation set (Tesla K80), by k.
 PAPER_EVAL_HOURS = {100: 13.00, 10: 9.11, 25: 11.00, 50: 12.50}

@@ -73,6 +73,24 @@ class BaseReader:
         """Width D of the concatenated feature vector."""
         return sum(self.feature_sizes)
 
+    @classmethod
+    def from_config(cls, config, video_id_key="id", training=False, **options):
+        """The reader of a model's RunConfig (see `reader_for`): its classes and features, and
+        what `config_options` takes from it for this kind of input."""
+        return cls(
+            num_classes=config.num_classes,
+            feature_names=config.feature_names,
+            feature_sizes=config.feature_sizes,
+            video_id_key=video_id_key,
+            **cls.config_options(config, training),
+            **options,
+        )
+
+    @classmethod
+    def config_options(cls, config, training):
+        """The reader's own arguments taken from the RunConfig (none for video-level input)."""
+        return {}
+
     def parse_serialized(self, serialized):
         """Parses a `[B]` string tensor of serialized records into a batch dict."""
         raise NotImplementedError
@@ -216,19 +234,15 @@ class YT8MFrameFeatureReader(BaseReader):
         self.slice_records = slice_records
 
     @classmethod
-    def from_config(cls, config, video_id_key="id", training=False, **options):
-        """The reader of a frame-level model's RunConfig (see `reader_for`)."""
-        return cls(
-            num_classes=config.num_classes,
-            feature_names=config.feature_names,
-            feature_sizes=config.feature_sizes,
-            max_frames=config.max_frames,
-            video_id_key=video_id_key,
-            frame_stride=config.frame_stride,
-            frame_sampling=config.frame_sampling,
-            sampling_seed=None if training else config.frame_sampling_seed,
-            **options,
-        )
+    def config_options(cls, config, training):
+        """The frame selection of the model's RunConfig; random sampling draws anew in
+        training and is a fixed function of the video id otherwise."""
+        return {
+            "max_frames": config.max_frames,
+            "frame_stride": config.frame_stride,
+            "frame_sampling": config.frame_sampling,
+            "sampling_seed": None if training else config.frame_sampling_seed,
+        }
 
     @property
     def selects_frames(self):
@@ -439,17 +453,6 @@ class YT8MAggregatedFeatureReader(BaseReader):
             video_id_key,
             corrupt_record_policy,
             check_labels,
-        )
-
-    @classmethod
-    def from_config(cls, config, video_id_key="id", training=False, **options):
-        """The reader of a video-level model's RunConfig (see `reader_for`)."""
-        return cls(
-            num_classes=config.num_classes,
-            feature_names=config.feature_names,
-            feature_sizes=config.feature_sizes,
-            video_id_key=video_id_key,
-            **options,
         )
 
     def parse_serialized(self, serialized):

@@ -209,11 +209,11 @@ class Trainer:
             self.task.build()
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             self.epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
+        phases = self.task.phases(options)
         if self.chief and options.start_new_model and tf.io.gfile.exists(options.train_dir):
-            for phase in self.task.phases(options):
-                training_input.check_first_batch(
-                    self.task.config, options, files, phase.keep_all_frames
-                )
+            # One read serves every phase: with all frames kept, every frame is checked.
+            keep_all_frames = any(phase.keep_all_frames for phase in phases if phase.epochs)
+            training_input.check_first_batch(self.task.config, options, files, keep_all_frames)
             logging.info("--start_new_model: removing %s", options.train_dir)
             tf.io.gfile.rmtree(options.train_dir)
         if self.chief:
@@ -221,7 +221,7 @@ class Trainer:
         schedule = optimization.make_learning_rate(options)
         self.learning_rate = lambda: schedule(self.step)
         self.runs = []
-        for phase in self.task.phases(options):
+        for phase in phases:
             with strategy.scope():
                 optimizer = optimization.make_optimizer(self.learning_rate, options.mixed_precision)
                 optimizer.build(phase.variables)

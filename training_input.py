@@ -72,8 +72,9 @@ def make_training_dataset(
 
 
 def check_first_batch(config, options, files, keep_all_frames):
-    """Reads the first batch a phase of a new model would train on, so that --start_new_model
-    deletes the old model only once the new data has been read.
+    """Reads the first batch a new model would train on (with every frame when a phase keeps
+    them), so that --start_new_model deletes the old model only once the new data has been
+    read.
 
     Raises:
       utils.UserInputError: naming the file or video that cannot be read, or when the data
