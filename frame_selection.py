@@ -70,3 +70,53 @@ def select_frame_indices(
     chosen_valid = tf.range(num_selected)[tf.newaxis, :] < selected_num_frames[:, tf.newaxis]
     chosen = tf.sort(tf.where(chosen_valid, chosen, num_input_frames), axis=1)
     return tf.where(chosen_valid, chosen, 0), selected_num_frames
+
+
+def select_frame_positions(
+    num_frames,
+    num_input_frames,
+    frame_stride,
+    frame_sampling,
+    video_ids,
+    sampling_seed=None,
+    cached=None,
+    max_frames=None,
+):
+    """`select_frame_indices` for a batch that may hold records of a frame cache (frame_cache.py).
+
+    A full record's selected frames sit at their video indices; a cached record already holds
+    only frames 0, j, 2j, ... of its video, so its selected frames are its first
+    ceil(max_frames / j) frames, in order. Both give the same `frame_indices`.
+
+    Args:
+      num_frames: `[B]` int32, frames in each record (at most `max_frames`).
+      num_input_frames: scalar int32 T, the padded length of the batch's records.
+      frame_stride, frame_sampling, video_ids, sampling_seed: as `select_frame_indices`.
+      cached: `[B]` bool, records of a cache written for `frame_stride` (uniform sampling only);
+        None: none is.
+      max_frames: the frames a full record is read to (for a cached record's count).
+
+    Returns:
+      (positions `[B, T']` int32, each selected frame's index in its record; frame_indices
+      `[B, T']` int32, its index in the video; selected_num_frames `[B]` int32), 0 past the
+      selected count.
+    """
+    if cached is None or frame_sampling != "uniform" or frame_stride == 1:
+        frame_indices, selected_num_frames = select_frame_indices(
+            num_frames, num_input_frames, frame_stride, frame_sampling, video_ids, sampling_seed
+        )
+        return frame_indices, frame_indices, selected_num_frames
+    most_cached = (max_frames + frame_stride - 1) // frame_stride
+    selected_num_frames = tf.where(
+        cached,
+        tf.minimum(num_frames, most_cached),
+        (num_frames + frame_stride - 1) // frame_stride,
+    )
+    num_selected = tf.reduce_max(tf.concat([selected_num_frames, [0]], axis=0))
+    selected_range = tf.range(num_selected, dtype=tf.int32)
+    batch_size = tf.shape(num_frames)[0]
+    frame_indices = tf.tile(selected_range[tf.newaxis, :] * frame_stride, [batch_size, 1])
+    positions = tf.where(cached[:, tf.newaxis], selected_range[tf.newaxis, :], frame_indices)
+    # Past its selected frames a row may point beyond its record: 0 there.
+    valid = selected_range[tf.newaxis, :] < selected_num_frames[:, tf.newaxis]
+    return tf.where(valid, positions, 0), frame_indices, selected_num_frames

@@ -15,7 +15,9 @@ Files are interleaved, records are batched first (record_batches.py) and parsed 
 a time (`tf.io.parse_sequence_example`), and batches are prefetched. A model that reads 1 frame
 in j gets the frames `frame_selection.py` chooses, and only those are decoded; records laid out
 as YouTube-8M writes them are not parsed at all: `record_slicing.py` cuts the selected frames
-straight out of the serialized bytes, and a batch with any other record is parsed. Frame
+straight out of the serialized bytes, and a batch with any other record is parsed. Records of
+a frame cache (frame_cache.py: `frame_stride` in their context) already hold only the frames a
+model with that stride reads, and are read as they are; other models refuse them. Frame
 features stay uint8 by default: the model dequantizes them inside its compiled step, which is
 cheaper than converting every frame here (`dequantize=True` gives the starter's float32
 matrices instead).
@@ -28,6 +30,7 @@ reader's dataset with `corrupt_records.iterate_batches`.
 import tensorflow as tf
 
 import corrupt_records
+import frame_cache
 import frame_selection
 import record_batches
 import record_slicing
@@ -119,8 +122,13 @@ class BaseReader:
             skipped=self.skipped_records,
             **batching,
         )
+        self.check_files(files, batching.get("flag_name", "data pattern"))
         batches = records.map(self.parse_serialized, num_parallel_calls=AUTOTUNE)
         return batches.prefetch(AUTOTUNE), files
+
+    def check_files(self, files, flag_name):
+        """Raises `utils.UserInputError` for files this reader cannot read, before reading them
+        (the frame reader refuses a frame cache of another stride)."""
 
     def _context_features(self):
         return {
@@ -244,6 +252,13 @@ class YT8MFrameFeatureReader(BaseReader):
             "sampling_seed": None if training else config.frame_sampling_seed,
         }
 
+    def _context_features(self):
+        """The context keys read: the video id, the labels, and the stride of a frame cache's
+        records (1 for full records)."""
+        features = super()._context_features()
+        features[frame_cache.CACHE_STRIDE_KEY] = tf.io.FixedLenFeature([], tf.int64, 1)
+        return features
+
     @property
     def selects_frames(self):
         """True when the reader passes on fewer frames than the video has."""
@@ -273,15 +288,55 @@ class YT8MFrameFeatureReader(BaseReader):
         sliced, sliced_ok = self.parse_by_slicing(serialized)
         return tf.cond(sliced_ok, lambda: sliced, lambda: self.parse_with_parser(serialized))
 
-    def _select_frames(self, num_frames, num_input_frames, video_ids):
-        """`frame_selection.select_frame_indices` with this reader's stride, sampling and seed."""
-        return frame_selection.select_frame_indices(
+    def _select_frames(self, num_frames, num_input_frames, video_ids, record_strides):
+        """`frame_selection.select_frame_positions` with this reader's stride, sampling and
+        seed: (positions in the records, frame_indices in the videos, selected_num_frames)."""
+        return frame_selection.select_frame_positions(
             num_frames,
             num_input_frames,
             self.frame_stride,
             self.frame_sampling,
             video_ids,
             self.sampling_seed,
+            cached=tf.not_equal(record_strides, 1),
+            max_frames=self.max_frames,
+        )
+
+    def _cache_problem(self, video_ids, record_strides):
+        """The problem of records this model cannot read: a frame cache written for another
+        stride, or any cache for a model that reads every frame or draws frames at random
+        (`frame_cache.stride_mismatch`). Always fails: the data is not corrupt, the input is
+        the wrong one."""
+        readable = tf.equal(record_strides, 1)
+        if (
+            frame_cache.stride_mismatch(
+                self.frame_stride, self.frame_stride, self.frame_sampling, self.keep_all_frames
+            )
+            == ""
+        ):
+            readable = readable | tf.equal(record_strides, self.frame_stride)
+        unreadable = tf.logical_not(readable)
+        return (
+            unreadable,
+            [
+                "Video",
+                tf.boolean_mask(video_ids, unreadable)[:1],
+                "is in a frame cache written for --frame_stride=",
+                tf.boolean_mask(record_strides, unreadable)[:1],
+                f"but the model reads --frame_stride={self.frame_stride} "
+                f"(--frame_sampling={self.frame_sampling}"
+                f"{', with every frame for its teacher' if self.keep_all_frames else ''}): "
+                "give the full records, or a cache written for the model's stride "
+                "(prepare_frames.py)",
+            ],
+            "frame cache of another stride",
+        )
+
+    def check_files(self, files, flag_name):
+        """Refuses a frame cache this model cannot read, naming the file and both strides,
+        before anything is read (`frame_cache.check_cache_stride`)."""
+        frame_cache.check_cache_stride(
+            files, self.frame_stride, self.frame_sampling, self.keep_all_frames, flag_name
         )
 
     def parse_by_slicing(self, serialized):
@@ -296,12 +351,20 @@ class YT8MFrameFeatureReader(BaseReader):
         context_features[self.video_id_key] = tf.io.FixedLenFeature([], tf.string, "")
         context = tf.io.parse_example(layout["context"], context_features)
         video_ids = context[self.video_id_key]
-        frame_indices, selected_num_frames = self._select_frames(
-            layout["num_frames"], layout["num_input_frames"], video_ids
+        record_strides = context[frame_cache.CACHE_STRIDE_KEY]
+        positions, frame_indices, selected_num_frames = self._select_frames(
+            layout["num_frames"], layout["num_input_frames"], video_ids, record_strides
         )
         matrices, framed = record_slicing.cut_frames(
-            serialized, layout["starts"], self.feature_sizes, frame_indices, selected_num_frames
+            serialized, layout["starts"], self.feature_sizes, positions, selected_num_frames
         )
+        # Checked in every policy and only for the records that fit this path: a record
+        # parsed instead is checked there.
+        video_ids = corrupt_records.apply_policy(
+            {"video_ids": video_ids},
+            [self._cache_problem(video_ids, tf.where(layout["ok"], record_strides, 1))],
+            "fail",
+        )["video_ids"]
         labels, label_problem = self._labels_to_multi_hot(video_ids, context["labels"])
         batch = corrupt_records.apply_policy(
             {
@@ -333,7 +396,12 @@ class YT8MFrameFeatureReader(BaseReader):
             context_features=self._context_features(),
             sequence_features=sequence_features,
         )
-        video_ids = context[self.video_id_key]
+        record_strides = context[frame_cache.CACHE_STRIDE_KEY]
+        video_ids = corrupt_records.apply_policy(
+            {"video_ids": context[self.video_id_key]},
+            [self._cache_problem(context[self.video_id_key], record_strides)],
+            "fail",
+        )["video_ids"]
         problems = []
         frame_strings = []
         num_frames = None
@@ -376,6 +444,7 @@ class YT8MFrameFeatureReader(BaseReader):
                 "video_ids": video_ids,
                 "labels": labels,
                 "num_frames": num_frames,
+                "record_strides": record_strides,
                 **{
                     f"frames/{name}": frames
                     for name, frames in zip(self.feature_names, frame_strings, strict=True)
@@ -387,13 +456,11 @@ class YT8MFrameFeatureReader(BaseReader):
         video_ids, num_frames = checked["video_ids"], checked["num_frames"]
         frame_strings = [checked[f"frames/{name}"] for name in self.feature_names]
         num_input_frames = tf.shape(frame_strings[0])[1]
-        frame_indices, selected_num_frames = self._select_frames(
-            num_frames, num_input_frames, video_ids
+        positions, frame_indices, selected_num_frames = self._select_frames(
+            num_frames, num_input_frames, video_ids, checked.pop("record_strides")
         )
         if self.selects_frames:
-            selected = [
-                tf.gather(strings, frame_indices, batch_dims=1) for strings in frame_strings
-            ]
+            selected = [tf.gather(strings, positions, batch_dims=1) for strings in frame_strings]
         else:
             selected = frame_strings
         batch = {

@@ -174,7 +174,8 @@ def cut_frames(serialized, starts, feature_sizes, frame_indices, num_frames):
       serialized: `[B]` string tensor, the records `locate_frames` located.
       starts: `locate_frames`'s `starts`.
       feature_sizes: bytes per frame of each feature.
-      frame_indices: `[B, T']` int32, each selected frame's index in its video.
+      frame_indices: `[B, T']` int32, each selected frame's index in its record (its index in
+        the video, or in a frame cache's record its position there).
       num_frames: `[B]` int32, the selected frames of each video (the rest of a row is
         padding).
 

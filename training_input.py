@@ -43,6 +43,7 @@ def make_training_dataset(
     """
     tf.keras.utils.set_random_seed(seed)
     reader = training_reader(config, options, keep_all_frames)
+    reader.check_files(files, "--train_data_pattern")
 
     def parse(records, epoch):
         batch = reader.parse_serialized(records)
