@@ -5,7 +5,8 @@ export, reproduce and benchmark share.
   `train_dir/model_flags.json`, from which eval.py, inference.py and export_model.py rebuild the
   same model. Versioned: files written before the version field (version 1) still load, flags
   they lack take their defaults.
-- `TrainOptions`: how to train it (optimizer, epochs, checkpoints, input, strategy).
+- `TrainOptions`: how to train it (optimizer, epochs, checkpoints, input, tf.data service,
+  strategy).
 - `DistillOptions`: the two phases of distilling a DistilledStudentModel.
 
 Each is a frozen dataclass, validated when it is built (`utils.UserInputError` names the flag),
@@ -20,6 +21,7 @@ import os
 import tensorflow as tf
 
 import corrupt_records
+import data_service_input
 import distribution
 import frame_selection
 import losses
@@ -303,6 +305,8 @@ class TrainOptions:
     mixed_precision: bool = False  # float16 compute, float32 variables, loss scaling
     summary_dir: str = ""  # TensorBoard logs; "" = train_dir
     final_export_dir: str = ""  # the chief exports a SavedModel here at the end; "" = none
+    tf_data_service_address: str = ""  # grpc://host:port: read through tf.data service
+    tf_data_service_job_name: str = ""  # shared by the trainer's workers; "" = made per run
 
     def __post_init__(self):
         self.validate()
@@ -330,6 +334,9 @@ class TrainOptions:
         )
         corrupt_records.check_corrupt_record_policy(self.corrupt_record_policy)
         check_choice("strategy", self.strategy, distribution.STRATEGIES)
+        data_service_input.check_service_options(
+            self.tf_data_service_address, self.corrupt_record_policy
+        )
         return self
 
     def replace(self, **changes):

@@ -7,7 +7,9 @@ The command line of evaluator.py: the model is rebuilt from `train_dir/model_fla
 checkpoint is evaluated on the whole set once: GAP (top-20, the Kaggle metric), Hit@1, PERR, mAP
 and the loss are printed, written to `train_dir/eval_metrics.json` (replaced atomically) and to
 TensorBoard under `train_dir/eval`. Without --run_once it waits for new checkpoints, as the
-starter does.
+starter does. With --tf_data_service_address=grpc://host:port the data is read and parsed by
+that tf.data service (data_service.py), each file by one of its workers: every video is still
+evaluated once, unless a service worker fails.
 """
 
 import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)
@@ -15,6 +17,7 @@ import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)
 from absl import flags, logging
 
 import corrupt_records
+import data_service_input
 import evaluator
 import utils
 
@@ -50,6 +53,7 @@ def define_flags(flag_values=flags.FLAGS):
         corrupt_records.CORRUPT_RECORD_POLICY_HELP,
         flag_values=flag_values,
     )
+    data_service_input.define_flags(flag_values)
 
 
 def main(unused_argv):
@@ -60,6 +64,9 @@ def main(unused_argv):
             raise utils.UserInputError("--eval_data_pattern is required.")
         if flag_values.batch_size < 1 or flag_values.top_k < 1:
             raise utils.UserInputError("--batch_size and --top_k must be >= 1.")
+        data_service_input.check_service_options(
+            flag_values.tf_data_service_address, flag_values.corrupt_record_policy
+        )
         evaluator.evaluate_checkpoints(
             flag_values.train_dir,
             flag_values.eval_data_pattern,
@@ -70,6 +77,8 @@ def main(unused_argv):
             video_id_key=flag_values.video_id_key,
             num_readers=flag_values.num_readers,
             corrupt_record_policy=flag_values.corrupt_record_policy,
+            tf_data_service_address=flag_values.tf_data_service_address,
+            tf_data_service_job_name=flag_values.tf_data_service_job_name,
             report=lambda metrics: print(evaluator.format_metrics(metrics), flush=True),
         )
 

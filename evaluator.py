@@ -3,10 +3,12 @@
     metrics = evaluator.evaluate_checkpoint(train_dir, "data/validate*.tfrecord")
 
 The model is rebuilt from `train_dir/model_flags.json` (checkpoints.py) and reads the frames it
-was trained on (readers.py). Each checkpoint is evaluated on the whole set once with
-`eval_util.EvaluationMetrics`, whose metrics are passed through as they are (GAP at top-20, the
-Kaggle metric, Hit@1, PERR, mAP, the per-class APs and the loss); `write_metrics` writes them to
-`train_dir/eval_metrics.json` (replaced atomically) and to TensorBoard under `train_dir/eval`.
+was trained on (readers.py), here or through tf.data service (data_service_input.py, which
+hands each file to one of its workers: every video once, barring a service worker's failure).
+Each checkpoint is evaluated on the whole set once with `eval_util.EvaluationMetrics`, whose
+metrics are passed through as they are (GAP at top-20, the Kaggle metric, Hit@1, PERR, mAP, the
+per-class APs and the loss); `write_metrics` writes them to `train_dir/eval_metrics.json`
+(replaced atomically) and to TensorBoard under `train_dir/eval`.
 """
 
 import json
@@ -18,6 +20,7 @@ from absl import logging
 
 import checkpoints
 import corrupt_records
+import data_service_input
 import distribution
 import eval_util
 import losses
@@ -38,6 +41,8 @@ def evaluate_checkpoint(
     num_readers=4,
     corrupt_record_policy="fail",
     strategy=None,
+    tf_data_service_address="",
+    tf_data_service_job_name="",
     clock=time.monotonic,
 ):
     """Evaluates one checkpoint on every video matching `eval_data_pattern`.
@@ -54,6 +59,14 @@ def evaluate_checkpoint(
       num_readers: shards read in parallel.
       corrupt_record_policy: "fail" or "skip" (corrupt_records.py).
       strategy: a tf.distribute strategy to split batches over; None: several GPUs if found.
+      tf_data_service_address: `grpc://host:port` of a tf.data service dispatcher that reads
+        and parses the data (data_service_input.py); "": read here. The files are handed out
+        to its workers one at a time (DYNAMIC sharding), so every video is evaluated exactly
+        once unless a service worker fails (its files' videos are then missing, and
+        `num_examples` says so).
+      tf_data_service_job_name: the service job's name, with the checkpoint's name appended
+        (each checkpoint gets its own job); "": a new name for each evaluation. Two
+        evaluations given the same name at the same time would split the videos.
       clock: seconds, for the timing (injectable).
 
     Returns:
@@ -61,6 +74,7 @@ def evaluate_checkpoint(
       num_examples) plus `global_step`, `checkpoint`, `eval_seconds`, `videos_per_second`,
       `skipped_records` (left out by the "skip" policy; 0 with "fail") and `skipped` (what).
     """
+    data_service_input.check_service_options(tf_data_service_address, corrupt_record_policy)
     strategy = strategy or distribution.inference_strategy()
     model, config, checkpoint_path = checkpoints.restore_model(train_dir, checkpoint_path, strategy)
     reader = readers.reader_for(
@@ -69,6 +83,12 @@ def evaluate_checkpoint(
     dataset, files = reader.make_dataset(
         eval_data_pattern, batch_size, num_readers=num_readers, flag_name="--eval_data_pattern"
     )
+    if tf_data_service_address:
+        checkpoint_name = os.path.basename(checkpoint_path)
+        job_name = data_service_input.read_once_job_name(
+            tf_data_service_job_name and f"{tf_data_service_job_name}-{checkpoint_name}", "eval"
+        )
+        dataset = data_service_input.distribute_dataset(dataset, tf_data_service_address, job_name)
     label_loss_fn = losses.LOSSES.get(config.label_loss)()
     predict = distribution.predict_on_replicas(strategy, model)
     metrics = eval_util.EvaluationMetrics(config.num_classes, top_k, None)

@@ -13,7 +13,10 @@ The CSV is the starter's:
 one line per input video, in a deterministic order (the sorted files, read interleaved). It is
 written to a temporary file and renamed when complete, so --output_file never holds a partial
 result. With --vocabulary_file, a second CSV (`<output stem>_names.csv`) lists each
-(video, label) pair with the label's name, one row per pair.
+(video, label) pair with the label's name, one row per pair. With
+--tf_data_service_address=grpc://host:port the records are read (and parsed) by that tf.data
+service (data_service.py), each file by one of its workers: still one line per video, unless a
+service worker fails, in the order the workers deliver them.
 """
 
 import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)
@@ -21,6 +24,7 @@ import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)
 from absl import flags, logging
 
 import corrupt_records
+import data_service_input
 import predictor
 import utils
 
@@ -60,6 +64,7 @@ def define_flags(flag_values=flags.FLAGS):
         corrupt_records.CORRUPT_RECORD_POLICY_HELP,
         flag_values=flag_values,
     )
+    data_service_input.define_flags(flag_values)
 
 
 def main(unused_argv):
@@ -79,6 +84,8 @@ def main(unused_argv):
             video_id_key=flag_values.video_id_key,
             num_readers=flag_values.num_readers,
             corrupt_record_policy=flag_values.corrupt_record_policy,
+            tf_data_service_address=flag_values.tf_data_service_address,
+            tf_data_service_job_name=flag_values.tf_data_service_job_name,
         )
     if flag_values.corrupt_record_policy == "skip":
         print(corrupt_records.SkippedRecords.describe_summary(result["skipped"]))

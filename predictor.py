@@ -8,7 +8,8 @@ The model comes from the latest checkpoint of a train_dir (checkpoints.py) or fr
     VideoId,LabelConfidencePairs
     <id>,<label> <score> <label> <score> ...      (top_k pairs, highest score first)
 
-one line per input video, in a deterministic order (the sorted files, read interleaved). It is
+one line per input video, in a deterministic order (the sorted files, read interleaved), or,
+read through tf.data service (data_service_input.py), in the order its workers deliver. It is
 written to a temporary file and renamed when complete, so the output never holds a partial
 result. With a vocabulary, a second CSV (`<output stem>_names.csv`) lists each (video, label)
 pair with the label's name, one row per pair.
@@ -25,6 +26,7 @@ from absl import logging
 
 import checkpoints
 import corrupt_records
+import data_service_input
 import distribution
 import readers
 import record_batches
@@ -120,14 +122,30 @@ def iterate_predictions(
     corrupt_record_policy="fail",
     skipped=None,
     strategy=None,
+    tf_data_service_address="",
+    tf_data_service_job_name="",
 ):
     """Yields (video_ids, class_indexes, class_scores) numpy arrays per batch, in input order.
 
     With `corrupt_record_policy="skip"` what is left out is tallied in `skipped` (a
     corrupt_records.SkippedRecords). A SavedModel parses the records itself, with the "fail" checks:
     there only damaged shards can be skipped.
+
+    With `tf_data_service_address` (`grpc://host:port`) the records are read, and for a
+    checkpoint's model parsed, by that tf.data service (data_service_input.py) in the job
+    `tf_data_service_job_name` ("": a new one for this run). It hands each file to one of its
+    workers (DYNAMIC sharding): every video is predicted exactly once unless a service worker
+    fails, but the batches come in the order the workers finish them.
     """
+    data_service_input.check_service_options(tf_data_service_address, corrupt_record_policy)
     skipped = skipped if skipped is not None else corrupt_records.SkippedRecords()
+    job_name = data_service_input.read_once_job_name(tf_data_service_job_name, "inference")
+
+    def through_service(dataset):
+        if not tf_data_service_address:
+            return dataset
+        return data_service_input.distribute_dataset(dataset, tf_data_service_address, job_name)
+
     if saved_model_dir:
         if not tf.io.gfile.isdir(saved_model_dir):
             raise utils.UserInputError(f"--saved_model_dir={saved_model_dir} does not exist.")
@@ -142,7 +160,7 @@ def iterate_predictions(
             corrupt_record_policy=corrupt_record_policy,
             skipped=skipped,
         )
-        iterator = iter(records.prefetch(tf.data.AUTOTUNE))
+        iterator = iter(through_service(records.prefetch(tf.data.AUTOTUNE)))
         while True:
             with corrupt_records.data_errors(files):
                 try:
@@ -170,7 +188,7 @@ def iterate_predictions(
             num_readers=num_readers,
             flag_name="--input_data_pattern",
         )
-        for batch in corrupt_records.iterate_batches(dataset, files, skipped):
+        for batch in corrupt_records.iterate_batches(through_service(dataset), files, skipped):
             indexes, scores = predict(batch["video_matrix"], batch["num_frames"])
             yield batch["video_ids"].numpy(), indexes.numpy(), scores.numpy()
 
@@ -187,16 +205,22 @@ def run_inference(
     num_readers=4,
     corrupt_record_policy="fail",
     strategy=None,
+    tf_data_service_address="",
+    tf_data_service_job_name="",
 ):
     """Writes the Kaggle CSV (and the named CSV with a vocabulary) for every input video.
 
     A checkpoint's model runs on every local GPU when there are several (or under `strategy`).
+    With `tf_data_service_address` the input is read through tf.data service
+    (`iterate_predictions`): one line per video as well, in the order the service's workers
+    deliver them.
 
     Returns:
       dict with `num_videos`, `seconds`, `output_file`, `named_output_file` (or None),
       `skipped_records` and `skipped` (what --corrupt_record_policy=skip left out).
     """
     corrupt_records.check_corrupt_record_policy(corrupt_record_policy)
+    data_service_input.check_service_options(tf_data_service_address, corrupt_record_policy)
     skipped = corrupt_records.SkippedRecords()
     if not output_file:
         raise utils.UserInputError("--output_file is required.")
@@ -232,6 +256,8 @@ def run_inference(
                     corrupt_record_policy=corrupt_record_policy,
                     skipped=skipped,
                     strategy=strategy,
+                    tf_data_service_address=tf_data_service_address,
+                    tf_data_service_job_name=tf_data_service_job_name,
                 ):
                     out.write("".join(format_lines(video_ids, indexes, scores)))
                     if named_out:

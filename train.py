@@ -20,6 +20,7 @@ from absl import flags, logging
 
 import config
 import corrupt_records
+import data_service_input
 import distribution
 import tasks
 import trainer
@@ -200,6 +201,7 @@ def define_flags(flag_values=flags.FLAGS):
         "Compute in float16 with float32 variables and dynamic loss scaling (for GPUs).",
         flag_values=flag_values,
     )
+    data_service_input.define_flags(flag_values)
 
 
 # Flags that only a DistilledStudentModel reads.
