@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # pytest processes for `make test` (CI has 2 cores; TensorFlow tests trace in one thread).
 TEST_WORKERS ?= 2
 
-.PHONY: setup demo reproduce bench test lint format clean
+.PHONY: setup demo reproduce bench bench-quick test lint format clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,9 @@ reproduce: setup
 
 bench: setup
 	$(PY) benchmark.py --output_dir=benchmark_out
+
+bench-quick: setup
+	$(PY) benchmark.py --quick --output_dir=benchmark_out/quick
 
 lint: setup
 	$(PY) -m ruff check .

@@ -100,8 +100,16 @@ class StopSignals:
         logging.warning("%s received: stopping after this step.", self.received)
 
 
-def compile_step(strategy, phase, optimizer, clip_gradient_norm):
+def compile_step(strategy, phase, optimizer, clip_gradient_norm, element_spec=None):
     """The phase's training step, compiled to run on every replica of `strategy`.
+
+    Args:
+      element_spec: the `element_spec` of the distributed dataset the batches come from; the
+        step is then traced once, at its first batch, for the entries that batch holds and for
+        any batch size and video length (the dataset's shapes: the last batch of an epoch is
+        smaller, and T differs from batch to batch). Without it, every new shape is traced
+        (a relaxed trace after the second): on a small model about 3-12 s each, taken in the
+        middle of the first epoch and at its end.
 
     Returns:
       step(batch) -> StepResult; `batch` is a batch dict from a distributed dataset.
@@ -114,8 +122,7 @@ def compile_step(strategy, phase, optimizer, clip_gradient_norm):
         optimization.apply_gradients(optimizer, tape, loss, phase.variables, clip_gradient_norm)
         return shown_loss, predictions, scalars
 
-    @tf.function(reduce_retracing=True)
-    def compiled_step(batch):
+    def traced_step(batch):
         loss, predictions, scalars = strategy.run(replica_step, args=(batch,))
         batch_size = strategy.run(lambda labels: tf.shape(labels)[0], args=(batch["labels"],))
         return (
@@ -125,8 +132,17 @@ def compile_step(strategy, phase, optimizer, clip_gradient_norm):
             {name: strategy.reduce(sum_op, value, axis=None) for name, value in scalars.items()},
         )
 
+    compiled = []
+
     def step(batch):
-        loss, predictions, num_examples, scalars = compiled_step(batch)
+        if not compiled:
+            signature = None
+            if element_spec is not None:
+                signature = [{name: element_spec[name] for name in batch}]
+            compiled.append(
+                tf.function(traced_step, input_signature=signature, reduce_retracing=True)
+            )
+        loss, predictions, num_examples, scalars = compiled[0](batch)
         return progress.StepResult(loss, predictions, batch["labels"], num_examples, scalars)
 
     return step
@@ -264,7 +280,6 @@ class Trainer:
         first_epoch = self.epochs_done_int()
         if first_epoch >= phase.epochs:
             return False
-        run.step = compile_step(self.strategy, phase, run.optimizer, options.clip_gradient_norm)
         dataset = training_input.make_training_dataset(
             self.task.config,
             options,
@@ -275,6 +290,13 @@ class Trainer:
             self.skipped,
             first_epoch,
             phase.epochs,
+        )
+        run.step = compile_step(
+            self.strategy,
+            phase,
+            run.optimizer,
+            options.clip_gradient_norm,
+            element_spec=dataset.element_spec,
         )
         batches = corrupt_records.iterate_batches(
             dataset,
