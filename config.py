@@ -300,6 +300,7 @@ class TrainOptions:
     shuffle_buffer_size: int = 1024
     video_id_key: str = "id"
     seed: int = 0
+    deterministic: bool = False  # a seed gives the same run: ordered input, deterministic ops
     corrupt_record_policy: str = "fail"
     strategy: str = "auto"
     mixed_precision: bool = False  # float16 compute, float32 variables, loss scaling

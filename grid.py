@@ -10,6 +10,7 @@ Definitions only: grid_runner.py trains and evaluates, grid_report.py writes the
 
 import dataclasses
 import math
+import os
 
 import utils
 from config import STUDENT_MODEL, DistillOptions, RunConfig, TrainOptions
@@ -17,6 +18,9 @@ from config import STUDENT_MODEL, DistillOptions, RunConfig, TrainOptions
 YT8M_NUM_CLASSES = 3862
 DEFAULT_KS = (5, 10, 25, 50)
 DISTILL_SCHEMES = ("joint", "serial")
+# The grid's data: synthetic (synthetic_data.py), the real-label proxy (proxy_data.py), or the
+# user's files (--train_data_pattern and --eval_data_pattern).
+DATA_REGIMES = ("synthetic", "proxy")
 METHODS = ("teacher", "uniform", "random", "final", "intermediate")
 
 # The sizes a user may override (resolve_config's size_overrides), with their --flag help.
@@ -54,6 +58,7 @@ class Preset:
     student_block_size: int = 5
     learning_rate_decay: float = 0.95
     learning_rate_decay_examples: int = 4_000_000
+    num_seeds: int = 1  # training seeds per model, --seeds
 
 
 PRESETS = {
@@ -70,6 +75,7 @@ PRESETS = {
         finetune_epochs=1,
         base_learning_rate=0.003,
         eval_batch_size=64,
+        num_seeds=3,
     ),
     "paper": Preset(
         num_train_videos=10_000,
@@ -142,10 +148,19 @@ class GridConfig:
     eval_batch_size: int
     distill_weight: float = 10.0
     intermediate_weight: float = 1.0
+    data: str = "synthetic"  # one of DATA_REGIMES, or "files" for the user's patterns
+    proxy_shot_noise: float = 1.0  # the proxy's noise levels (proxy_data.FrameSpec)
+    proxy_frame_noise: float = 1.0
+    proxy_top_classes: int = 0  # 0: every class
 
     @property
     def synthetic(self):
-        return not self.train_data_pattern
+        return self.data == "synthetic"
+
+    @property
+    def generated(self):
+        """True when the grid writes its own data (synthetic or proxy)."""
+        return self.data in DATA_REGIMES
 
     @property
     def total_epochs(self):
@@ -261,6 +276,10 @@ def resolve_config(
     feature_sizes="1024,128",
     video_id_key="id",
     seed=1,
+    data="synthetic",
+    proxy_shot_noise=1.0,
+    proxy_frame_noise=1.0,
+    proxy_top_classes=0,
     **size_overrides,
 ):
     """The grid's settings: the preset's sizes, then the overrides that are not None.
@@ -271,7 +290,12 @@ def resolve_config(
       train_data_pattern, eval_data_pattern: real data (both) or synthetic (neither).
       feature_names, feature_sizes, video_id_key: how the records are read.
       seed: data, initialisation and shuffles.
-      **size_overrides: keys of SIZE_FLAG_HELP; None keeps the preset's value.
+      data: "synthetic" or "proxy" (proxy_data.py: real ids, labels and mean features, frames
+        synthesized around them); ignored with data patterns.
+      proxy_shot_noise, proxy_frame_noise, proxy_top_classes: the proxy's noise levels and
+        classes kept (0: all).
+      **size_overrides: keys of SIZE_FLAG_HELP; None keeps the preset's value. With the proxy
+        `num_train_videos` / `num_eval_videos` cap the real videos used (0: all).
 
     Raises:
       utils.UserInputError: naming the flag that is wrong.
@@ -282,6 +306,17 @@ def resolve_config(
         )
     if distill_scheme not in DISTILL_SCHEMES:
         raise utils.UserInputError(f"--distill_scheme={distill_scheme}: choose joint or serial.")
+    if data not in DATA_REGIMES:
+        raise utils.UserInputError(f"--data={data}: choose one of {', '.join(DATA_REGIMES)}.")
+    if train_data_pattern and data != "synthetic":
+        raise utils.UserInputError(
+            f"--data={data} writes its own data: leave out --train_data_pattern and "
+            "--eval_data_pattern."
+        )
+    if min(proxy_shot_noise, proxy_frame_noise) < 0 or proxy_top_classes < 0:
+        raise utils.UserInputError(
+            "--proxy_shot_noise, --proxy_frame_noise and --proxy_top_classes must be >= 0."
+        )
     if bool(train_data_pattern) != bool(eval_data_pattern):
         raise utils.UserInputError(
             "--train_data_pattern and --eval_data_pattern go together: give both for real "
@@ -291,8 +326,9 @@ def resolve_config(
     if unknown:
         raise TypeError(f"unknown size overrides: {unknown}")
     sizes = dataclasses.asdict(PRESETS[preset])
-    sizes["num_classes"] = YT8M_NUM_CLASSES if train_data_pattern else sizes["synthetic_classes"]
-    if train_data_pattern:
+    real_labels = bool(train_data_pattern) or data == "proxy"
+    sizes["num_classes"] = YT8M_NUM_CLASSES if real_labels else sizes["synthetic_classes"]
+    if real_labels:
         sizes["num_train_videos"] = 0
         sizes["num_eval_videos"] = 0
     sizes.update({name: value for name, value in size_overrides.items() if value is not None})
@@ -307,12 +343,17 @@ def resolve_config(
             raise utils.UserInputError(f"--{name}={sizes[name]} must be >= {lowest}.")
     if sizes["joint_epochs"] + sizes["finetune_epochs"] < 1:
         raise utils.UserInputError("--joint_epochs + --finetune_epochs must be >= 1.")
-    if not train_data_pattern and min(sizes["num_train_videos"], sizes["num_eval_videos"]) < 1:
+    if (
+        data == "synthetic"
+        and not train_data_pattern
+        and min(sizes["num_train_videos"], sizes["num_eval_videos"]) < 1
+    ):
         raise utils.UserInputError(
             "--num_train_videos and --num_eval_videos must be >= 1 for the synthetic set."
         )
     names, feature_widths = utils.get_list_of_feature_names_and_sizes(feature_names, feature_sizes)
     del sizes["synthetic_classes"]
+    del sizes["num_seeds"]  # how many runs of each model, not what a model is
     return GridConfig(
         preset=preset,
         distill_scheme=distill_scheme,
@@ -323,6 +364,10 @@ def resolve_config(
         feature_sizes=",".join(str(width) for width in feature_widths),
         video_id_key=video_id_key,
         max_frames=300,
+        data="files" if train_data_pattern else data,
+        proxy_shot_noise=proxy_shot_noise if data == "proxy" else 1.0,
+        proxy_frame_noise=proxy_frame_noise if data == "proxy" else 1.0,
+        proxy_top_classes=proxy_top_classes if data == "proxy" else 0,
         **sizes,
     )
 
@@ -352,9 +397,28 @@ def run_config_for(model, config):
     return run_config
 
 
-def train_options_for(config, model_dir, train_pattern):
+def training_seeds(config, num_seeds=None):
+    """The training seeds of the grid: `config.seed`, `config.seed + 1`, ... (`num_seeds`, or the
+    preset's). Every seed trains every model on the same data.
+
+    Raises:
+      utils.UserInputError: for fewer than 1 seed.
+    """
+    num_seeds = PRESETS[config.preset].num_seeds if num_seeds is None else num_seeds
+    if num_seeds < 1:
+        raise utils.UserInputError(f"--seeds={num_seeds} must be >= 1.")
+    return [config.seed + index for index in range(num_seeds)]
+
+
+def model_dir(output_dir, name, seed):
+    """Where one grid model of one training seed trains: `output_dir/models/NAME/seedS`."""
+    return os.path.join(output_dir, "models", name, f"seed{seed}")
+
+
+def train_options_for(config, model_dir, train_pattern, seed=None):
     """The TrainOptions of one grid model: `total_epochs` passes (the students' phases are
-    set by `distill_options_for`), a checkpoint and a progress line every epoch."""
+    set by `distill_options_for`), a checkpoint and a progress line every epoch, and the
+    training seed `seed` (default `config.seed`: initialisation, shuffles, frames drawn)."""
     steps_per_epoch = config.steps_per_epoch
     return TrainOptions(
         train_data_pattern=train_pattern,
@@ -368,7 +432,8 @@ def train_options_for(config, model_dir, train_pattern):
         log_every_n_steps=steps_per_epoch or 100,
         max_checkpoints_to_keep=2,
         video_id_key=config.video_id_key,
-        seed=config.seed,
+        seed=config.seed if seed is None else seed,
+        deterministic=True,
     )
 
 

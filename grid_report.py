@@ -1,12 +1,16 @@
 """The grid's reports: Table 1 and Table 2 beside the paper's figures, and two plots.
 
 `write_reports` writes results.md (`format_markdown`), gap_vs_frames.png (`gap_figure`) and
-time_vs_frames.png (`time_figure`) from the results.json entries of grid_runner.py, each replaced
-atomically. The figures are drawn by matplotlib's Agg backend, without a display.
+time_vs_frames.png (`time_figure`) from the results.json entries of grid_runner.py (one per model
+and seed), each replaced atomically. With several seeds every figure is the mean over the seeds,
+tables show mean +- standard deviation, and `format_comparisons` says which differences exceed
+two standard errors. The figures are drawn by matplotlib's Agg backend, without a display.
 """
 
 import io
+import math
 import os
+import statistics
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -48,7 +52,15 @@ PAPER_EVAL_HOURS = {100: 13.00, 10: 9.11, 25: 11.00, 50: 12.50}
 
 def describe_data(config):
     """One sentence on the data and training of the grid, for results.md."""
-    if config.synthetic:
+    if config.data == "proxy":
+        data = (
+            "the real-label proxy (proxy_data.py: real YouTube-8M ids, labels and mean "
+            "features of the train and held-out samples, frames synthesized around them with "
+            f"shot noise {config.proxy_shot_noise:g} and frame noise "
+            f"{config.proxy_frame_noise:g}; "
+            f"{config.proxy_top_classes or 'all'} classes kept, seed {config.seed})"
+        )
+    elif config.synthetic:
         data = (
             f"synthetic YouTube-8M-format data ({config.num_train_videos} train / "
             f"{config.num_eval_videos} validate videos, {config.num_classes} classes, "
@@ -71,25 +83,138 @@ def describe_data(config):
     )
 
 
+SUMMARY_KEYS = ("gap", "avg_hit_at_one", "avg_perr", "map", "eval_seconds", "inference_seconds")
+
+
+def summarize(results):
+    """Per model name, over its seeds: `n`, `seeds`, and `<key>_mean`, `<key>_std` (the sample
+    standard deviation, 0 for one seed) of each of SUMMARY_KEYS an entry has.
+
+    Returns:
+      dict name -> summary row (also `name`, `method`, `k`), in the order names first appear.
+    """
+    by_name = {}
+    for entry in results:
+        by_name.setdefault(entry["name"], []).append(entry)
+    summary = {}
+    for name, entries in by_name.items():
+        row = {
+            "name": name,
+            "method": entries[0]["method"],
+            "k": entries[0]["k"],
+            "n": len(entries),
+            "seeds": [entry.get("seed") for entry in entries],
+        }
+        for key in SUMMARY_KEYS:
+            values = [entry[key] for entry in entries if key in entry]
+            if values:
+                row[f"{key}_mean"] = statistics.fmean(values)
+                row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        summary[name] = row
+    return summary
+
+
+def format_mean(row, key, digits=3):
+    """`mean` for one seed, `mean ± std` for several."""
+    mean = f"{row[f'{key}_mean']:.{digits}f}"
+    return mean if row["n"] < 2 else f"{mean} ± {row[f'{key}_std']:.{digits}f}"
+
+
 def format_table_1(results):
-    """Table 1: one row per model, each metric ours then the paper's."""
+    """Table 1: one row per model, each metric ours (mean ± std over seeds) then the paper's."""
     header = ["MODEL"]
     for label, _ in TABLE_1_METRICS:
         header += [f"{label} ours", f"{label} paper"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for entry in results:
-        paper = PAPER_TABLE_1.get(entry["name"])
-        cells = [entry["name"]]
+    for row in summarize(results).values():
+        paper = PAPER_TABLE_1.get(row["name"])
+        cells = [row["name"]]
         for metric_index, (_, key) in enumerate(TABLE_1_METRICS):
-            cells.append(f"{entry[key]:.3f}")
+            cells.append(format_mean(row, key))
             cells.append(f"{paper[metric_index]:.3f}" if paper else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def compare(better, worse, key="gap"):
+    """Whether `better` beats `worse` on `key` beyond two standard errors of the difference.
+
+    Returns:
+      dict with `difference` (mean of better - mean of worse), `standard_error`
+      (sqrt(s_a^2 / n_a + s_b^2 / n_b); None with one seed on either side) and `verdict`:
+      "beats", "loses to", "no difference beyond 2 SE", or "one seed: no claim".
+    """
+    difference = better[f"{key}_mean"] - worse[f"{key}_mean"]
+    if better["n"] < 2 or worse["n"] < 2:
+        return {"difference": difference, "standard_error": None, "verdict": "one seed: no claim"}
+    standard_error = math.sqrt(
+        better[f"{key}_std"] ** 2 / better["n"] + worse[f"{key}_std"] ** 2 / worse["n"]
+    )
+    if difference > 2 * standard_error:
+        verdict = "beats"
+    elif difference < -2 * standard_error:
+        verdict = "loses to"
+    else:
+        verdict = "no difference beyond 2 SE"
+    return {"difference": difference, "standard_error": standard_error, "verdict": verdict}
+
+
+def gap_closed(student, uniform, teacher):
+    """The fraction of the UNIFORM-k -> TEACHER-FULL GAP gap that a student closes (None when
+    the teacher is not above the baseline)."""
+    gap = teacher["gap_mean"] - uniform["gap_mean"]
+    if gap <= 0:
+        return None
+    return (student["gap_mean"] - uniform["gap_mean"]) / gap
+
+
+def format_comparisons(results):
+    """For each k: each student against TEACHER-UNIFORM-k and TEACHER-RANDOM-k (GAP difference,
+    its standard error, the verdict) and the share of the UNIFORM-k -> TEACHER-FULL gap it
+    closes. Empty when the grid has no student."""
+    summary = summarize(results)
+    teacher = summary.get("TEACHER-FULL")
+    lines = []
+    for row in summary.values():
+        if row["method"] not in ("final", "intermediate"):
+            continue
+        for method in ("uniform", "random"):
+            baseline = summary.get(grid.GridModel(method, row["k"]).name)
+            if baseline is None:
+                continue
+            result = compare(row, baseline)
+            error = (
+                f" ± {2 * result['standard_error']:.3f} (2 SE)"
+                if result["standard_error"] is not None
+                else ""
+            )
+            line = (
+                f"| {row['name']} | {baseline['name']} | {result['difference']:+.3f}{error} "
+                f"| {result['verdict']} |"
+            )
+            if method == "uniform" and teacher is not None:
+                closed = gap_closed(row, baseline, teacher)
+                line += f" {closed:.0%} |" if closed is not None else " – |"
+            else:
+                line += " |"
+            lines.append(line)
+    if not lines:
+        return ""
+    header = [
+        "| student | baseline | GAP difference | verdict | share of the UNIFORM-k -> "
+        "TEACHER-FULL gap closed |",
+        "|---|---|---|---|---|",
+    ]
+    return "\n".join(header + lines)
+
+
 def format_table_2(results):
-    """Table 2: eval time of TEACHER-FULL and of the k % models, ours (s) and the paper's (h)."""
-    by_name = {entry["name"]: entry for entry in results}
+    """Table 2: eval time of TEACHER-FULL and of the k % models, ours (s, mean over seeds) and
+    the paper's (h)."""
+    by_name = {
+        name: {key: row[f"{key}_mean"] for key in ("eval_seconds", "inference_seconds")}
+        for name, row in summarize(results).items()
+    }
     ks = sorted({entry["k"] for entry in results if entry["method"] != "teacher"})
     teacher = by_name.get("TEACHER-FULL")
     header = ["MODEL", "TEACHER-FULL"] + [f"{k}%" for k in ks]
@@ -131,8 +256,11 @@ def format_markdown(config, results):
             "",
             "## Table 1: performance",
             "",
+            format_seeds(results),
+            "",
             format_table_1(results),
             "",
+            *format_comparison_section(results),
             "## Table 2: evaluation time",
             "",
             "Ours in seconds on this machine: `eval s` is the whole evaluation (tracing and "
@@ -146,9 +274,43 @@ def format_markdown(config, results):
     )
 
 
+def format_seeds(results):
+    """One sentence on the seeds the figures are over."""
+    seeds = sorted({entry.get("seed") for entry in results} - {None})
+    if len(seeds) < 2:
+        return "One training seed per model: differences carry no error bars."
+    return (
+        f"Mean ± standard deviation over {len(seeds)} training seeds "
+        f"({', '.join(str(seed) for seed in seeds)}) per model, on the same data; every seed "
+        "sets the initialisation, the shuffles and the frames drawn."
+    )
+
+
+def format_comparison_section(results):
+    """The comparisons' heading, explanation and table, or nothing without a student."""
+    table = format_comparisons(results)
+    if not table:
+        return []
+    return [
+        "## Students against their baselines",
+        "",
+        "A difference is a claim only beyond two standard errors of the difference of the means "
+        "(sqrt(s_a^2 / n_a + s_b^2 / n_b)); every model had the same number of passes over the "
+        "training data (equal passes, not equal compute: a serial student also relies on the "
+        "teacher's own training).",
+        "",
+        table,
+        "",
+    ]
+
+
 def method_series(results, method, key):
-    """(ks ascending, values) of one method's models."""
-    rows = sorted((entry["k"], entry[key]) for entry in results if entry["method"] == method)
+    """(ks ascending, means over seeds) of one method's models."""
+    rows = sorted(
+        (row["k"], row[f"{key}_mean"])
+        for row in summarize(results).values()
+        if row["method"] == method
+    )
     return [k for k, _ in rows], [value for _, value in rows]
 
 
@@ -178,11 +340,11 @@ def gap_figure(results):
     """GAP vs % of frames: this run (left) and the paper's Table 1 (right)."""
     figure = Figure(figsize=(11, 4.2))
     ours_axes, paper_axes = figure.subplots(1, 2)
-    teacher = next((entry for entry in results if entry["method"] == "teacher"), None)
+    teacher = summarize(results).get("TEACHER-FULL")
     plot_methods(
         ours_axes,
         {method: method_series(results, method, "gap") for method in grid.METHODS[1:]},
-        teacher["gap"] if teacher else None,
+        teacher["gap_mean"] if teacher else None,
         "This run",
         "GAP",
     )
@@ -201,11 +363,11 @@ def time_figure(results):
     """Eval time vs % of frames: seconds (left) and fraction of TEACHER-FULL's (right)."""
     figure = Figure(figsize=(11, 4.2))
     seconds_axes, fraction_axes = figure.subplots(1, 2)
-    teacher = next((entry for entry in results if entry["method"] == "teacher"), None)
+    teacher = summarize(results).get("TEACHER-FULL")
     plot_methods(
         seconds_axes,
         {method: method_series(results, method, "eval_seconds") for method in grid.METHODS[1:]},
-        teacher["eval_seconds"] if teacher else None,
+        teacher["eval_seconds_mean"] if teacher else None,
         "Eval time, this run",
         "seconds",
     )
@@ -213,7 +375,10 @@ def time_figure(results):
         fractions = {}
         for method in grid.METHODS[1:]:
             ks, seconds = method_series(results, method, "inference_seconds")
-            fractions[method] = (ks, [value / teacher["inference_seconds"] for value in seconds])
+            fractions[method] = (
+                ks,
+                [value / teacher["inference_seconds_mean"] for value in seconds],
+            )
         plot_methods(
             fraction_axes,
             fractions,

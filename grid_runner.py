@@ -1,11 +1,12 @@
 """Runs the grid: writes its data, trains and evaluates each model, reuses finished ones.
 
 `run_grid` fills an output directory: `config.json` (the GridConfig; another grid in the same
-directory is refused), `data/` (the synthetic splits, written once), `models/NAME/` (each
-model's train dir, with `trained.json` naming the checkpoint its training finished at),
-`results.json` (one entry per model, rewritten after each) and, at the end, the reports of
-grid_report.py. Models are trained by the training loop (trainer.py, tasks.py), evaluated by
-evaluator.py, and timed on a warm forward pass of the model that checkpoints.py restores.
+directory is refused), `data/` (the synthetic splits, written once), `models/NAME/seedS/` (each
+model's train dir for training seed S, with `trained.json` naming the checkpoint its training
+finished at), `results.json` (one entry per model and seed, and their summary, rewritten after
+each) and, at the end, the reports of grid_report.py. Models are trained by the training loop
+(trainer.py, tasks.py), evaluated by evaluator.py, and timed on a warm forward pass of the
+model that checkpoints.py restores.
 """
 
 import dataclasses
@@ -22,6 +23,7 @@ import eval_util
 import evaluator
 import grid
 import grid_report
+import proxy_data
 import readers
 import synthetic_data
 import tasks
@@ -69,8 +71,10 @@ def prepare_data(output_dir, config, report):
     Synthetic splits go to `output_dir/data/<split>-<videos>-<classes>-<frames>-<features>-seed`,
     one directory per configuration, each marked COMPLETE when whole and then reused.
     """
-    if not config.synthetic:
+    if config.data == "files":
         return {"train": config.train_data_pattern, "eval": config.eval_data_pattern}
+    if config.data == "proxy":
+        return prepare_proxy_data(output_dir, config, report)
     names, widths = utils.get_list_of_feature_names_and_sizes(
         config.feature_names, config.feature_sizes
     )
@@ -121,6 +125,51 @@ def prepare_data(output_dir, config, report):
     return patterns
 
 
+def prepare_proxy_data(output_dir, config, report):
+    """The train and eval patterns of the real-label proxy (proxy_data.py), written (once) to
+    `output_dir/data/proxy-<split>-<noise>-<classes>-<videos>-seed`, each marked COMPLETE when
+    whole. The train split is the real `yt8m_2018_video_train_real` sample, the eval split the
+    held-out `yt8m_2018_video_sample`."""
+    statistics = None
+    patterns = {}
+    for role, split, num_videos in (
+        ("train", "train", config.num_train_videos),
+        ("eval", "validate", config.num_eval_videos),
+    ):
+        split_dir = os.path.join(
+            output_dir,
+            "data",
+            f"proxy-{split}-shot{config.proxy_shot_noise:g}-frame{config.proxy_frame_noise:g}-"
+            f"top{config.proxy_top_classes or 'all'}-{num_videos or 'all'}videos-"
+            f"seed{config.seed}",
+        )
+        patterns[role] = os.path.join(split_dir, f"{split}-*.tfrecord")
+        marker = os.path.join(split_dir, "COMPLETE")
+        if tf.io.gfile.exists(marker):
+            report(f"[data] {split}: reusing {split_dir}")
+            continue
+        start = time.time()
+        if statistics is None:
+            statistics = proxy_data.compute_train_statistics()
+        paths = proxy_data.write_proxy_dataset(
+            split_dir,
+            split,
+            num_shards=8 if split == "train" else 4,
+            max_videos=num_videos or None,
+            top_classes=config.proxy_top_classes or None,
+            shot_noise=config.proxy_shot_noise,
+            frame_noise=config.proxy_frame_noise,
+            seed=config.seed,
+            statistics=statistics,
+        )
+        utils.write_text_atomically(marker, "written\n")
+        report(
+            f"[data] {split}: real-label proxy in {len(paths)} shard(s), "
+            f"{time.time() - start:.0f} s"
+        )
+    return patterns
+
+
 def read_json(path, default):
     if not tf.io.gfile.exists(path):
         return default
@@ -138,8 +187,9 @@ def latest_checkpoint_name(model_dir):
     return os.path.basename(latest) if latest else None
 
 
-def train_model(model, config, model_dir, train_pattern, teacher_dir):
-    """Trains one grid model to the end (resuming it) unless its trained.json says it is done.
+def train_model(model, config, model_dir, train_pattern, teacher_dir, seed):
+    """Trains one grid model with training seed `seed` to the end (resuming it) unless its
+    trained.json says it is done.
 
     Returns:
       (train seconds, True when this call trained).
@@ -151,7 +201,7 @@ def train_model(model, config, model_dir, train_pattern, teacher_dir):
     run_config = resolve_run_config(
         model_dir, requested, set(RunConfig.flag_names()), start_new_model=False
     )
-    options = grid.train_options_for(config, model_dir, train_pattern)
+    options = grid.train_options_for(config, model_dir, train_pattern, seed)
     task = tasks.make_task(run_config, grid.distill_options_for(config, teacher_dir))
     start = time.time()
     trained = trainer.train(task, options)
@@ -220,58 +270,96 @@ def evaluate_model(model, config, model_dir, eval_pattern):
 
 
 def format_progress(index, total, entry, reused):
-    """One line per model: name, GAP, seconds."""
+    """One line per model and seed: name, seed, GAP, seconds."""
     how = "reused" if reused else f"trained {entry['train_seconds']:.0f} s"
     return (
-        f"[{index:2d}/{total}] {entry['name']:<24s} GAP {entry['gap']:.4f}  "
-        f"Hit@1 {entry['avg_hit_at_one']:.4f}  eval {entry['eval_seconds']:.1f} s  ({how})"
+        f"[{index:2d}/{total}] {entry['name']:<24s} seed {entry['seed']:<3d} GAP "
+        f"{entry['gap']:.4f}  Hit@1 {entry['avg_hit_at_one']:.4f}  eval "
+        f"{entry['eval_seconds']:.1f} s  ({how})"
     )
 
 
-def run_grid(config, ks, output_dir, report=print, methods=grid.METHODS[1:]):
-    """Trains and evaluates every model of the grid for `ks`, reusing finished ones.
+def entry_key(entry):
+    """Table 1's order, then the seed."""
+    return (*grid.row_order(entry["name"]), entry["seed"])
+
+
+def read_results(results_path):
+    """The results.json entries of a previous run, keyed by (name, seed); {} for none, or for a
+    results.json of the one-seed layout (a bare list), whose models lie elsewhere."""
+    stored = read_json(results_path, {})
+    if not isinstance(stored, dict):
+        return {}
+    return {(entry["name"], entry["seed"]): entry for entry in stored.get("models", [])}
+
+
+def write_results(results_path, results):
+    """results.json: `models` (every entry, Table 1's order then seed), `summary` (per model
+    name: mean and std of each metric over its seeds, `n`), and the `machine`."""
+    ordered = sorted(results.values(), key=entry_key)
+    write_json(
+        results_path,
+        {
+            "models": ordered,
+            "summary": grid_report.summarize(ordered),
+            "machine": utils.machine_facts(),
+        },
+    )
+    return ordered
+
+
+def run_grid(config, ks, output_dir, report=print, methods=grid.METHODS[1:], seeds=None):
+    """Trains and evaluates every model of the grid for `ks` and each training seed, reusing
+    finished ones.
 
     Args:
       config: GridConfig.
       ks: list of k (% of frames) from `parse_ks`.
-      methods: the methods beside the teacher, from `parse_methods`.
       output_dir: where data, models and results go (see the module docstring).
       report: callable taking one progress line.
+      methods: the methods beside the teacher, from `parse_methods`.
+      seeds: training seeds (`grid.training_seeds`); None: `[config.seed]`. The data is the
+        same for every seed.
 
     Returns:
-      dict with `results` (the results.json entries, Table 1 order) and `trained` (names of
-      the models this call trained or evaluated; the others were reused).
+      dict with `results` (the results.json entries, Table 1 order then seed) and `trained`
+      (`NAME/seedS` of the models this call trained or evaluated; the others were reused).
     """
-    if not config.synthetic:  # a wrong pattern is reported before anything is written
+    seeds = list(seeds) if seeds else [config.seed]
+    if config.data == "files":  # a wrong pattern is reported before anything is written
         utils.glob_data_files(config.train_data_pattern, "--train_data_pattern")
         utils.glob_data_files(config.eval_data_pattern, "--eval_data_pattern")
     same_config = check_config(output_dir, config)
     patterns = prepare_data(output_dir, config, report)
     results_path = os.path.join(output_dir, RESULTS_FILE)
-    results = {}
-    if same_config:
-        results = {entry["name"]: entry for entry in read_json(results_path, [])}
+    results = read_results(results_path) if same_config else {}
     models = grid.grid_models(ks, methods)
-    teacher_dir = os.path.join(output_dir, "models", "TEACHER-FULL")
+    total = len(models) * len(seeds)
     trained_names = []
-    for index, model in enumerate(models, start=1):
-        model_dir = os.path.join(output_dir, "models", model.name)
-        done = results.get(model.name)
-        if done and done.get("checkpoint") == latest_checkpoint_name(model_dir):
-            report(format_progress(index, len(models), done, reused=True))
-            continue
-        train_seconds, _ = train_model(model, config, model_dir, patterns["train"], teacher_dir)
-        entry = evaluate_model(model, config, model_dir, patterns["eval"])
-        entry["train_seconds"] = train_seconds
-        results[model.name] = entry
-        trained_names.append(model.name)
-        # Each model builds new Keras layers and tf.functions: free the previous ones.
-        tf.keras.backend.clear_session()
-        gc.collect()
-        ordered = sorted(results.values(), key=lambda row: grid.row_order(row["name"]))
-        write_json(results_path, ordered)
-        report(format_progress(index, len(models), entry, reused=False))
-    ordered = sorted(results.values(), key=lambda row: grid.row_order(row["name"]))
-    write_json(results_path, ordered)
+    index = 0
+    for seed in seeds:
+        teacher_dir = grid.model_dir(output_dir, "TEACHER-FULL", seed)
+        for model in models:
+            index += 1
+            directory = grid.model_dir(output_dir, model.name, seed)
+            done = results.get((model.name, seed))
+            if done and done.get("checkpoint") == latest_checkpoint_name(directory):
+                report(format_progress(index, total, done, reused=True))
+                continue
+            train_seconds, _ = train_model(
+                model, config, directory, patterns["train"], teacher_dir, seed
+            )
+            entry = evaluate_model(model, config, directory, patterns["eval"])
+            entry["seed"] = seed
+            entry["train_seconds"] = train_seconds
+            entry["commit"] = utils.source_commit()
+            results[(model.name, seed)] = entry
+            trained_names.append(f"{model.name}/seed{seed}")
+            # Each model builds new Keras layers and tf.functions: free the previous ones.
+            tf.keras.backend.clear_session()
+            gc.collect()
+            write_results(results_path, results)
+            report(format_progress(index, total, entry, reused=False))
+    ordered = write_results(results_path, results)
     grid_report.write_reports(output_dir, config, ordered)
     return {"results": ordered, "trained": trained_names}

@@ -27,6 +27,7 @@ def make_record_batches(
     corrupt_record_policy="fail",
     skipped=None,
     record_shard=None,
+    deterministic=False,
 ):
     """Files matching `data_pattern` -> batches of `[B]` serialized records, unparsed.
 
@@ -45,6 +46,8 @@ def make_record_batches(
       skipped: where "skip" reports; None: a tally of its own.
       record_shard: (count, index) to keep one record in `count` (a worker's share when there
         are fewer files than workers); None keeps all.
+      deterministic: read shuffled shards in a fixed order too (the order then follows `seed`
+        alone); without `shuffle` the order is always fixed.
 
     Returns:
       (dataset, sorted list of files).
@@ -73,7 +76,7 @@ def make_record_batches(
         read_shard,
         cycle_length=max(1, min(num_readers, len(files))),
         num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=not shuffle,
+        deterministic=deterministic or not shuffle,
     )
     if record_shard is not None:
         records = records.shard(*record_shard)

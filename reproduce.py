@@ -23,23 +23,35 @@ The code: grid.py defines the grid (methods, models, presets, settings, each mod
 grid_runner.py trains, evaluates and reuses its models, grid_report.py writes results.md and
 the plots; this file is the command line.
 
-Data: without `--train_data_pattern`/`--eval_data_pattern`, a synthetic train and validate split
-in the exact YouTube-8M frame-level format (synthetic_data.py; labels come from short events,
-so skipped frames cost accuracy) is written to `output_dir/data/<one directory per data
-configuration>` and reused when it exists. With both patterns, any YouTube-8M frame-level data.
+Data: without `--train_data_pattern`/`--eval_data_pattern`, `--data` chooses what is written to
+`output_dir/data/<one directory per data configuration>` (and reused when it exists), in the
+exact YouTube-8M frame-level format: `synthetic` (synthetic_data.py; labels come from short
+events, so skipped frames cost accuracy) or `proxy` (proxy_data.py: the real ids, labels and
+mean features of the train and held-out real samples, frames synthesized around them with
+`--proxy_shot_noise` and `--proxy_frame_noise`; `--proxy_top_classes` keeps the most frequent
+classes). With both patterns, any YouTube-8M frame-level data.
+
+Seeds: `--seeds=N` trains every model N times, with training seeds --seed, --seed + 1, ...
+(initialisation, shuffles, frames drawn) on the same data; each seed's run is deterministic
+(`TrainOptions.deterministic`), so a seed reproduces its figures. The small preset runs 3.
 
 Outputs in `--output_dir` (grid_runner.py writes the models, config.json and results.json;
 grid_report.py the tables and plots):
-- `models/NAME/`: each model's train dir (checkpoints, model_flags.json, eval_metrics.json).
+- `models/NAME/seedS/`: each model's train dir for training seed S (checkpoints,
+  model_flags.json, eval_metrics.json).
 - `config.json`: the preset, data and sizes of this grid. A rerun with other settings is refused.
-- `results.json`: one entry per model: `name`, `method`, `k`, `frame_stride`, `gap`,
+- `results.json`: `models`, one entry per model and seed: `name`, `method`, `k`, `seed`,
+  `frame_stride`, `gap`,
   `avg_hit_at_one`, `avg_perr`, `map`, `avg_loss`, `eval_videos`, `eval_seconds` (eval.py's
   whole evaluation, tracing included), `videos_per_second` (eval_videos / eval_seconds),
   `inference_seconds` (a warm forward pass over the eval set, the fastest of four after a
   first that traces: reading and the model, no tracing, no metrics), `train_seconds`, `global_step`,
-  `checkpoint`.
-- `results.md`: Table 1 (Hit@1, PERR, mAP, GAP; ours beside the paper's) and Table 2 (eval time
-  of TEACHER-FULL and of the k % models, seconds and fraction of the teacher's; the paper's hours).
+  `checkpoint`, `commit` (the source it ran on); `summary`, per model name: `n`, `seeds` and
+  `<metric>_mean`, `<metric>_std` over the seeds; `machine` (CPU, cores, TensorFlow).
+- `results.md`: Table 1 (Hit@1, PERR, mAP, GAP, mean ± std over the seeds; ours beside the
+  paper's), each student against its baselines (the GAP difference, two standard errors, and the
+  share of the UNIFORM-k -> TEACHER-FULL gap it closes) and Table 2 (eval time of TEACHER-FULL
+  and of the k % models, seconds and fraction of the teacher's; the paper's hours).
 - `gap_vs_frames.png`, `time_vs_frames.png`.
 All are replaced atomically (temporary name, then rename). results.json is rewritten after each
 model, and a rerun reuses every model it lists whose checkpoint is still there; a model that
@@ -134,6 +146,39 @@ def define_flags(flag_values=flags.FLAGS):
         "Seed of the synthetic data, the initialisation and shuffles.",
         flag_values=flag_values,
     )
+    flags.DEFINE_string(
+        "data",
+        "synthetic",
+        "The grid's data when no patterns are given: synthetic (synthetic_data.py: labels from "
+        "short events) or proxy (proxy_data.py: real YouTube-8M ids, labels and mean features, "
+        "frames synthesized around them).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_float(
+        "proxy_shot_noise",
+        1.0,
+        "The proxy's shot-level variation, in each dimension's sd across videos.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_float(
+        "proxy_frame_noise",
+        1.0,
+        "The proxy's frame-level variation, in the same units.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "proxy_top_classes",
+        0,
+        "Keep the proxy's videos of the N most frequent classes and only those labels (0: all).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "seeds",
+        None,
+        "Training seeds per model: --seed, --seed + 1, ... (preset: 3 small, 1 paper). The "
+        "data is the same for every seed.",
+        flag_values=flag_values,
+    )
     for name, help_text in grid.SIZE_FLAG_HELP.items():
         if name == "base_learning_rate":
             flags.DEFINE_float(name, None, help_text, flag_values=flag_values)
@@ -162,12 +207,22 @@ def main(argv):
             feature_sizes=flag_values.feature_sizes,
             video_id_key=flag_values.video_id_key,
             seed=flag_values.seed,
+            data=flag_values.data,
+            proxy_shot_noise=flag_values.proxy_shot_noise,
+            proxy_frame_noise=flag_values.proxy_frame_noise,
+            proxy_top_classes=flag_values.proxy_top_classes,
             **{name: flag_values[name].value for name in grid.SIZE_FLAG_HELP},
         )
+        seeds = grid.training_seeds(config, flag_values.seeds)
         output_dir = flag_values.output_dir
         print(grid_report.describe_data(config), flush=True)
         outcome = grid_runner.run_grid(
-            config, ks, output_dir, report=lambda line: print(line, flush=True), methods=methods
+            config,
+            ks,
+            output_dir,
+            report=lambda line: print(line, flush=True),
+            methods=methods,
+            seeds=seeds,
         )
     print()
     print(grid_report.format_markdown(config, outcome["results"]))

@@ -188,6 +188,14 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_integer(
         "seed", 0, "Seed of the initialisation and of the shuffles.", flag_values=flag_values
     )
+    flags.DEFINE_bool(
+        "deterministic",
+        False,
+        "Make a --seed reproduce its run exactly: records read in a fixed order and "
+        "TensorFlow's op determinism on (random frame sampling then draws in one thread). "
+        "Costs some input throughput.",
+        flag_values=flag_values,
+    )
     flags.DEFINE_enum(
         "strategy",
         "auto",

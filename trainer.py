@@ -220,6 +220,9 @@ class Trainer:
         if self.chief:
             utils.check_writable_dir(options.train_dir, "--train_dir")
         tf.keras.utils.set_random_seed(options.seed)
+        if options.deterministic:
+            # Process-wide and for good: TensorFlow cannot turn it off again.
+            tf.config.experimental.enable_op_determinism()
         optimization.set_precision_policy(options.mixed_precision)
         with strategy.scope():
             self.task.build()

@@ -76,6 +76,7 @@ def make_training_dataset(
             corrupt_record_policy=options.corrupt_record_policy,
             skipped=skipped,
             record_shard=record_shard,
+            deterministic=options.deterministic,
         )
         tagged = tf.data.Dataset.range(first_epoch, epochs).flat_map(
             lambda epoch: one_pass.map(lambda records: (records, epoch))

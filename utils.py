@@ -233,3 +233,43 @@ def local_values(value):
     if isinstance(parts, tuple):
         return tf.concat(parts, axis=0) if len(parts) > 1 else parts[0]
     return value
+
+
+def source_commit():
+    """The git commit of this source tree (`+dirty` when it has uncommitted changes), or None
+    outside a git checkout; recorded beside measured results."""
+    import subprocess
+
+    root = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changes = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{commit}+dirty" if changes else commit
+
+
+def machine_facts():
+    """What the figures were measured on: CPU model, cores this process may use, TensorFlow."""
+    cpu = None
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next(
+                (line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")),
+                None,
+            )
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "tensorflow": tf.__version__,
+    }

@@ -101,9 +101,11 @@ def test_markdown_holds_the_description_and_both_tables():
     assert lines[2] == grid_report.describe_data(config)
     table_1 = lines.index("## Table 1: performance")
     table_2 = lines.index("## Table 2: evaluation time")
-    assert "\n".join(lines[table_1 + 2 : table_1 + 2 + 2 + len(RESULTS)]) == (
+    assert lines[table_1 + 2] == grid_report.format_seeds(RESULTS)
+    assert "\n".join(lines[table_1 + 4 : table_1 + 4 + 2 + len(RESULTS)]) == (
         grid_report.format_table_1(RESULTS)
     )
+    assert "## Students against their baselines" in lines
     assert markdown.endswith(grid_report.format_table_2(RESULTS) + "\n")
     assert table_1 < table_2
 
@@ -152,4 +154,67 @@ def test_write_reports_writes_the_markdown_and_two_pngs(tmp_path):
         assert (tmp_path / name).read_bytes()[:8] == PNG_SIGNATURE, name
     assert sorted(os.listdir(tmp_path)) == sorted(
         [grid_report.RESULTS_MARKDOWN_FILE, grid_report.GAP_PLOT_FILE, grid_report.TIME_PLOT_FILE]
+    )
+
+
+def seeded(name, method, k, gaps):
+    """One entry per seed (1, 2, ...) with the given GAPs."""
+    return [
+        {**entry(name, method, k, gap, 1.0, 1.0), "seed": seed}
+        for seed, gap in enumerate(gaps, start=1)
+    ]
+
+
+SEEDED = (
+    seeded("TEACHER-FULL", "teacher", 100, [0.90, 0.92, 0.91])
+    + seeded("TEACHER-UNIFORM-10", "uniform", 10, [0.70, 0.72, 0.71])
+    + seeded("TEACHER-RANDOM-10", "random", 10, [0.80, 0.70, 0.75])
+    + seeded("STUDENT-10-FINAL", "final", 10, [0.78, 0.80, 0.79])
+)
+
+
+def test_summary_gives_mean_std_and_count_per_model():
+    summary = grid_report.summarize(SEEDED)
+    assert list(summary) == [
+        "TEACHER-FULL",
+        "TEACHER-UNIFORM-10",
+        "TEACHER-RANDOM-10",
+        "STUDENT-10-FINAL",
+    ]
+    student = summary["STUDENT-10-FINAL"]
+    assert student["n"] == 3 and student["seeds"] == [1, 2, 3]
+    assert student["gap_mean"] == pytest.approx(0.79)
+    assert student["gap_std"] == pytest.approx(0.01)  # the sample standard deviation
+    assert grid_report.summarize(RESULTS)["TEACHER-FULL"]["gap_std"] == 0.0
+    row = grid_report.format_table_1(SEEDED).splitlines()[5]
+    assert row.startswith("| STUDENT-10-FINAL | 0.780 ± 0.010 | 0.852 |")
+
+
+def test_a_claim_needs_a_difference_beyond_two_standard_errors():
+    summary = grid_report.summarize(SEEDED)
+    student = summary["STUDENT-10-FINAL"]
+    uniform = grid_report.compare(student, summary["TEACHER-UNIFORM-10"])
+    assert uniform["difference"] == pytest.approx(0.08)
+    assert uniform["standard_error"] == pytest.approx((2 * 0.01**2 / 3) ** 0.5)
+    assert uniform["verdict"] == "beats"
+    # RANDOM-10's spread (std 0.05) hides a difference of 0.04.
+    assert grid_report.compare(student, summary["TEACHER-RANDOM-10"])["verdict"] == (
+        "no difference beyond 2 SE"
+    )
+    assert grid_report.compare(summary["TEACHER-UNIFORM-10"], student)["verdict"] == "loses to"
+    one_seed = grid_report.summarize(RESULTS)
+    assert grid_report.compare(one_seed["STUDENT-25-FINAL"], one_seed["TEACHER-UNIFORM-25"])[
+        "verdict"
+    ] == ("one seed: no claim")
+    # (0.79 - 0.71) / (0.91 - 0.71) of the gap.
+    assert grid_report.gap_closed(
+        student, summary["TEACHER-UNIFORM-10"], summary["TEACHER-FULL"]
+    ) == pytest.approx(0.4)
+    lines = grid_report.format_comparisons(SEEDED).splitlines()
+    assert lines[2] == (
+        "| STUDENT-10-FINAL | TEACHER-UNIFORM-10 | +0.080 ± 0.016 (2 SE) | beats | 40% |"
+    )
+    assert lines[3].startswith("| STUDENT-10-FINAL | TEACHER-RANDOM-10 | +0.040 ± 0.059 (2 SE)")
+    assert grid_report.format_seeds(SEEDED).startswith(
+        "Mean ± standard deviation over 3 training seeds (1, 2, 3)"
     )

@@ -20,20 +20,28 @@ import utils
 from config import RunConfig
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# The tiny grid at k = 25 %: the teacher, a baseline and a student (the other two methods differ
-# from these only in their RunConfig, which test_grid.py checks).
-METHODS = ["uniform", "final"]
-EXPECTED_NAMES = ["TEACHER-FULL", "TEACHER-UNIFORM-25", "STUDENT-25-FINAL"]
+# The tiny grid at k = 25 % with two training seeds: the teacher and a baseline (the other
+# methods differ from these only in their RunConfig, which test_grid.py checks; a student is
+# trained in the serial grid on the real samples below).
+METHODS = ["uniform"]
+SEEDS = [1, 2]
+EXPECTED_NAMES = ["TEACHER-FULL", "TEACHER-UNIFORM-25"]
+EXPECTED_RUNS = [(name, seed) for name in EXPECTED_NAMES for seed in SEEDS]
 
 
 @pytest.fixture(scope="module")
 def tiny_grid(tmp_path_factory):
-    """One run of the grid for k = 25 % with the tests' preset (3 models)."""
+    """One run of the grid for k = 25 % with the tests' preset (2 models x 2 seeds)."""
     output_dir = str(tmp_path_factory.mktemp("grid"))
     config = grid.resolve_config(preset="tiny")
     lines = []
     outcome = grid_runner.run_grid(
-        config, grid.parse_ks("25"), output_dir, report=lines.append, methods=METHODS
+        config,
+        grid.parse_ks("25"),
+        output_dir,
+        report=lines.append,
+        methods=METHODS,
+        seeds=SEEDS,
     )
     return {"output_dir": output_dir, "config": config, "grid": outcome, "lines": lines}
 
@@ -87,17 +95,32 @@ def count_videos(pattern):
 def test_grid_writes_results_and_reports(tiny_grid):
     output_dir = tiny_grid["output_dir"]
     config = tiny_grid["config"]
-    assert tiny_grid["grid"]["trained"] == EXPECTED_NAMES
+    assert tiny_grid["grid"]["trained"] == [
+        f"{name}/seed{seed}" for seed in SEEDS for name in EXPECTED_NAMES
+    ]
     with open(os.path.join(output_dir, grid_runner.RESULTS_FILE)) as handle:
-        results = json.load(handle)
+        stored = json.load(handle)
+    results = stored["models"]
     assert results == tiny_grid["grid"]["results"]
-    assert [entry["name"] for entry in results] == EXPECTED_NAMES
+    assert [(entry["name"], entry["seed"]) for entry in results] == EXPECTED_RUNS
+    assert stored["machine"]["cores"] >= 1 and stored["machine"]["tensorflow"]
+    summary = stored["summary"]
+    assert list(summary) == EXPECTED_NAMES
+    for name in EXPECTED_NAMES:
+        gaps = [entry["gap"] for entry in results if entry["name"] == name]
+        assert summary[name]["n"] == 2
+        assert summary[name]["gap_mean"] == pytest.approx(np.mean(gaps))
+        assert summary[name]["gap_std"] == pytest.approx(np.std(gaps, ddof=1))
+    # Two seeds train two different models on the same data.
+    assert (
+        results[0]["gap"] != results[1]["gap"] or results[0]["avg_loss"] != (results[1]["avg_loss"])
+    )
     eval_dirs = glob.glob(os.path.join(output_dir, "data", "validate-*"))
     assert len(eval_dirs) == 1
     eval_pattern = os.path.join(eval_dirs[0], "validate-*.tfrecord")
     assert count_videos(eval_pattern) == config.num_eval_videos == 12
     for entry in results:
-        model_dir = os.path.join(output_dir, "models", entry["name"])
+        model_dir = grid.model_dir(output_dir, entry["name"], entry["seed"])
         assert entry["k"] == (100 if entry["name"] == "TEACHER-FULL" else 25)
         assert entry["eval_videos"] == 12
         # Every model gets 2 passes of 2 batches (24 videos, batch 12).
@@ -116,13 +139,14 @@ def test_grid_writes_results_and_reports(tiny_grid):
         stored = RunConfig.load(model_dir)
         assert stored == grid.run_config_for(grid.GridModel(entry["method"], entry["k"]), config)
     strides = {entry["name"]: entry["frame_stride"] for entry in results}
-    assert strides["TEACHER-FULL"] == 1 and strides["STUDENT-25-FINAL"] == 4
+    assert strides["TEACHER-FULL"] == 1 and strides["TEACHER-UNIFORM-25"] == 4
     # One progress line per model, with its GAP.
     progress = [line for line in tiny_grid["lines"] if line.startswith("[")]
     model_lines = [line for line in progress if "GAP" in line]
+    in_training_order = sorted(results, key=lambda entry: entry["seed"])
     assert model_lines == [
-        grid_runner.format_progress(index, len(EXPECTED_NAMES), entry, reused=False)
-        for index, entry in enumerate(results, start=1)
+        grid_runner.format_progress(index, len(EXPECTED_RUNS), entry, reused=False)
+        for index, entry in enumerate(in_training_order, start=1)
     ]
     assert f"GAP {results[0]['gap']:.4f}" in model_lines[0]
 
@@ -145,10 +169,12 @@ def test_a_rerun_reuses_finished_models_and_evaluates_an_unlisted_one(tiny_grid)
     before = checkpoint_files(output_dir)
     assert before
     lines = []
-    again = grid_runner.run_grid(config, ks, output_dir, report=lines.append, methods=METHODS)
+    again = grid_runner.run_grid(
+        config, ks, output_dir, report=lines.append, methods=METHODS, seeds=SEEDS
+    )
     assert again["trained"] == []
     assert checkpoint_files(output_dir) == before
-    assert sum("reused" in line for line in lines) == len(EXPECTED_NAMES)
+    assert sum("reused" in line for line in lines) == len(EXPECTED_RUNS)
     assert [entry["gap"] for entry in again["results"]] == [
         entry["gap"] for entry in tiny_grid["grid"]["results"]
     ]
@@ -157,16 +183,18 @@ def test_a_rerun_reuses_finished_models_and_evaluates_an_unlisted_one(tiny_grid)
     # evaluated again, not trained again.
     results_path = os.path.join(output_dir, grid_runner.RESULTS_FILE)
     with open(results_path) as handle:
-        results = json.load(handle)
-    utils.write_text_atomically(
-        results_path, json.dumps([row for row in results if row["name"] != "STUDENT-25-FINAL"])
+        stored = json.load(handle)
+    missing = ("TEACHER-UNIFORM-25", 2)
+    stored["models"] = [row for row in stored["models"] if (row["name"], row["seed"]) != missing]
+    utils.write_text_atomically(results_path, json.dumps(stored))
+    third = grid_runner.run_grid(
+        config, ks, output_dir, report=lambda line: None, methods=METHODS, seeds=SEEDS
     )
-    third = grid_runner.run_grid(config, ks, output_dir, report=lambda line: None, methods=METHODS)
-    assert third["trained"] == ["STUDENT-25-FINAL"]
+    assert third["trained"] == ["TEACHER-UNIFORM-25/seed2"]
     assert checkpoint_files(output_dir) == before
-    assert [entry["name"] for entry in third["results"]] == EXPECTED_NAMES
-    reevaluated = third["results"][EXPECTED_NAMES.index("STUDENT-25-FINAL")]
-    first = tiny_grid["grid"]["results"][EXPECTED_NAMES.index("STUDENT-25-FINAL")]
+    assert [(entry["name"], entry["seed"]) for entry in third["results"]] == EXPECTED_RUNS
+    reevaluated = third["results"][EXPECTED_RUNS.index(missing)]
+    first = tiny_grid["grid"]["results"][EXPECTED_RUNS.index(missing)]
     assert reevaluated["gap"] == pytest.approx(first["gap"], abs=1e-6)
     assert reevaluated["train_seconds"] == first["train_seconds"]  # from trained.json
 
@@ -188,7 +216,7 @@ def test_serial_grid_on_the_real_samples(tmp_path):
     assert [entry["name"] for entry in outcome["results"]] == ["TEACHER-FULL", "STUDENT-50-FINAL"]
     for entry in outcome["results"]:
         assert entry["eval_videos"] == eval_videos
-        model_dir = str(tmp_path / "models" / entry["name"])
+        model_dir = grid.model_dir(str(tmp_path), entry["name"], entry["seed"])
         recomputed = recomputed_metrics(model_dir, eval_pattern, config)
         assert recomputed["videos"] == eval_videos
         assert entry["gap"] == pytest.approx(recomputed["gap"], abs=1e-5), entry["name"]
@@ -214,3 +242,31 @@ def test_a_pattern_without_files_is_refused_before_anything_is_written(tmp_path)
     with pytest.raises(utils.UserInputError, match="--train_data_pattern"):
         grid_runner.run_grid(missing, [10], str(tmp_path / "out"), report=lambda line: None)
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_a_proxy_grid_writes_the_real_label_proxy_once_and_trains_on_it(tmp_path):
+    config = grid.resolve_config(
+        preset="tiny", data="proxy", num_train_videos=24, num_eval_videos=12, proxy_top_classes=50
+    )
+    assert config.data == "proxy" and config.num_classes == grid.YT8M_NUM_CLASSES
+    lines = []
+    outcome = grid_runner.run_grid(
+        config, [50], str(tmp_path), report=lines.append, methods=["uniform"]
+    )
+    assert [entry["name"] for entry in outcome["results"]] == [
+        "TEACHER-FULL",
+        "TEACHER-UNIFORM-50",
+    ]
+    assert all(entry["eval_videos"] == 12 for entry in outcome["results"])
+    data_dirs = sorted(os.listdir(tmp_path / "data"))
+    assert data_dirs == [
+        "proxy-train-shot1-frame1-top50-24videos-seed1",
+        "proxy-validate-shot1-frame1-top50-12videos-seed1",
+    ]
+    assert sum("real-label proxy" in line for line in lines) == 2
+    with open(tmp_path / grid_report.RESULTS_MARKDOWN_FILE) as handle:
+        assert "the real-label proxy" in handle.read()
+    with pytest.raises(utils.UserInputError, match="--data=proxy writes its own data"):
+        grid.resolve_config(data="proxy", train_data_pattern="a", eval_data_pattern="b")
+    with pytest.raises(utils.UserInputError, match="--data=real"):
+        grid.resolve_config(data="real")

@@ -14,6 +14,7 @@ from conftest import (
     write_records,
 )
 
+import checkpoints
 import config
 import losses
 import optimization
@@ -170,3 +171,43 @@ def test_training_on_data_that_gives_no_video_fails_instead_of_saving_an_untrain
     with pytest.raises(utils.UserInputError, match="gave no video to train on.*4 malformed"):
         train_tiny(train_dir, pattern, corrupt_record_policy="skip", batch_size=2, num_epochs=1)
     assert tf.train.latest_checkpoint(str(train_dir)) is None
+
+
+@pytest.fixture
+def op_determinism_restored():
+    """Turns TensorFlow's op determinism off again after a test that turned it on."""
+    from tensorflow.python.framework import config as framework_config
+
+    yield
+    framework_config.disable_op_determinism()
+
+
+def test_a_deterministic_seed_reproduces_its_run_and_another_seed_does_not(
+    tmp_path, op_determinism_restored
+):
+    """Random frame sampling and shuffled shards, two runs per seed: a seed gives the same
+    weights; another seed other weights."""
+    run_config = tiny_config(frame_stride=5, frame_sampling="random")
+
+    def trained_weights(name, seed):
+        result = train_tiny(
+            tmp_path / name,
+            run_config=run_config,
+            batch_size=8,
+            num_epochs=2,
+            seed=seed,
+            deterministic=True,
+            num_readers=4,
+        )
+        model, _, _ = checkpoints.restore_model(str(tmp_path / name))
+        tf.keras.backend.clear_session()
+        return result["last_loss"], [weight.numpy() for weight in model.weights]
+
+    first_loss, first = trained_weights("first", 7)
+    again_loss, again = trained_weights("again", 7)
+    other_loss, other = trained_weights("other", 8)
+    assert first_loss == again_loss
+    for weight, repeated in zip(first, again, strict=True):
+        np.testing.assert_array_equal(weight, repeated)
+    assert other_loss != first_loss
+    assert any(not np.array_equal(a, b) for a, b in zip(first, other, strict=True))
