@@ -85,6 +85,8 @@ class RunConfig:
     distill_mode: str = "final"  # DistilledStudentModel: final or intermediate
     distill_weight: float = 10.0  # weight of ||E_T - E_S||^2
     intermediate_weight: float = 1.0  # weight of the intermediate term
+    prediction_weight: float = 0.0  # weight of the student matching the teacher's sigmoids
+    student_label_weight: float = 0.0  # weight of the student's own label loss in phase 1
     teacher_block_size: int = 20  # block size of the joint teacher
     version: int = CONFIG_VERSION
 
@@ -113,6 +115,8 @@ class RunConfig:
                 ("l2_penalty", self.l2_penalty >= 0.0),
                 ("distill_weight", self.distill_weight >= 0.0),
                 ("intermediate_weight", self.intermediate_weight >= 0.0),
+                ("prediction_weight", self.prediction_weight >= 0.0),
+                ("student_label_weight", self.student_label_weight >= 0.0),
                 ("teacher_block_size", self.teacher_block_size >= 1),
             ],
         )

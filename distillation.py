@@ -6,6 +6,9 @@ student's selected frames (1 in `frame_stride`) of the same videos:
   output layer are trained together on L_model(teacher's predictions) + distill_weight *
   L_student(E_T, E_S) [+ intermediate_weight * distance of the lower-level outputs at the
   selected frames].
+- Beyond the paper, both schemes can add prediction_weight * the cross-entropy of the
+  student's sigmoid outputs against the teacher's (as the authors' released code does), and
+  student_label_weight * the student's own label loss; both weights are 0 by default.
 - Serial: the teacher is a trained HierarchicalTeacherModel, frozen (`load_frozen_teacher`). The
   student starts with the teacher's output layer and its encoder is trained on the distillation
   terms alone.
@@ -113,6 +116,7 @@ def distill_loss(student, teacher, joint, config, regularization_penalty):
             teacher_outputs = teacher(
                 batch["full_video_matrix"], num_frames=batch["full_num_frames"], training=False
             )
+            teacher_logits = teacher_outputs["logits"]
             label_loss = tf.constant(0.0)
             regularization = 0.0
         final = distribution.replica_share(
@@ -123,6 +127,21 @@ def distill_loss(student, teacher, joint, config, regularization_penalty):
         )
         scalars = {"label_loss": label_loss, "distill_final": final}
         total_loss = label_loss + regularization + config.distill_weight * final
+        if config.prediction_weight:
+            predictions = distribution.replica_share(
+                losses.prediction_distance(teacher_logits, student_outputs["logits"]), batch_size
+            )
+            scalars["distill_predictions"] = predictions
+            total_loss += config.prediction_weight * predictions
+        if config.student_label_weight:
+            student_label_loss = distribution.replica_share(
+                label_loss_fn.calculate_loss(
+                    student_outputs["predictions"], labels, logits=student_outputs["logits"]
+                ),
+                batch_size,
+            )
+            scalars["student_label_loss"] = student_label_loss
+            total_loss += config.student_label_weight * student_label_loss
         if intermediate:
             between = distribution.replica_share(
                 losses.intermediate_distance(

@@ -148,6 +148,8 @@ class GridConfig:
     eval_batch_size: int
     distill_weight: float = 10.0
     intermediate_weight: float = 1.0
+    prediction_weight: float = 0.0  # the students' prediction-level term (0: the paper's)
+    student_label_weight: float = 0.0  # the students' own label loss in phase 1 (0: the paper's)
     data: str = "synthetic"  # one of DATA_REGIMES, or "files" for the user's patterns
     proxy_shot_noise: float = 1.0  # the proxy's noise levels (proxy_data.FrameSpec)
     proxy_frame_noise: float = 1.0
@@ -280,6 +282,10 @@ def resolve_config(
     proxy_shot_noise=1.0,
     proxy_frame_noise=1.0,
     proxy_top_classes=0,
+    distill_weight=10.0,
+    intermediate_weight=1.0,
+    prediction_weight=0.0,
+    student_label_weight=0.0,
     **size_overrides,
 ):
     """The grid's settings: the preset's sizes, then the overrides that are not None.
@@ -294,6 +300,8 @@ def resolve_config(
         synthesized around them); ignored with data patterns.
       proxy_shot_noise, proxy_frame_noise, proxy_top_classes: the proxy's noise levels and
         classes kept (0: all).
+      distill_weight, intermediate_weight, prediction_weight, student_label_weight: the
+        students' loss weights (RunConfig's).
       **size_overrides: keys of SIZE_FLAG_HELP; None keeps the preset's value. With the proxy
         `num_train_videos` / `num_eval_videos` cap the real videos used (0: all).
 
@@ -312,6 +320,12 @@ def resolve_config(
         raise utils.UserInputError(
             f"--data={data} writes its own data: leave out --train_data_pattern and "
             "--eval_data_pattern."
+        )
+    weights = (distill_weight, intermediate_weight, prediction_weight, student_label_weight)
+    if min(weights) < 0:
+        raise utils.UserInputError(
+            "--distill_weight, --intermediate_weight, --prediction_weight and "
+            "--student_label_weight must be >= 0."
         )
     if min(proxy_shot_noise, proxy_frame_noise) < 0 or proxy_top_classes < 0:
         raise utils.UserInputError(
@@ -368,6 +382,10 @@ def resolve_config(
         proxy_shot_noise=proxy_shot_noise if data == "proxy" else 1.0,
         proxy_frame_noise=proxy_frame_noise if data == "proxy" else 1.0,
         proxy_top_classes=proxy_top_classes if data == "proxy" else 0,
+        distill_weight=distill_weight,
+        intermediate_weight=intermediate_weight,
+        prediction_weight=prediction_weight,
+        student_label_weight=student_label_weight,
         **sizes,
     )
 
@@ -388,6 +406,8 @@ def run_config_for(model, config):
         block_size=config.teacher_block_size,
         distill_weight=config.distill_weight,
         intermediate_weight=config.intermediate_weight,
+        prediction_weight=config.prediction_weight,
+        student_label_weight=config.student_label_weight,
         teacher_block_size=config.teacher_block_size,
     )
     if model.method != "teacher":

@@ -79,7 +79,9 @@ def describe_data(config):
         f"{config.total_epochs} passes: teachers {config.total_epochs} epochs, students "
         f"{config.joint_epochs} joint + {config.finetune_epochs} fine-tuning. Teacher blocks "
         f"{config.teacher_block_size} frames, student and baseline blocks "
-        f"{config.student_block_size}."
+        f"{config.student_block_size}. Student loss weights: distance {config.distill_weight:g}, "
+        f"intermediate {config.intermediate_weight:g}, predictions "
+        f"{config.prediction_weight:g}, own labels {config.student_label_weight:g}."
     )
 
 

@@ -100,6 +100,27 @@ def representation_distance(teacher_representation, student_representation):
     return tf.reduce_mean(tf.square(difference))
 
 
+def prediction_distance(teacher_logits, student_logits):
+    """The prediction-level term: the student's sigmoid outputs matched to the teacher's.
+
+    Binary cross-entropy of the student's outputs against the teacher's sigmoid outputs as soft
+    labels, summed over classes and averaged over the batch (the form of CrossEntropyLoss); the
+    teacher side is not differentiated. Its minimum is the teacher's own entropy, reached when
+    the student's outputs equal the teacher's.
+
+    Args:
+      teacher_logits, student_logits: `[batch, classes]`.
+
+    Returns:
+      scalar float32.
+    """
+    soft_labels = tf.stop_gradient(tf.sigmoid(tf.cast(teacher_logits, tf.float32)))
+    cross_entropy = tf.nn.sigmoid_cross_entropy_with_logits(
+        labels=soft_labels, logits=tf.cast(student_logits, tf.float32)
+    )
+    return tf.reduce_mean(tf.reduce_sum(cross_entropy, axis=1))
+
+
 def intermediate_distance(
     teacher_frame_outputs, student_frame_outputs, frame_indices, student_num_frames
 ):

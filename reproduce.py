@@ -172,6 +172,13 @@ def define_flags(flag_values=flags.FLAGS):
         "Keep the proxy's videos of the N most frequent classes and only those labels (0: all).",
         flag_values=flag_values,
     )
+    for name, default, help_text in (
+        ("distill_weight", 10.0, "Students: weight of ||E_T - E_S||^2."),
+        ("intermediate_weight", 1.0, "INTERMEDIATE students: weight of the lower-level term."),
+        ("prediction_weight", 0.0, "Students: weight of matching the teacher's sigmoids."),
+        ("student_label_weight", 0.0, "Students: weight of their own label loss in phase 1."),
+    ):
+        flags.DEFINE_float(name, default, help_text, flag_values=flag_values)
     flags.DEFINE_integer(
         "seeds",
         None,
@@ -211,6 +218,10 @@ def main(argv):
             proxy_shot_noise=flag_values.proxy_shot_noise,
             proxy_frame_noise=flag_values.proxy_frame_noise,
             proxy_top_classes=flag_values.proxy_top_classes,
+            distill_weight=flag_values.distill_weight,
+            intermediate_weight=flag_values.intermediate_weight,
+            prediction_weight=flag_values.prediction_weight,
+            student_label_weight=flag_values.student_label_weight,
             **{name: flag_values[name].value for name in grid.SIZE_FLAG_HELP},
         )
         seeds = grid.training_seeds(config, flag_values.seeds)

@@ -109,6 +109,20 @@ def define_flags(flag_values=flags.FLAGS):
         "Weight of the intermediate term (--distill_mode=intermediate).",
         flag_values=flag_values,
     )
+    flags.DEFINE_float(
+        "prediction_weight",
+        0.0,
+        "Weight of a prediction-level term in phase 1: the student's sigmoid outputs matched "
+        "to the teacher's (cross-entropy with the teacher's as soft labels). 0: the paper's.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_float(
+        "student_label_weight",
+        0.0,
+        "Weight of the student's own label loss in phase 1 (the paper's student meets the "
+        "labels only when fine-tuned). 0: the paper's.",
+        flag_values=flag_values,
+    )
     flags.DEFINE_integer(
         "teacher_block_size", 20, "Block size of the joint teacher.", flag_values=flag_values
     )
@@ -220,6 +234,8 @@ DISTILLATION_FLAGS = (
     "distill_mode",
     "distill_weight",
     "intermediate_weight",
+    "prediction_weight",
+    "student_label_weight",
     "teacher_block_size",
 )
 

@@ -101,9 +101,18 @@ def test_joint_phase_step_lowers_its_loss(train_pattern, distill_mode):
     assert float(last.loss) == pytest.approx(expected, rel=1e-4)
 
 
-@pytest.mark.parametrize("distill_mode", ["final", "intermediate"])
-def test_serial_phase_step_brings_the_student_to_a_fixed_teacher(train_pattern, distill_mode):
-    run_config = student_config(distill_mode=distill_mode)
+@pytest.mark.parametrize(
+    "distill_mode, extra_terms",
+    [
+        ("final", {}),
+        ("intermediate", {}),
+        ("final", {"prediction_weight": 2.0, "student_label_weight": 0.5}),
+    ],
+)
+def test_serial_phase_step_brings_the_student_to_a_fixed_teacher(
+    train_pattern, distill_mode, extra_terms
+):
+    run_config = student_config(distill_mode=distill_mode, **extra_terms)
     tf.keras.utils.set_random_seed(1)
     teacher = model_zoo.build_model(run_config.replace(model="HierarchicalTeacherModel"))
     teacher.trainable = False
@@ -111,12 +120,24 @@ def test_serial_phase_step_brings_the_student_to_a_fixed_teacher(train_pattern, 
     step, variables = phase_one_step(student, teacher, False, run_config, 0.01)
     assert len(variables) == len(student.encoder.trainable_variables)
     batch = fixed_batch(train_pattern, run_config)
-    first = step(batch).scalars
+    first_step = step(batch)
     for _ in range(20):
-        last = step(batch).scalars
-    assert float(last["distill_final"]) < 0.5 * float(first["distill_final"])
+        last_step = step(batch)
+    first, last = first_step.scalars, last_step.scalars
     if distill_mode == "intermediate":
         assert float(last["distill_intermediate"]) < float(first["distill_intermediate"])
+    if extra_terms:
+        # The loss is the sum of the weighted terms, and it falls.
+        expected = (
+            10.0 * float(last["distill_final"])
+            + 2.0 * float(last["distill_predictions"])
+            + 0.5 * float(last["student_label_loss"])
+        )
+        assert float(last_step.loss) == pytest.approx(expected, rel=1e-4)
+        assert float(last_step.loss) < float(first_step.loss)
+    else:
+        assert float(last["distill_final"]) < 0.5 * float(first["distill_final"])
+        assert "distill_predictions" not in last and "student_label_loss" not in last
 
 
 def train_teacher(tmp_path, train_pattern):

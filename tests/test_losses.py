@@ -74,3 +74,18 @@ def test_intermediate_distance_compares_the_selected_frames():
     assert abs(float(distance) - 0.5) < 1e-6
     empty = losses.intermediate_distance(teacher, student, indices, np.array([0]))
     assert float(empty) == 0.0
+
+
+def test_prediction_distance_is_the_cross_entropy_against_the_teachers_sigmoids():
+    teacher_logits = tf.Variable([[0.0, 2.0]])
+    student_logits = tf.Variable([[1.0, -1.0]])
+    with tf.GradientTape() as tape:
+        loss = losses.prediction_distance(teacher_logits, student_logits)
+    soft = 1 / (1 + np.exp(-np.array([0.0, 2.0])))
+    student = 1 / (1 + np.exp(-np.array([1.0, -1.0])))
+    expected = -np.sum(soft * np.log(student) + (1 - soft) * np.log(1 - student))
+    assert abs(float(loss) - expected) < 1e-5
+    teacher_gradient, student_gradient = tape.gradient(loss, [teacher_logits, student_logits])
+    assert teacher_gradient is None
+    # d/dz of the cross-entropy is sigmoid(z) - soft label: zero where they agree.
+    np.testing.assert_allclose(student_gradient, [student - soft], rtol=1e-5)
