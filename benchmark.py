@@ -722,45 +722,6 @@ def measure_training(pattern, work_dir, sizes, batch_size, epochs, num_readers):
 # What the report records about where it ran.
 
 
-def commit_of(directory=REPO_DIR):
-    """{"sha": `git rev-parse HEAD`, "dirty": uncommitted changes} of `directory`, or None
-    values outside a git checkout."""
-
-    def git(*arguments):
-        completed = subprocess.run(
-            ["git", "-C", directory, *arguments], capture_output=True, text=True, check=False
-        )
-        return completed.stdout.strip() if completed.returncode == 0 else None
-
-    sha = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if sha else None
-    return {"sha": sha, "dirty": None if status is None else bool(status)}
-
-
-def machine_facts():
-    """{"cpu_model" (/proc/cpuinfo), "cores" (this process may use), "cpu_count",
-    "tensorflow"}."""
-    cpu_model = None
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            cpu_model = next(
-                (
-                    line.split(":", 1)[1].strip()
-                    for line in cpuinfo
-                    if line.startswith("model name")
-                ),
-                None,
-            )
-    except OSError:
-        pass
-    return {
-        "cpu_model": cpu_model,
-        "cores": process_cores(),
-        "cpu_count": os.cpu_count(),
-        "tensorflow": tf.__version__,
-    }
-
-
 def measure_memory(train_dirs, pattern, copies_pattern, work_dir, batch_size):
     """Peak RSS (MiB) of inference on the data and on MEMORY_DATA_COPIES times the data."""
     memory = {}
@@ -941,9 +902,9 @@ def run_benchmark(
             raise utils.UserInputError(f"--presets: unknown preset '{preset}' (small, paper).")
     data_dir = os.path.join(output_dir, f"data-{num_videos}videos")
     pattern = write_benchmark_data(data_dir, num_videos, num_classes=10)
-    machine = machine_facts()
+    machine = utils.machine_facts()
     report = {
-        "commit": commit_of(),
+        "commit": utils.source_commit(),
         "machine": machine,
         "num_videos": num_videos,
         "reader_epochs_per_pass": epochs_per_pass(num_videos, reader_pass_videos),

@@ -236,40 +236,42 @@ def local_values(value):
 
 
 def source_commit():
-    """The git commit of this source tree (`+dirty` when it has uncommitted changes), or None
-    outside a git checkout; recorded beside measured results."""
+    """{"sha": `git rev-parse HEAD`, "dirty": whether tracked files have uncommitted changes} of
+    this source tree (None values outside a git checkout); recorded beside measured results."""
     import subprocess
 
     root = os.path.dirname(os.path.abspath(__file__))
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        changes = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return f"{commit}+dirty" if changes else commit
+
+    def git(*arguments):
+        completed = subprocess.run(
+            ["git", "-C", root, *arguments], capture_output=True, text=True, check=False
+        )
+        return completed.stdout.strip() if completed.returncode == 0 else None
+
+    sha = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if sha else None
+    return {"sha": sha, "dirty": None if status is None else bool(status)}
 
 
 def machine_facts():
-    """What the figures were measured on: CPU model, cores this process may use, TensorFlow."""
-    cpu = None
+    """What the figures were measured on: {"cpu_model" (/proc/cpuinfo), "cores" (this process
+    may use), "cpu_count", "tensorflow"}."""
+    cpu_model = None
     try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next(
-                (line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")),
+        with open("/proc/cpuinfo") as cpuinfo:
+            cpu_model = next(
+                (
+                    line.split(":", 1)[1].strip()
+                    for line in cpuinfo
+                    if line.startswith("model name")
+                ),
                 None,
             )
     except OSError:
         pass
     return {
-        "cpu": cpu,
+        "cpu_model": cpu_model,
         "cores": len(os.sched_getaffinity(0)),
+        "cpu_count": os.cpu_count(),
         "tensorflow": tf.__version__,
     }

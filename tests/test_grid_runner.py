@@ -244,28 +244,29 @@ def test_a_pattern_without_files_is_refused_before_anything_is_written(tmp_path)
     assert not os.path.exists(tmp_path / "out")
 
 
-def test_a_proxy_grid_writes_the_real_label_proxy_once_and_trains_on_it(tmp_path):
+def test_a_proxy_grid_writes_the_real_label_proxy_once(tmp_path):
+    """The proxy's splits are written once and then reused; the grid trains on them as on any
+    frame-level data (the other tests train)."""
     config = grid.resolve_config(
         preset="tiny", data="proxy", num_train_videos=24, num_eval_videos=12, proxy_top_classes=50
     )
     assert config.data == "proxy" and config.num_classes == grid.YT8M_NUM_CLASSES
     lines = []
-    outcome = grid_runner.run_grid(
-        config, [50], str(tmp_path), report=lines.append, methods=["uniform"]
-    )
-    assert [entry["name"] for entry in outcome["results"]] == [
-        "TEACHER-FULL",
-        "TEACHER-UNIFORM-50",
-    ]
-    assert all(entry["eval_videos"] == 12 for entry in outcome["results"])
-    data_dirs = sorted(os.listdir(tmp_path / "data"))
-    assert data_dirs == [
+    patterns = grid_runner.prepare_data(str(tmp_path), config, lines.append)
+    assert sorted(os.listdir(tmp_path / "data")) == [
         "proxy-train-shot1-frame1-top50-24videos-seed1",
         "proxy-validate-shot1-frame1-top50-12videos-seed1",
     ]
+    assert count_videos(patterns["train"]) == 24 and count_videos(patterns["eval"]) == 12
+    reader = readers.reader_for(grid.run_config_for(grid.GridModel("teacher", 100), config))
+    dataset, _ = reader.make_dataset(patterns["eval"], 12)
+    batch = next(iter(dataset))
+    assert batch["video_matrix"].shape[0] == 12 and batch["labels"].shape[1] == 3862
     assert sum("real-label proxy" in line for line in lines) == 2
-    with open(tmp_path / grid_report.RESULTS_MARKDOWN_FILE) as handle:
-        assert "the real-label proxy" in handle.read()
+    again = []
+    assert grid_runner.prepare_data(str(tmp_path), config, again.append) == patterns
+    assert all("reusing" in line for line in again)
+    assert "the real-label proxy" in grid_report.describe_data(config)
     with pytest.raises(utils.UserInputError, match="--data=proxy writes its own data"):
         grid.resolve_config(data="proxy", train_data_pattern="a", eval_data_pattern="b")
     with pytest.raises(utils.UserInputError, match="--data=real"):

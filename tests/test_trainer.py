@@ -193,8 +193,8 @@ def test_a_deterministic_seed_reproduces_its_run_and_another_seed_does_not(
         result = train_tiny(
             tmp_path / name,
             run_config=run_config,
-            batch_size=8,
-            num_epochs=2,
+            batch_size=16,
+            num_epochs=1,
             seed=seed,
             deterministic=True,
             num_readers=4,
