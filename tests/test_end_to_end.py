@@ -391,7 +391,12 @@ def test_help_exits_0_and_an_error_is_not_buried_in_tensorflow_logs(tmp_path):
     lines = failed.stderr.splitlines()
     [error] = [index for index, line in enumerate(lines) if line.startswith("ERROR:")]
     assert "truncated.tfrecord" in lines[error]
-    # TensorFlow's runtime warnings about the failure (aborted rendezvous, graph nodes) are not
-    # shown by default; only TensorFlow's start-up lines may come before the error.
-    noise = [line for line in lines[:error] if "rendezvous" in line or "{{node" in line]
-    assert not noise and len(lines[:error]) <= 8, lines[:error]
+    # TensorFlow's start-up banner and its runtime warnings about the failure (aborted
+    # rendezvous, graph nodes) are not shown by default: only progress lines (a restored
+    # checkpoint) may come before the error.
+    noise = [
+        line
+        for line in lines[:error]
+        if "rendezvous" in line or "{{node" in line or "oneDNN custom operations" in line
+    ]
+    assert not noise and len(lines[:error]) <= 2, lines[:error]
