@@ -52,6 +52,7 @@ import time
 import tensorflow as tf
 from absl import flags, logging
 
+import benchmark_report
 import config
 import corrupt_records
 import distribution
@@ -781,82 +782,6 @@ def child_peak_rss_mib(train_dir, pattern, output_file, batch_size):
         return round(int(handle.read()) / 1024.0, 1)
 
 
-def format_table(report):
-    """The report as text: the readers per core, the GPU projection, the training step times,
-    and a table of videos/s and the teacher/student speed-ups."""
-    lines = []
-    if "input" in report:
-        cores = report["input"]["cores"]
-        lines.append(
-            f"{'input (batch ' + str(report['batch_size']) + ')':<24} {'videos/s':>10} "
-            f"{'per core':>9} {'KB/video':>9}   ({cores} cores)"
-        )
-        for name in INPUT_READS:
-            if name in report["input"]:
-                row = report["input"][name]
-                lines.append(
-                    f"{name:<24} {row['videos_per_s']:>10,.0f} {row['per_core']:>9,.0f} "
-                    f"{row['bytes_per_video'] / 1000:>9,.1f}"
-                )
-        if "student_10_cache_over_teacher_per_core" in report["input"]:
-            ratio = report["input"]["student_10_cache_over_teacher_per_core"]
-            lines.append(f"student-10 cache / teacher reader, per core: {ratio:.2f}x")
-        lines.append("")
-    if "gpu_projection" in report:
-        projection = report["gpu_projection"]
-        lines.append(
-            f"GPU projection (a projection, not a measurement): {projection['host_cores']} host "
-            "cores x these readers per core, against the GPU's rate of the model alone"
-        )
-        for precision in GPU_PRECISIONS:
-            if precision in projection:
-                row = projection[precision]
-                lines.append(
-                    f"  {precision}: teacher {row['teacher_videos_per_s']:,.0f} videos/s, "
-                    f"student-10 {row['student_10_videos_per_s']:,.0f} "
-                    f"({row['student_10_over_teacher']:.2f}x)"
-                )
-        lines.append("")
-    if "training" in report:
-        training = report["training"]
-        lines.append(
-            f"training step, batch {training['batch_size']}: teacher "
-            f"{training['teacher_step_s'] * 1000:,.0f} ms, joint "
-            f"{training['joint_step_s'] * 1000:,.0f} ms ({training['joint_over_teacher']:.2f}x), "
-            f"fine-tune {training['finetune_step_s'] * 1000:,.0f} ms "
-            f"({training['finetune_over_teacher']:.2f}x); longest pause between epochs "
-            f"{training['epoch_pause_s']:.2f} s"
-        )
-        lines.append("")
-    if report["presets"]:
-        plain = report["plain_read_videos_per_second"]
-        lines += [
-            f"plain TFRecord read: {plain:,.0f} videos/s "
-            f"({report['num_videos']} videos, {report['frames_per_video']:.0f} frames on "
-            f"average, batch {report['batch_size']})",
-            "",
-            f"{'preset':<7} {'model':<11} {'frames':>6} {'pipeline v/s':>13} {'of plain':>8} "
-            f"{'model v/s':>10} {'end-to-end v/s':>15} {'speed-up':>8}",
-        ]
-    for preset, results in report["presets"].items():
-        for entry in results:
-            lines.append(
-                f"{preset:<7} {entry['name']:<11} {entry['frames_per_video']:>6.1f} "
-                f"{entry['pipeline_videos_per_second']:>13,.0f} "
-                f"{entry['pipeline_of_plain_read']:>8.0%} "
-                f"{entry['model_videos_per_second']:>10,.1f} "
-                f"{entry['end_to_end_videos_per_second']:>15,.1f} "
-                f"{entry['end_to_end_speedup']:>7.2f}x"
-            )
-    for name, row in report.get("memory", {}).items():
-        lines.append(
-            f"peak RSS of inference.py, {name}: {row['peak_rss_mib_1x']:,.0f} MiB on "
-            f"{row['videos_1x']} videos, {row[f'peak_rss_mib_{MEMORY_DATA_COPIES}x']:,.0f} MiB on "
-            f"{row[f'videos_{MEMORY_DATA_COPIES}x']} ({row['growth']:.2f}x)"
-        )
-    return "\n".join(lines)
-
-
 def run_benchmark(
     output_dir,
     presets,
@@ -1008,7 +933,7 @@ def main(unused_argv):
             train_epochs=flag_values.train_epochs,
             train_batch_size=flag_values.train_batch_size,
         )
-    print(format_table(report))
+    print(benchmark_report.benchmark_markdown(report))
     print(f"Wrote {os.path.join(flag_values.output_dir, 'benchmark.json')}")
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import benchmark
+import benchmark_report
 import utils
 
 
@@ -56,8 +57,8 @@ def test_tiny_benchmark_reports_every_model_and_memory(tmp_path):
     for row in memory.values():
         assert row["videos_1x"] == 32 and row["videos_4x"] == 128
         assert row["growth"] == row["peak_rss_mib_4x"] / row["peak_rss_mib_1x"]
-    table = benchmark.format_table(report)
-    assert "student-10" in table and "peak RSS" in table
+    table = benchmark_report.benchmark_markdown(report)
+    assert "student-10" in table and "Peak RSS" in table
 
 
 def test_timed_rate_repeats_passes_until_min_seconds():
@@ -180,7 +181,7 @@ def test_input_part_reports_every_reader_per_core_and_the_projection(tmp_path):
     assert projection["host_cores"] == 16
     for precision in ("fp32", "fp16"):
         assert projection[precision]["student_10_over_teacher"] > 0
-    assert "projection" in benchmark.format_table(report)
+    assert "**Projected** (not measured)" in benchmark_report.benchmark_markdown(report)
 
 
 def test_epoch_pauses_are_the_gaps_between_epochs_beyond_a_normal_step():

@@ -1,0 +1,125 @@
+"""A benchmark.json as markdown: the readers side by side, the GPU projection, the training step
+times and the inference speed-ups.
+
+    print(benchmark_report.benchmark_markdown(report))
+
+benchmark.py prints it at the end of a run; results_report.py writes it into README.
+"""
+
+
+def commit_fields(commit):
+    """{"sha", "dirty"} of a recorded commit: a dict, or a "sha[+dirty]" string."""
+    if isinstance(commit, str):
+        return {"sha": commit.removesuffix("+dirty"), "dirty": commit.endswith("+dirty")}
+    return commit or {}
+
+
+def describe_run(report):
+    """ "commit abc1234 (uncommitted changes), Intel ..., 2 cores, TensorFlow 2.21.0"."""
+    commit = commit_fields(report.get("commit"))
+    sha = (commit.get("sha") or "unknown")[:10]
+    dirty = " with uncommitted changes" if commit.get("dirty") else ""
+    machine = report.get("machine") or {}
+    return (
+        f"commit {sha}{dirty}; {machine.get('cpu_model') or 'unknown CPU'}, "
+        f"{machine.get('cores', '?')} cores, TensorFlow {machine.get('tensorflow', '?')}"
+    )
+
+
+def benchmark_markdown(report):
+    """README's benchmark block: the readers side by side, the GPU projection, the training step
+    times, and the inference speed-ups, from one benchmark.json."""
+    frames = (
+        f" ({report['frames_per_video']:.0f} frames on average)"
+        if "frames_per_video" in report
+        else ""
+    )
+    lines = [
+        f"`make bench`, {describe_run(report)}; {report['num_videos']} synthetic videos"
+        f"{frames}, batch {report['batch_size']}, median of {report['repeats']} repeats.",
+        "",
+    ]
+    names = {
+        "plain_read": "plain TFRecord read, full records",
+        "teacher": "teacher reader (every frame)",
+        "student_10_full_records": "student-10 reader, full records",
+        "student_10_cache": "student-10 reader, frame cache",
+    }
+    if "input" in report:
+        reads = report["input"]
+        lines += ["| read | videos/s | per core | KB per video |", "|---|---|---|---|"]
+        for key, label in names.items():
+            if key in reads:
+                row = reads[key]
+                lines.append(
+                    f"| {label} | {row['videos_per_s']:,.0f} | {row['per_core']:,.0f} | "
+                    f"{row['bytes_per_video'] / 1000:,.1f} |"
+                )
+        if "student_10_cache_over_teacher_per_core" in reads:
+            lines += [
+                "",
+                "The student-10 reader on its cache gives "
+                f"{reads['student_10_cache_over_teacher_per_core']:.1f}x the teacher reader's "
+                "videos per core.",
+            ]
+    if "gpu_projection" in report:
+        projection = report["gpu_projection"]
+        lines += [
+            "",
+            f"**Projected** (not measured) for one H200 fed by {projection['host_cores']} such "
+            "cores: each model's rate is the lower of its reader's per core x the cores and the "
+            "GPU's rate of the model alone (`../shared/measurements`, batch 1,024):",
+            "",
+            "| precision | teacher videos/s | student-10 videos/s | student-10 / teacher |",
+            "|---|---|---|---|",
+        ]
+        for precision in ("fp32", "fp16"):
+            if precision in projection:
+                row = projection[precision]
+                lines.append(
+                    f"| {precision} | {row['teacher_videos_per_s']:,.0f} | "
+                    f"{row['student_10_videos_per_s']:,.0f} | "
+                    f"{row['student_10_over_teacher']:.1f}x |"
+                )
+    if "training" in report:
+        training = report["training"]
+        lines += [
+            "",
+            f"Training steps at batch {training['batch_size']} (small preset): teacher "
+            f"{training['teacher_step_s'] * 1000:,.0f} ms, joint distillation "
+            f"{training['joint_step_s'] * 1000:,.0f} ms ({training['joint_over_teacher']:.2f}x), "
+            f"fine-tuning {training['finetune_step_s'] * 1000:,.0f} ms "
+            f"({training['finetune_over_teacher']:.2f}x); longest pause between epochs "
+            f"{training['epoch_pause_s']:.2f} s.",
+        ]
+    if report.get("presets"):
+        lines += [
+            "",
+            "| preset | model | frames | reader v/s | of plain | model v/s | end-to-end v/s | "
+            "speed-up |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for preset, entries in report["presets"].items():
+            for entry in entries:
+                lines.append(
+                    f"| {preset} | {entry['name']} | {entry['frames_per_video']:.1f} | "
+                    f"{entry['pipeline_videos_per_second']:,.0f} | "
+                    f"{entry['pipeline_of_plain_read']:.0%} | "
+                    f"{entry['model_videos_per_second']:,.1f} | "
+                    f"{entry['end_to_end_videos_per_second']:,.1f} | "
+                    f"{entry['end_to_end_speedup']:.2f}x |"
+                )
+    for name, row in report.get("memory", {}).items():
+        copies = [
+            key for key in row if key.startswith("peak_rss_mib_") and key != "peak_rss_mib_1x"
+        ]
+        if copies:
+            many = copies[0]
+            count = many.removeprefix("peak_rss_mib_")
+            lines += [
+                "",
+                f"Peak RSS of inference.py, {name}: {row['peak_rss_mib_1x']:,.0f} MiB on "
+                f"{row['videos_1x']} videos, {row[many]:,.0f} MiB on {row[f'videos_{count}']} "
+                f"({row['growth']:.2f}x).",
+            ]
+    return "\n".join(lines)
