@@ -10,7 +10,8 @@ By `corrupt_record_policy`:
   record and the rest of it, which TFRecord framing cannot resynchronise, is left out
   (`read_shard_skipping_damage`). Both are logged and tallied in a `SkippedRecords`.
 A record that is not a protocol buffer at all (its checksum held, so it was written that way)
-fails in both policies.
+stops "fail" naming its file, and "skip" leaves it out (`drop_unparsable`), on every path that
+reads shards (the readers, and the serialized batches a SavedModel is given).
 
 The readers (readers.py) find each batch's problems; `apply_policy` acts on them.
 """
@@ -298,7 +299,60 @@ def read_shard_skipping_damage(path, size, skipped):
             return tf.logical_not(is_end)
 
     counted = flagged.concatenate(end_marker).scan(tf.constant(0, tf.int64), count_bytes)
-    return counted.filter(keep_record).map(lambda record, is_end, consumed: record)
+    readable = counted.filter(keep_record).map(lambda record, is_end, consumed: record)
+    return drop_unparsable(readable, path, skipped)
+
+
+# A context key no record has: parsing it makes the parser read the whole record.
+PROBE_KEY = "__record_probe__"
+
+
+def drop_unparsable(records, path, skipped):
+    """`records` of one shard without those that are not protocol buffers at all (bytes whose
+    TFRecord checksums held, so they were written that way); `skipped` is told how many.
+
+    Each record goes through the SequenceExample parser (a video-level Example has the same
+    wire format); a record it cannot parse raises, and `ignore_errors` drops it. The records
+    are numbered first, so the gaps in the numbers that come out (and, with an empty record at
+    the end as a marker, after the last) count the dropped ones.
+    """
+    marked = records.map(lambda record: (record, tf.constant(False))).concatenate(
+        tf.data.Dataset.from_tensors((tf.constant(""), tf.constant(True)))
+    )
+
+    def parse_or_raise(index, element):
+        record, is_end = element
+        parsed, _ = tf.io.parse_single_sequence_example(
+            record, context_features={PROBE_KEY: tf.io.VarLenFeature(tf.int64)}
+        )
+        # The probe's size is carried on to the filter, so that the parse is not pruned away
+        # as unused.
+        return index, record, is_end, tf.size(parsed[PROBE_KEY].values)
+
+    def count_gaps(previous, element):
+        index, record, is_end, probe = element
+        return index, (record, is_end, index - previous - 1, probe)
+
+    def report(path_value, count):
+        name = path_value.numpy().decode("utf-8")
+        skipped.add_malformed(
+            [f"a record of {name}"] * int(count),
+            ["not a protocol buffer (unparsable)"] * int(count),
+        )
+        return True
+
+    def keep(record, is_end, dropped, probe):
+        reported = tf.cond(
+            dropped > 0,
+            lambda: tf.py_function(report, [path, dropped], tf.bool),
+            lambda: tf.constant(True),
+        )
+        with tf.control_dependencies([reported]):
+            return tf.logical_and(tf.logical_not(is_end), probe >= 0)
+
+    checked = marked.enumerate().map(parse_or_raise).ignore_errors()
+    gaps = checked.scan(tf.constant(-1, tf.int64), count_gaps)
+    return gaps.filter(keep).map(lambda record, is_end, dropped, probe: record)
 
 
 def find_unreadable_file(files):

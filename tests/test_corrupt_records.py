@@ -258,3 +258,30 @@ def test_skip_policy_reads_a_damaged_shard_up_to_the_damage(tmp_path, damage):
 def test_bad_corrupt_record_policy_is_refused():
     with pytest.raises(utils.UserInputError, match="--corrupt_record_policy=ignore"):
         readers.YT8MFrameFeatureReader(corrupt_record_policy="ignore")
+
+
+def test_records_that_are_not_protocol_buffers_fail_or_are_skipped_on_every_path(tmp_path):
+    """Bytes with valid TFRecord checksums that no parser reads: "fail" names the file, "skip"
+    leaves them out and counts them, for the readers and for the serialized batches a
+    SavedModel is given (record_batches)."""
+    import record_batches
+
+    rng = np.random.default_rng(9)
+    good = [sequence_example(f"v{index}", [1], random_frames(rng, 3)) for index in range(3)]
+    records = [good[0], b"not a protobuf", good[1], b"\x0a\xff\xff", good[2], b"\xff\xfe"]
+    path = write_records(tmp_path / "garbage.tfrecord", records)
+    with pytest.raises(utils.UserInputError, match="garbage.tfrecord"):
+        read_all(readers.YT8MFrameFeatureReader(num_classes=10), path, batch_size=4)
+    reader = readers.YT8MFrameFeatureReader(num_classes=10, corrupt_record_policy="skip")
+    assert read_ids(reader, path, batch_size=4) == ["v0", "v1", "v2"]
+    summary = reader.skipped_records.summary()
+    assert summary["skipped_records"] == 3
+    assert {video["reason"] for video in summary["malformed_videos"]} == {
+        "not a protocol buffer (unparsable)"
+    }
+    skipped = corrupt_records.SkippedRecords()
+    batches, _ = record_batches.make_record_batches(
+        path, 8, corrupt_record_policy="skip", skipped=skipped
+    )
+    assert [record for batch in batches for record in batch.numpy()] == good
+    assert skipped.count == 3
