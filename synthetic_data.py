@@ -390,6 +390,29 @@ def iter_videos(
         )
 
 
+def visible_label_fraction(
+    num_videos: int,
+    num_classes: int,
+    seed: int,
+    split: str = "validate",
+    spec: SyntheticDatasetSpec | None = None,
+    frame_stride: int = 10,
+) -> float:
+    """The share of (video, label) pairs of a split whose label has an event covering one of
+    the frames 0, j, 2j, ... (j = `frame_stride`): the labels a uniformly strided reader can see
+    any evidence of. The others are invisible to it, whatever it is trained from.
+    """
+    pairs = visible = 0
+    for _, video in iter_videos(num_videos, num_classes, seed, split=split, spec=spec):
+        for label in video.labels:
+            pairs += 1
+            visible += any(
+                event.class_index == label and (-event.start) % frame_stride < event.length
+                for event in video.events
+            )
+    return visible / pairs if pairs else 0.0
+
+
 def make_sequence_example(
     video_id_value: str, video: SyntheticVideo, video_id_key: str = "id"
 ) -> tf.train.SequenceExample:

@@ -285,3 +285,21 @@ def test_cli_rejects_bad_flag_with_one_line_error(tmp_path):
     assert "num_videos" in result.stderr
     assert "Traceback" not in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_visible_label_fraction_counts_labels_with_an_event_on_a_strided_frame():
+    spec = synthetic_data.SyntheticDatasetSpec(min_frames=30, max_frames=60, max_labels=3)
+    assert synthetic_data.visible_label_fraction(20, 5, seed=4, spec=spec, frame_stride=1) == 1.0
+    pairs = visible = 0
+    for _, video in synthetic_data.iter_videos(20, 5, seed=4, split="validate", spec=spec):
+        for label in video.labels:
+            pairs += 1
+            frames = {
+                frame
+                for event in video.events
+                if event.class_index == label
+                for frame in range(event.start, event.start + event.length)
+            }
+            visible += any(frame % 10 == 0 for frame in frames)
+    fraction = synthetic_data.visible_label_fraction(20, 5, seed=4, spec=spec, frame_stride=10)
+    assert fraction == visible / pairs and 0 < fraction < 1
