@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # pytest processes for `make test` (CI has 2 cores; TensorFlow tests trace in one thread).
 TEST_WORKERS ?= 2
 
-.PHONY: setup demo reproduce bench bench-quick test lint format clean
+.PHONY: setup demo reproduce bench bench-quick results test lint format clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,10 @@ bench: setup
 
 bench-quick: setup
 	$(PY) benchmark.py --quick --output_dir=benchmark_out/quick
+
+# README's result sections and plots from the measurements committed in results/.
+results: setup
+	$(PY) results_report.py
 
 lint: setup
 	$(PY) -m ruff check .

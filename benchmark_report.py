@@ -21,7 +21,7 @@ def describe_run(report):
     dirty = " with uncommitted changes" if commit.get("dirty") else ""
     machine = report.get("machine") or {}
     return (
-        f"commit {sha}{dirty}; {machine.get('cpu_model') or 'unknown CPU'}, "
+        f"commit {sha}{dirty}; {machine.get('cpu_model') or machine.get('cpu') or 'unknown CPU'}, "
         f"{machine.get('cores', '?')} cores, TensorFlow {machine.get('tensorflow', '?')}"
     )
 

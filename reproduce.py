@@ -69,10 +69,11 @@ reached on the small set), teacher blocks 20, student and baseline blocks 5, dro
 distillation weights 10 (final) and 1 (intermediate). `tiny` is the tests' grid: seconds per
 model, figures without meaning.
 
-The small preset, measured on 2 CPU cores (tensorflow-cpu 2.21.0), one run of
-`time python reproduce.py --output_dir=/tmp/reproduce_small` on a fresh directory:
-13 min 23 s wall for the 17 models (TEACHER-FULL trains in 29 s, a baseline in 9-22 s, a
-student in 53-68 s; the data, 24 s; each evaluation 1-3 s). Its GAPs are in README.md.
+The small preset, measured on 2 CPU cores (tensorflow-cpu 2.21.0): `reproduce.py --ks=10
+--seeds=3` on a fresh directory, 1,230 s for 5 models x 3 seeds, deterministic training
+(TEACHER-FULL trains in 54-87 s, a baseline in 19-23 s, a student in 52-109 s; the data, 34 s);
+one seed of the whole grid (17 models) took 13 min 23 s before training was made deterministic.
+Its GAPs are in README.md (results/grid_synthetic).
 """
 
 import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)

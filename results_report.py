@@ -1,0 +1,192 @@
+"""Writes README's result sections from the committed measurements, so no figure goes stale.
+
+    python results_report.py                                   (what `make results` runs)
+    python results_report.py --import_grid=proxy=/tmp/grid_proxy \
+        --import_benchmark=/tmp/bench/benchmark.json
+
+The measurements live in `results/`: `benchmark.json` (benchmark.py's report) and one directory
+per grid run, `grid_<name>/` (reproduce.py's `config.json`, `results.json`, `results.md`). Each
+records the commit it ran on and the machine. README.md holds one generated block per
+measurement between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->` lines; this
+command rewrites each block from its JSON (and the GAP plot of each grid in `docs/`), and
+`--import_*` first copies a new run's files into `results/`. A test checks that README's blocks
+are what the JSON gives.
+"""
+
+import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)
+
+import json
+import os
+import re
+
+from absl import flags
+
+import benchmark_report
+import grid
+import grid_report
+import utils
+
+REPO_DIR = os.path.dirname(os.path.abspath(__file__))
+RESULTS_DIR = os.path.join(REPO_DIR, "results")
+BENCHMARK_FILE = "benchmark.json"
+GRID_FILES = ("config.json", "results.json", "results.md")
+GRID_PREFIX = "grid_"
+
+
+def define_flags(flag_values=flags.FLAGS):
+    flags.DEFINE_string(
+        "results_dir", RESULTS_DIR, "Where the measurements are kept.", flag_values=flag_values
+    )
+    flags.DEFINE_string(
+        "readme",
+        os.path.join(REPO_DIR, "README.md"),
+        "The README to rewrite.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_multi_string(
+        "import_grid",
+        [],
+        "NAME=DIR: copy a reproduce.py output directory's config.json, results.json and "
+        "results.md into results/grid_NAME/ first.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "import_benchmark",
+        "",
+        "A benchmark.json to copy into results/ first.",
+        flag_values=flag_values,
+    )
+
+
+def grid_config(values):
+    """A GridConfig from a config.json (keys it does not know, from other versions, dropped)."""
+    known = {field for field in grid.GridConfig.__dataclass_fields__}
+    return grid.GridConfig(**{key: value for key, value in values.items() if key in known})
+
+
+def grid_markdown(config_values, stored):
+    """README's block of one grid run: its data and settings, Table 1 (mean ± std over the
+    seeds) and the students against their baselines."""
+    config = grid_config(config_values)
+    results = stored["models"]
+    commits = sorted(
+        {
+            benchmark_report.commit_fields(entry.get("commit")).get("sha") or "unknown"
+            for entry in results
+        }
+    )
+    machine = benchmark_report.describe_run({"machine": stored.get("machine")}).split("; ", 1)[1]
+    lines = [
+        grid_report.describe_data(config),
+        f"Models run on commit(s) {', '.join(sha[:10] for sha in commits)} ({machine}).",
+        "",
+        grid_report.format_seeds(results),
+        "",
+        grid_report.format_table_1(results),
+    ]
+    comparisons = grid_report.format_comparisons(results)
+    if comparisons:
+        lines += ["", comparisons]
+    return "\n".join(lines)
+
+
+def replace_block(text, name, body):
+    """`text` with the lines between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->`
+    replaced by `body`.
+
+    Raises:
+      utils.UserInputError: when the markers are missing.
+    """
+    pattern = re.compile(
+        rf"(<!-- generated:{re.escape(name)} -->\n).*?(<!-- /generated:{re.escape(name)} -->)",
+        re.DOTALL,
+    )
+    if not pattern.search(text):
+        raise utils.UserInputError(
+            f"README has no block for {name}: add the lines <!-- generated:{name} --> and "
+            f"<!-- /generated:{name} -->."
+        )
+    return pattern.sub(lambda match: match.group(1) + body + "\n" + match.group(2), text)
+
+
+def read_json(path):
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def grid_names(results_dir):
+    """The grid runs kept in `results_dir`: NAME of each `grid_NAME/`."""
+    if not os.path.isdir(results_dir):
+        return []
+    return sorted(
+        entry.removeprefix(GRID_PREFIX)
+        for entry in os.listdir(results_dir)
+        if entry.startswith(GRID_PREFIX) and os.path.isdir(os.path.join(results_dir, entry))
+    )
+
+
+def render_readme(text, results_dir):
+    """README's text with every generated block rewritten from `results_dir`."""
+    benchmark_path = os.path.join(results_dir, BENCHMARK_FILE)
+    if os.path.exists(benchmark_path):
+        text = replace_block(
+            text, "benchmark", benchmark_report.benchmark_markdown(read_json(benchmark_path))
+        )
+    for name in grid_names(results_dir):
+        directory = os.path.join(results_dir, GRID_PREFIX + name)
+        body = grid_markdown(
+            read_json(os.path.join(directory, "config.json")),
+            read_json(os.path.join(directory, "results.json")),
+        )
+        text = replace_block(text, f"grid-{name}", body)
+    return text
+
+
+def write_plots(results_dir, docs_dir):
+    """docs/gap_vs_frames_NAME.png of every grid run."""
+    for name in grid_names(results_dir):
+        stored = read_json(os.path.join(results_dir, GRID_PREFIX + name, "results.json"))
+        figure = grid_report.gap_figure(stored["models"])
+        utils.write_bytes_atomically(
+            os.path.join(docs_dir, f"gap_vs_frames_{name}.png"), grid_report.render_png(figure)
+        )
+
+
+def import_grid(spec, results_dir):
+    """Copies NAME=DIR's grid files into results_dir/grid_NAME/."""
+    name, separator, source = spec.partition("=")
+    if not separator or not re.fullmatch(r"[a-z0-9_-]+", name):
+        raise utils.UserInputError(f"--import_grid={spec}: give NAME=DIR, NAME in [a-z0-9_-].")
+    target = os.path.join(results_dir, GRID_PREFIX + name)
+    os.makedirs(target, exist_ok=True)
+    for file_name in GRID_FILES:
+        path = os.path.join(source, file_name)
+        if not os.path.exists(path):
+            raise utils.UserInputError(f"--import_grid={spec}: {path} not found.")
+        with open(path) as handle:
+            utils.write_text_atomically(os.path.join(target, file_name), handle.read())
+
+
+def main(unused_argv):
+    flag_values = flags.FLAGS
+    with utils.exit_on_user_error():
+        results_dir = flag_values.results_dir
+        for spec in flag_values.import_grid:
+            import_grid(spec, results_dir)
+        if flag_values.import_benchmark:
+            with open(flag_values.import_benchmark) as handle:
+                report = json.load(handle)
+            utils.write_text_atomically(
+                os.path.join(results_dir, BENCHMARK_FILE), json.dumps(report, indent=1) + "\n"
+            )
+        with open(flag_values.readme) as handle:
+            text = handle.read()
+        rendered = render_readme(text, results_dir)
+        utils.write_text_atomically(flag_values.readme, rendered)
+        write_plots(results_dir, os.path.join(os.path.dirname(flag_values.readme), "docs"))
+    print(f"{flag_values.readme}: {'rewritten' if rendered != text else 'already up to date'}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    utils.run_command_line(main)
