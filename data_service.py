@@ -19,8 +19,10 @@ address the consumers reach it at (--worker_address, default this machine's host
 
 import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)
 
+import os
 import signal
 import socket
+import sys
 import threading
 
 import tensorflow as tf
@@ -30,6 +32,7 @@ import data_service_input
 import utils
 
 ROLES = ("dispatcher", "worker")
+STOP_SECONDS = 10  # how long a stopping server may take before the process exits anyway
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -160,7 +163,21 @@ def main(unused_argv):
     print(description, flush=True)
     stopped_by = wait_for_stop_signal()
     logging.info("%s: stopping the %s", stopped_by, flag_values.role)
-    server.stop()
+    stop_within(server, STOP_SECONDS, flag_values.role)
+
+
+def stop_within(server, seconds, role):
+    """Stops `server`, waiting at most `seconds`: a worker whose dispatcher is already gone can
+    block in `stop()` retrying it. Past the wait the process exits (status 0: it was asked to
+    stop) without waiting for the server."""
+    stopper = threading.Thread(target=server.stop, daemon=True)
+    stopper.start()
+    stopper.join(seconds)
+    if stopper.is_alive():
+        logging.warning("The %s did not stop within %d s; exiting without it.", role, seconds)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":

@@ -88,10 +88,12 @@ def service_processes(tmp_path_factory):
             processes.append((process, port, log_path))
         yield f"grpc://localhost:{dispatcher_port}", processes
     finally:
-        for process, _, _ in processes:
+        # The workers first, then the dispatcher they report to.
+        exit_codes = []
+        for process, _, _ in processes[1:] + processes[:1]:
             if process.poll() is None:
                 process.terminate()
-        exit_codes = [process.wait(timeout=30) for process, _, _ in processes]
+            exit_codes.append(process.wait(timeout=30))
     assert exit_codes == [0, 0, 0]  # SIGTERM stops each server cleanly
 
 
