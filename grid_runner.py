@@ -86,23 +86,14 @@ def prepare_data(output_dir, config, report):
         max_labels=min(5, config.num_classes),
     )
     features = "-".join(f"{name}{width}" for name, width in zip(names, widths, strict=True))
-    patterns = {}
-    for role, split, num_videos in (
-        ("train", "train", config.num_train_videos),
-        ("eval", "validate", config.num_eval_videos),
-    ):
-        split_dir = os.path.join(
-            output_dir,
-            "data",
+
+    def directory_name(split, num_videos):
+        return (
             f"{split}-{num_videos}videos-{config.num_classes}classes-"
-            f"{spec.min_frames}to{spec.max_frames}frames-{features}-seed{config.seed}",
+            f"{spec.min_frames}to{spec.max_frames}frames-{features}-seed{config.seed}"
         )
-        patterns[role] = os.path.join(split_dir, f"{split}-*.tfrecord")
-        marker = os.path.join(split_dir, "COMPLETE")
-        if tf.io.gfile.exists(marker):
-            report(f"[data] {split}: reusing {split_dir}")
-            continue
-        start = time.time()
+
+    def write_split(split, split_dir, num_videos):
         num_shards = max(1, min(8, num_videos // 150))
         try:
             synthetic_data.write_dataset(
@@ -117,12 +108,9 @@ def prepare_data(output_dir, config, report):
             )
         except ValueError as error:
             raise utils.UserInputError(f"synthetic {split} split: {error}") from None
-        utils.write_text_atomically(marker, "written\n")
-        report(
-            f"[data] {split}: {num_videos} synthetic videos in {num_shards} shard(s), "
-            f"{time.time() - start:.0f} s"
-        )
-    return patterns
+        return f"{num_videos} synthetic videos in {num_shards} shard(s)"
+
+    return write_splits_once(output_dir, config, directory_name, write_split, report)
 
 
 def prepare_proxy_data(output_dir, config, report):
@@ -130,25 +118,17 @@ def prepare_proxy_data(output_dir, config, report):
     `output_dir/data/proxy-<split>-<noise>-<classes>-<videos>-seed`, each marked COMPLETE when
     whole. The train split is the real `yt8m_2018_video_train_real` sample, the eval split the
     held-out `yt8m_2018_video_sample`."""
-    statistics = None
-    patterns = {}
-    for role, split, num_videos in (
-        ("train", "train", config.num_train_videos),
-        ("eval", "validate", config.num_eval_videos),
-    ):
-        split_dir = os.path.join(
-            output_dir,
-            "data",
+    statistics = None  # the training split's statistics, computed once for both splits
+
+    def directory_name(split, num_videos):
+        return (
             f"proxy-{split}-shot{config.proxy_shot_noise:g}-frame{config.proxy_frame_noise:g}-"
             f"top{config.proxy_top_classes or 'all'}-{num_videos or 'all'}videos-"
-            f"seed{config.seed}",
+            f"seed{config.seed}"
         )
-        patterns[role] = os.path.join(split_dir, f"{split}-*.tfrecord")
-        marker = os.path.join(split_dir, "COMPLETE")
-        if tf.io.gfile.exists(marker):
-            report(f"[data] {split}: reusing {split_dir}")
-            continue
-        start = time.time()
+
+    def write_split(split, split_dir, num_videos):
+        nonlocal statistics
         if statistics is None:
             statistics = proxy_data.compute_train_statistics()
         paths = proxy_data.write_proxy_dataset(
@@ -162,11 +142,35 @@ def prepare_proxy_data(output_dir, config, report):
             seed=config.seed,
             statistics=statistics,
         )
+        return f"real-label proxy in {len(paths)} shard(s)"
+
+    return write_splits_once(output_dir, config, directory_name, write_split, report)
+
+
+def write_splits_once(output_dir, config, directory_name, write_split, report):
+    """The train and eval patterns of data the grid writes itself: each split goes to
+    `output_dir/data/<directory_name(split, videos)>`, marked COMPLETE when whole and reused
+    when marked.
+
+    Args:
+      directory_name: (split, num_videos) -> the split's directory name.
+      write_split: (split, directory, num_videos) -> a description of what it wrote.
+    """
+    patterns = {}
+    for role, split, num_videos in (
+        ("train", "train", config.num_train_videos),
+        ("eval", "validate", config.num_eval_videos),
+    ):
+        split_dir = os.path.join(output_dir, "data", directory_name(split, num_videos))
+        patterns[role] = os.path.join(split_dir, f"{split}-*.tfrecord")
+        marker = os.path.join(split_dir, "COMPLETE")
+        if tf.io.gfile.exists(marker):
+            report(f"[data] {split}: reusing {split_dir}")
+            continue
+        start = time.time()
+        written = write_split(split, split_dir, num_videos)
         utils.write_text_atomically(marker, "written\n")
-        report(
-            f"[data] {split}: real-label proxy in {len(paths)} shard(s), "
-            f"{time.time() - start:.0f} s"
-        )
+        report(f"[data] {split}: {written}, {time.time() - start:.0f} s")
     return patterns
 
 
