@@ -82,6 +82,40 @@ def stride_mismatch(cache_stride, frame_stride, frame_sampling, keep_all_frames)
     return ""
 
 
+def cache_stride_problem(video_ids, record_strides, frame_stride, frame_sampling, keep_all_frames):
+    """The per-record problem (for `corrupt_records.apply_policy`) of records a model cannot
+    read: full records (stride 1) serve every model, a cache only a model for which
+    `stride_mismatch` finds nothing wrong with its own stride.
+
+    Args:
+      video_ids: `[B]` strings.
+      record_strides: `[B]` int64, each record's `frame_stride` (1 for a full record).
+      frame_stride, frame_sampling, keep_all_frames: the reading model's.
+
+    Returns:
+      (unreadable `[B]` bool, the failure's message data, the reason).
+    """
+    readable = tf.equal(record_strides, 1)
+    if not stride_mismatch(frame_stride, frame_stride, frame_sampling, keep_all_frames):
+        readable = readable | tf.equal(record_strides, frame_stride)
+    unreadable = tf.logical_not(readable)
+    return (
+        unreadable,
+        [
+            "Video",
+            tf.boolean_mask(video_ids, unreadable)[:1],
+            "is in a frame cache written for --frame_stride=",
+            tf.boolean_mask(record_strides, unreadable)[:1],
+            f"but the model reads --frame_stride={frame_stride} "
+            f"(--frame_sampling={frame_sampling}"
+            f"{', with every frame for its teacher' if keep_all_frames else ''}): "
+            "give the full records, or a cache written for the model's stride "
+            "(prepare_frames.py)",
+        ],
+        "frame cache of another stride",
+    )
+
+
 def check_cache_stride(files, frame_stride, frame_sampling, keep_all_frames, flag_name):
     """Refuses a cache the model cannot read, naming the file and both strides, before any
     training or evaluation starts. Looks at the first record only; the reader checks every

@@ -303,33 +303,13 @@ class YT8MFrameFeatureReader(BaseReader):
         )
 
     def _cache_problem(self, video_ids, record_strides):
-        """The problem of records this model cannot read: a frame cache written for another
-        stride, or any cache for a model that reads every frame or draws frames at random
-        (`frame_cache.stride_mismatch`). Always fails: the data is not corrupt, the input is
-        the wrong one."""
-        readable = tf.equal(record_strides, 1)
-        if (
-            frame_cache.stride_mismatch(
-                self.frame_stride, self.frame_stride, self.frame_sampling, self.keep_all_frames
-            )
-            == ""
-        ):
-            readable = readable | tf.equal(record_strides, self.frame_stride)
-        unreadable = tf.logical_not(readable)
-        return (
-            unreadable,
-            [
-                "Video",
-                tf.boolean_mask(video_ids, unreadable)[:1],
-                "is in a frame cache written for --frame_stride=",
-                tf.boolean_mask(record_strides, unreadable)[:1],
-                f"but the model reads --frame_stride={self.frame_stride} "
-                f"(--frame_sampling={self.frame_sampling}"
-                f"{', with every frame for its teacher' if self.keep_all_frames else ''}): "
-                "give the full records, or a cache written for the model's stride "
-                "(prepare_frames.py)",
-            ],
-            "frame cache of another stride",
+        """`frame_cache.cache_stride_problem` for this reader's stride, sampling and frames."""
+        return frame_cache.cache_stride_problem(
+            video_ids,
+            record_strides,
+            self.frame_stride,
+            self.frame_sampling,
+            self.keep_all_frames,
         )
 
     def check_files(self, files, flag_name):
