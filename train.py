@@ -22,6 +22,7 @@ import config
 import corrupt_records
 import data_service_input
 import distribution
+import preemption
 import tasks
 import trainer
 import utils
@@ -302,7 +303,7 @@ def run_training_main(argv):
     """main, with an interruption by SIGTERM or SIGINT reported and the signal's exit status."""
     try:
         main(argv)
-    except trainer.TrainingInterrupted as interruption:
+    except preemption.TrainingInterrupted as interruption:
         print(f"INTERRUPTED: {interruption}", file=sys.stderr)
         sys.exit(interruption.exit_code)
 

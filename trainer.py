@@ -8,7 +8,8 @@ context (the loss to minimise, the loss to show, the predictions, extra scalars 
 variables the optimizer updates, the objects its checkpoints hold and the directory they go to,
 its epochs, and whether its input keeps every frame beside the selected ones. The loop owns the
 rest: the tf.distribute strategy's scope, one optimizer per phase, checkpoints and resume,
-SIGTERM/SIGINT, the NaN stop, TensorBoard summaries, progress lines and SavedModel exports.
+stopping on SIGTERM/SIGINT (preemption.py; on a multi-worker cluster every worker stops at one
+step), the NaN stop, TensorBoard summaries, progress lines and SavedModel exports.
 
 Every checkpoint holds the global step and the epochs done in its phase: a run resumes in the
 phase and epoch where it stopped (an interrupted epoch is redone whole, with a new shuffle), and
@@ -19,8 +20,6 @@ examples)). Adam, as the starter; each gradient tensor clipped to --clip_gradien
 
 import dataclasses
 import os
-import signal
-import threading
 from collections.abc import Callable
 
 import tensorflow as tf
@@ -29,6 +28,7 @@ from absl import logging
 import corrupt_records
 import distribution
 import optimization
+import preemption
 import progress
 import readers
 import serving
@@ -55,49 +55,6 @@ class Phase:
     directory: str  # where its checkpoints go
     keep_all_frames: bool = False  # the batches also hold every frame (a teacher's input)
     export_model: object = None  # the model written as a SavedModel every export_model_steps
-
-
-class TrainingInterrupted(Exception):
-    """SIGTERM or SIGINT stopped training; a checkpoint of the last step was written."""
-
-    def __init__(self, signal_name, step, checkpoint):
-        super().__init__(
-            f"{signal_name} received: stopped at step {step} and saved {checkpoint}. Run the "
-            "same command again to resume from there."
-        )
-        self.signal_name = signal_name
-        self.exit_code = 128 + signal.Signals[signal_name].value
-
-
-class StopSignals:
-    """While active, SIGTERM (a preemption) and SIGINT (Ctrl-C) ask training to stop after the
-    current step instead of killing it; a second SIGINT interrupts at once.
-
-    Signal handlers can only be set from the main thread; elsewhere this does nothing.
-    """
-
-    HANDLED = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self):
-        self.received = None
-        self._previous = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for signal_number in self.HANDLED:
-                self._previous[signal_number] = signal.signal(signal_number, self._handle)
-        return self
-
-    def __exit__(self, *unused_exception):
-        for signal_number, handler in self._previous.items():
-            signal.signal(signal_number, handler)
-        self._previous = {}
-
-    def _handle(self, signal_number, unused_frame):
-        if self.received is not None and signal_number == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.received = signal.Signals(signal_number).name
-        logging.warning("%s received: stopping after this step.", self.received)
 
 
 def compile_step(strategy, phase, optimizer, clip_gradient_norm, element_spec=None):
@@ -149,10 +106,12 @@ def compile_step(strategy, phase, optimizer, clip_gradient_norm, element_spec=No
 
 
 def save_if_new(manager, step):
-    """Saves a checkpoint at `step` unless the latest one is already that step's."""
+    """Saves a checkpoint at `step` unless the latest one is already that step's; returns the
+    latest checkpoint's path."""
     latest = manager.latest_checkpoint
     if latest is None or not latest.endswith(f"-{step}"):
         manager.save(checkpoint_number=step)
+    return manager.latest_checkpoint
 
 
 def restore(run, path, step):
@@ -343,7 +302,8 @@ class Trainer:
         Raises:
           utils.UserInputError: when a step's loss is NaN or infinite (nothing of that step is
             applied or saved: the latest checkpoint keeps the last good weights).
-          TrainingInterrupted: after SIGTERM or SIGINT, once the checkpoint is written.
+          preemption.TrainingInterrupted: after SIGTERM or SIGINT (on a multi-worker cluster:
+            SIGTERM to any worker), once the checkpoint is written.
         """
         options, manager = self.options, run.manager
         steps = 0
@@ -372,9 +332,7 @@ class Trainer:
                 manager.save(checkpoint_number=global_step)
             if options.export_model_steps and global_step % options.export_model_steps == 0:
                 self.export_snapshot(run.phase, global_step)
-            if stop.received:
-                save_if_new(manager, global_step)
-                raise TrainingInterrupted(stop.received, global_step, manager.latest_checkpoint)
+            stop.check(global_step, lambda step=global_step: save_if_new(manager, step))
             if options.max_steps and global_step >= options.max_steps:
                 return None
         return steps
@@ -405,7 +363,7 @@ class Trainer:
             write_summaries=self.chief,
         )
         try:
-            with StopSignals() as stop:
+            with preemption.stop_watcher(self.strategy) as stop:
                 if options.max_steps and self.current_step() >= options.max_steps:
                     logging.info(
                         "At step %d >= --max_steps=%d: nothing to do.",

@@ -1,12 +1,15 @@
 """Tests of distribution.py and of training under tf.distribute strategies on this CPU machine:
-2 replicas match one device, a 2-worker cluster on localhost trains and resumes, mixed
+2 replicas match one device, a 2-worker cluster on localhost trains, stops at one step when
+one worker is preempted and resumes, mixed
 precision trains, and Vertex AI's output directories are honoured."""
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -139,9 +142,9 @@ def free_ports(count):
     return ports
 
 
-def run_two_workers(train_dir, max_steps):
-    """The chief (named `master`, as AI Platform does) and one worker, each `train.py` with
-    --strategy=auto, on localhost; returns both completed processes."""
+def start_two_workers(train_dir, max_steps, extra_flags=()):
+    """Starts the chief (named `master`, as AI Platform does) and one worker, each `train.py`
+    with --strategy=auto, on localhost; returns both processes."""
     ports = free_ports(2)
     cluster = {"master": [f"localhost:{ports[0]}"], "worker": [f"localhost:{ports[1]}"]}
     args = [
@@ -157,6 +160,7 @@ def run_two_workers(train_dir, max_steps):
         "--lstm_layers=1",
         "--max_frames=20",
         "--block_size=5",
+        *extra_flags,
     ]
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     processes = []
@@ -174,10 +178,16 @@ def run_two_workers(train_dir, max_steps):
                 text=True,
             )
         )
+    return processes
+
+
+def finish(processes, timeout=300):
+    """(exit status, stdout, stderr) of each process once it ends; all are killed when one
+    overruns `timeout`."""
     outputs = []
     for process in processes:
         try:
-            stdout, stderr = process.communicate(timeout=300)
+            stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             for each in processes:
                 each.kill()
@@ -186,20 +196,44 @@ def run_two_workers(train_dir, max_steps):
     return outputs
 
 
-def test_two_workers_train_and_resume(tmp_path):
+def checkpoint_step(train_dir):
+    latest = tf.train.latest_checkpoint(str(train_dir))
+    return None if latest is None else int(latest.rsplit("-", 1)[1])
+
+
+def test_preempted_worker_stops_the_cluster_at_one_step_and_the_rerun_resumes(tmp_path):
+    """SIGTERM to the (non-chief) worker of a 2-worker job: both workers save the same step and
+    exit 143 (none hangs on a collective); the same command then resumes from that step."""
     train_dir = tmp_path / "model"
-    for max_steps in (3, 5):
-        (chief_code, chief_out, chief_err), (worker_code, _, worker_err) = run_two_workers(
-            train_dir, max_steps
-        )
-        assert chief_code == 0, chief_err[-3000:]
-        assert worker_code == 0, worker_err[-3000:]
-        assert "--strategy=multi_worker_mirrored: 2 replica(s)" in chief_err
-        assert f"Trained to step {max_steps}" in chief_out
-    # Only the chief wrote into train_dir; the global step went on from 3 to 5.
-    assert tf.train.latest_checkpoint(str(train_dir)).endswith("ckpt-5")
+    processes = start_two_workers(train_dir, 100_000, ["--num_epochs=10000"])
+    deadline = time.monotonic() + 240
+    while (checkpoint_step(train_dir) or 0) < 4:
+        assert time.monotonic() < deadline and all(p.poll() is None for p in processes), [
+            stderr[-3000:] for _, _, stderr in finish(processes)
+        ]
+        time.sleep(0.2)
+    processes[1].send_signal(signal.SIGTERM)
+    (chief_code, _, chief_err), (worker_code, _, worker_err) = finish(processes)
+    assert "--strategy=multi_worker_mirrored: 2 replica(s)" in chief_err
+    assert chief_code == 143, chief_err[-3000:]
+    assert worker_code == 143, worker_err[-3000:]
+    stopped_at = checkpoint_step(train_dir)
+    assert "Another worker of the cluster was preempted (SIGTERM): stopped at step " in chief_err
+    assert f"stopped at step {stopped_at} and saved" in chief_err
+    assert f"SIGTERM received (preemption of this worker): stopped at step {stopped_at}" in (
+        worker_err
+    )
+
+    (chief_code, chief_out, chief_err), (worker_code, _, worker_err) = finish(
+        start_two_workers(train_dir, stopped_at + 2)
+    )
+    assert chief_code == 0, chief_err[-3000:]
+    assert worker_code == 0, worker_err[-3000:]
+    assert f"Resumed from {train_dir}/ckpt-{stopped_at} at step {stopped_at}" in chief_err
+    assert f"Trained to step {stopped_at + 2}" in chief_out
+    # Only the chief wrote into train_dir.
     reader = tf.train.load_checkpoint(str(train_dir))
-    assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 5
+    assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == stopped_at + 2
     assert sorted(
         name for name in os.listdir(train_dir) if not name.startswith(("ckpt-", "events."))
     ) == ["checkpoint", "model_flags.json"]
