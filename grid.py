@@ -59,6 +59,8 @@ class Preset:
     learning_rate_decay: float = 0.95
     learning_rate_decay_examples: int = 4_000_000
     num_seeds: int = 1  # training seeds per model, --seeds
+    # Sizes that differ on the real-label proxy (--data=proxy): (name, value) pairs.
+    proxy_sizes: tuple = ()
 
 
 PRESETS = {
@@ -76,6 +78,11 @@ PRESETS = {
         base_learning_rate=0.003,
         eval_batch_size=64,
         num_seeds=3,
+        # At 0.003 the 64-cell LSTMs sit on a plateau for about 4 passes over the proxy
+        # (they predict the class priors: GAP 0.09-0.11) before they learn the videos (0.49
+        # after 8, 0.65 after 12); at 0.01 they learn from the 2nd pass (0.35 after 2, 0.63
+        # after 4, 0.68 after 6). BUILD_NOTES.md, "Real-label proxy".
+        proxy_sizes=(("base_learning_rate", 0.01), ("joint_epochs", 4)),
     ),
     "paper": Preset(
         num_train_videos=10_000,
@@ -150,6 +157,10 @@ class GridConfig:
     intermediate_weight: float = 1.0
     prediction_weight: float = 0.0  # the students' prediction-level term (0: the paper's)
     student_label_weight: float = 0.0  # the students' own label loss in phase 1 (0: the paper's)
+    # A joint student's teacher cuts its blocks at the student's block boundaries (block
+    # student_block_size x j frames), so the intermediate term compares encodings of the same
+    # span of the video; False: the paper's teacher block (teacher_block_size) for every k.
+    align_teacher_blocks: bool = False
     data: str = "synthetic"  # one of DATA_REGIMES, or "files" for the user's patterns
     proxy_shot_noise: float = 1.0  # the proxy's noise levels (proxy_data.FrameSpec)
     proxy_frame_noise: float = 1.0
@@ -286,6 +297,7 @@ def resolve_config(
     intermediate_weight=1.0,
     prediction_weight=0.0,
     student_label_weight=0.0,
+    align_teacher_blocks=False,
     **size_overrides,
 ):
     """The grid's settings: the preset's sizes, then the overrides that are not None.
@@ -302,6 +314,7 @@ def resolve_config(
         classes kept (0: all).
       distill_weight, intermediate_weight, prediction_weight, student_label_weight: the
         students' loss weights (RunConfig's).
+      align_teacher_blocks: joint students' teachers take blocks of student_block_size x j.
       **size_overrides: keys of SIZE_FLAG_HELP; None keeps the preset's value. With the proxy
         `num_train_videos` / `num_eval_videos` cap the real videos used (0: all).
 
@@ -340,6 +353,9 @@ def resolve_config(
     if unknown:
         raise TypeError(f"unknown size overrides: {unknown}")
     sizes = dataclasses.asdict(PRESETS[preset])
+    proxy_sizes = dict(sizes.pop("proxy_sizes"))
+    if data == "proxy" and not train_data_pattern:
+        sizes.update(proxy_sizes)
     real_labels = bool(train_data_pattern) or data == "proxy"
     sizes["num_classes"] = YT8M_NUM_CLASSES if real_labels else sizes["synthetic_classes"]
     if real_labels:
@@ -386,6 +402,7 @@ def resolve_config(
         intermediate_weight=intermediate_weight,
         prediction_weight=prediction_weight,
         student_label_weight=student_label_weight,
+        align_teacher_blocks=bool(align_teacher_blocks),
         **sizes,
     )
 
@@ -414,6 +431,10 @@ def run_config_for(model, config):
         run_config = run_config.replace(block_size=config.student_block_size)
     if model.is_student:
         run_config = run_config.replace(model=STUDENT_MODEL, distill_mode=model.method)
+        if config.align_teacher_blocks:
+            run_config = run_config.replace(
+                teacher_block_size=config.student_block_size * model.frame_stride
+            )
     return run_config
 
 

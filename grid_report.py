@@ -82,6 +82,11 @@ def describe_data(config):
         f"{config.student_block_size}. Student loss weights: distance {config.distill_weight:g}, "
         f"intermediate {config.intermediate_weight:g}, predictions "
         f"{config.prediction_weight:g}, own labels {config.student_label_weight:g}."
+        + (
+            " Joint students' teachers cut blocks at the student's (student block x j frames)."
+            if config.align_teacher_blocks
+            else ""
+        )
     )
 
 

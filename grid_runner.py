@@ -48,6 +48,13 @@ def check_config(output_dir, config):
     if tf.io.gfile.exists(path):
         with tf.io.gfile.GFile(path) as handle:
             stored = json.load(handle)
+        # A setting added since the directory was written counts as its default there.
+        defaults = {
+            field.name: field.default
+            for field in dataclasses.fields(config)
+            if field.default is not dataclasses.MISSING
+        }
+        stored = {**{name: defaults[name] for name in defaults if name not in stored}, **stored}
         differences = [
             f"{name} {stored.get(name)!r} (now {wanted.get(name)!r})"
             for name in sorted(set(stored) | set(wanted))

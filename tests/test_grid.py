@@ -112,6 +112,27 @@ def test_size_overrides_replace_only_the_preset_values_they_name():
         grid.resolve_config(preset="tiny", frame_stride=2)
 
 
+def test_the_proxy_takes_the_presets_proxy_sizes_and_the_users_overrides_win():
+    synthetic = grid.resolve_config(preset="small")
+    assert (synthetic.base_learning_rate, synthetic.joint_epochs) == (0.003, 3)
+    proxy = grid.resolve_config(preset="small", data="proxy")
+    assert (proxy.base_learning_rate, proxy.joint_epochs, proxy.finetune_epochs) == (0.01, 4, 1)
+    assert (proxy.lstm_cells, proxy.num_classes) == (64, 3862)
+    chosen = grid.resolve_config(preset="small", data="proxy", base_learning_rate=0.002)
+    assert (chosen.base_learning_rate, chosen.joint_epochs) == (0.002, 4)
+    assert grid.resolve_config(preset="paper", data="proxy").base_learning_rate == 0.001
+
+
+def test_aligned_teacher_blocks_span_the_students_blocks_in_video_frames():
+    config = grid.resolve_config(preset="small", align_teacher_blocks=True)
+    models = {model.name: model for model in grid.grid_models([10, 25])}
+    assert grid.run_config_for(models["STUDENT-10-INTERMEDIATE"], config).teacher_block_size == 50
+    assert grid.run_config_for(models["STUDENT-25-FINAL"], config).teacher_block_size == 20
+    assert grid.run_config_for(models["TEACHER-FULL"], config).block_size == 20
+    paper = grid.resolve_config(preset="small")
+    assert grid.run_config_for(models["STUDENT-10-INTERMEDIATE"], paper).teacher_block_size == 20
+
+
 def test_run_configs_follow_the_method_and_k():
     config = grid.resolve_config(preset="tiny")
     teacher = grid.run_config_for(grid.GridModel("teacher", 100), config)

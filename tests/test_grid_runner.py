@@ -232,6 +232,15 @@ def test_other_settings_in_the_same_output_dir_are_refused(tmp_path):
     with pytest.raises(utils.UserInputError, match="lstm_cells 8 \\(now 16\\)"):
         grid_runner.run_grid(changed, [25], str(tmp_path), report=lambda line: None)
     assert os.listdir(tmp_path) == [grid_runner.CONFIG_FILE]
+    # A directory written before a setting existed holds that setting's default.
+    with open(tmp_path / grid_runner.CONFIG_FILE) as handle:
+        older = {k: v for k, v in json.load(handle).items() if k != "align_teacher_blocks"}
+    with open(tmp_path / grid_runner.CONFIG_FILE, "w") as handle:
+        json.dump(older, handle)
+    assert grid_runner.check_config(str(tmp_path), grid.resolve_config(preset="tiny"))
+    aligned = grid.resolve_config(preset="tiny", align_teacher_blocks=True)
+    with pytest.raises(utils.UserInputError, match="align_teacher_blocks False \\(now True\\)"):
+        grid_runner.check_config(str(tmp_path), aligned)
 
 
 def test_a_pattern_without_files_is_refused_before_anything_is_written(tmp_path):
