@@ -34,7 +34,6 @@ from config import RunConfig, resolve_run_config
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
 TRAINED_MARKER_FILE = "trained.json"
-INFERENCE_TIMED_PASSES = 4
 
 
 def check_config(output_dir, config):
@@ -228,11 +227,11 @@ def train_model(model, config, model_dir, train_pattern, teacher_dir, seed):
     return train_seconds, True
 
 
-def time_inference(model_dir, eval_pattern, batch_size, video_id_key):
+def time_inference(model_dir, eval_pattern, batch_size, video_id_key, timed_passes):
     """Seconds of a warm forward pass over the eval set (reading and the model, no metrics).
 
     A first pass traces the compiled forward for the batch shapes; the fastest of the next
-    `INFERENCE_TIMED_PASSES` is returned (the other work on the machine only ever adds time).
+    `timed_passes` is returned (the other work on the machine only ever adds time).
     """
     model, run_config, _ = checkpoints.restore_model(model_dir)
     reader = readers.reader_for(run_config, video_id_key=video_id_key)
@@ -242,7 +241,7 @@ def time_inference(model_dir, eval_pattern, batch_size, video_id_key):
         return model(video_matrix, num_frames=num_frames, training=False)["predictions"]
 
     timings = []
-    for _ in range(1 + INFERENCE_TIMED_PASSES):
+    for _ in range(1 + timed_passes):
         dataset, files = reader.make_dataset(
             eval_pattern, batch_size, flag_name="--eval_data_pattern"
         )
@@ -263,7 +262,11 @@ def evaluate_model(model, config, model_dir, eval_pattern):
     )
     evaluator.write_metrics(model_dir, metrics)
     inference_seconds = time_inference(
-        model_dir, eval_pattern, config.eval_batch_size, config.video_id_key
+        model_dir,
+        eval_pattern,
+        config.eval_batch_size,
+        config.video_id_key,
+        grid.PRESETS[config.preset].inference_timed_passes,
     )
     return {
         "name": model.name,
