@@ -26,13 +26,16 @@ import threading
 import tensorflow as tf
 from absl import logging
 
+import utils
+
 # The exit status of every worker stopped by a preemption (128 + SIGTERM), which TensorFlow's
 # handler also uses on Google Cloud as its "restart me" code.
 RESTARTABLE_EXIT_CODE = 128 + signal.SIGTERM.value
 
 
-class TrainingInterrupted(Exception):
-    """Training stopped on request after a whole step; `checkpoint` holds that step."""
+class TrainingInterrupted(utils.Interrupted):
+    """Training stopped on request after a whole step; `checkpoint` holds that step. A command
+    line run by `utils.run_command_line` then exits with `exit_code` after one line."""
 
     def __init__(self, reason, step, checkpoint, exit_code):
         super().__init__(

@@ -14,15 +14,12 @@ are taken from that file, and a given one that differs is an error.
 
 import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)
 
-import sys
-
 from absl import flags, logging
 
 import config
 import corrupt_records
 import data_service_input
 import distribution
-import preemption
 import tasks
 import trainer
 import utils
@@ -299,15 +296,6 @@ def main(unused_argv):
     print(describe_result(result, options.train_dir))
 
 
-def run_training_main(argv):
-    """main, with an interruption by SIGTERM or SIGINT reported and the signal's exit status."""
-    try:
-        main(argv)
-    except preemption.TrainingInterrupted as interruption:
-        print(f"INTERRUPTED: {interruption}", file=sys.stderr)
-        sys.exit(interruption.exit_code)
-
-
 if __name__ == "__main__":
     define_flags()
-    utils.run_command_line(run_training_main)
+    utils.run_command_line(main)

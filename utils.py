@@ -184,12 +184,26 @@ def describe_tf_error(error):
 HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
 
 
+class Interrupted(Exception):
+    """The command was asked to stop (a signal) and stopped cleanly; `exit_code` is its status."""
+
+    exit_code = 1
+
+
 def run_command_line(main):
-    """`absl.app.run(main)`, except that asking for help (--help, ...) exits with status 0."""
+    """`absl.app.run(main)`, except that asking for help (--help, ...) exits with status 0 and
+    an `Interrupted` command ends with one `INTERRUPTED:` line and its exit status."""
     from absl import app
 
+    def main_reporting_interruptions(argv):
+        try:
+            main(argv)
+        except Interrupted as interruption:
+            print(f"INTERRUPTED: {interruption}", file=sys.stderr)
+            sys.exit(interruption.exit_code)
+
     try:
-        app.run(main)
+        app.run(main_reporting_interruptions)
     except SystemExit as exit_request:
         asked_for_help = any(arg.split("=", 1)[0] in HELP_FLAGS for arg in sys.argv[1:])
         if exit_request.code == 1 and asked_for_help:

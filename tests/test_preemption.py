@@ -3,11 +3,13 @@ tests/test_distribution.py, where the workers are processes)."""
 
 import os
 import signal
+import sys
 
 import pytest
 import tensorflow as tf
 
 import preemption
+import utils
 
 
 def test_a_signal_stops_after_the_step_with_a_checkpoint_and_its_status():
@@ -31,3 +33,17 @@ def test_a_signal_stops_after_the_step_with_a_checkpoint_and_its_status():
 def test_one_machine_is_not_a_cluster():
     assert not preemption.is_multi_worker(tf.distribute.OneDeviceStrategy("/cpu:0"))
     assert not preemption.is_multi_worker(tf.distribute.get_strategy())
+
+
+def test_a_command_line_reports_an_interruption_in_one_line_with_its_status(monkeypatch, capsys):
+    def interrupted_main(unused_argv):
+        raise preemption.TrainingInterrupted("SIGTERM received", 7, "dir/ckpt-7", 143)
+
+    monkeypatch.setattr(sys, "argv", ["reproduce.py"])
+    with pytest.raises(SystemExit) as ended:
+        utils.run_command_line(interrupted_main)
+    assert ended.value.code == 143
+    assert capsys.readouterr().err == (
+        "INTERRUPTED: SIGTERM received: stopped at step 7 and saved dir/ckpt-7. Run the same "
+        "command again to resume from there.\n"
+    )
