@@ -15,6 +15,7 @@ import json
 import os
 import time
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -93,6 +94,7 @@ def evaluate_checkpoint(
     predict = distribution.predict_on_replicas(strategy, model)
     metrics = eval_util.EvaluationMetrics(config.num_classes, top_k, None)
     start = last_progress = clock()
+    estimated_videos = None  # estimated at the first progress line: a short eval never pays
     for batch in corrupt_records.iterate_batches(dataset, files, reader.skipped_records):
         outputs = predict(batch["video_matrix"], batch["num_frames"])
         loss = label_loss_fn.calculate_loss(
@@ -102,11 +104,12 @@ def evaluate_checkpoint(
         now = clock()
         if now - last_progress >= PROGRESS_SECONDS:
             last_progress = now
+            if estimated_videos is None:
+                estimated_videos = estimate_video_count(files) or 0
             logging.info(
-                "Evaluating %s: %d videos, %.1f videos/s",
+                "Evaluating %s: %s",
                 checkpoint_path,
-                metrics.num_examples,
-                metrics.num_examples / max(now - start, 1e-9),
+                describe_progress(metrics.num_examples, now - start, estimated_videos),
             )
     elapsed = clock() - start
     if metrics.num_examples == 0:
@@ -123,6 +126,36 @@ def evaluate_checkpoint(
         skipped=reader.skipped_records.summary(),
     )
     return results
+
+
+def estimate_video_count(files):
+    """About how many videos `files` hold: the records of the first file, scaled by the bytes
+    of all of them (YouTube-8M's shards hold videos of similar sizes); one plain read of one
+    file. None when the first file cannot be read or is empty."""
+    try:
+        sizes = [tf.io.gfile.stat(path).length for path in files]
+        first_count = int(
+            tf.data.TFRecordDataset(files[0]).reduce(np.int64(0), lambda count, _: count + 1)
+        )
+    except (tf.errors.OpError, IndexError):
+        return None
+    if not sizes[0] or not first_count:
+        return None
+    return max(1, round(first_count * sum(sizes) / sizes[0]))
+
+
+def describe_progress(videos_done, seconds, estimated_videos):
+    """'N videos, R videos/s' and, with an estimate of all the videos, 'of about M' and the
+    time left at the rate so far."""
+    rate = videos_done / max(seconds, 1e-9)
+    if not estimated_videos or estimated_videos <= videos_done:
+        return f"{videos_done} videos, {rate:.1f} videos/s"
+    seconds_left = (estimated_videos - videos_done) / max(rate, 1e-9)
+    minutes, seconds_left = divmod(round(seconds_left), 60)
+    left = f"{minutes} min {seconds_left} s" if minutes else f"{seconds_left} s"
+    return (
+        f"{videos_done} of about {estimated_videos} videos, {rate:.1f} videos/s, about {left} left"
+    )
 
 
 def write_metrics(train_dir, metrics):

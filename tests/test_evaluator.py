@@ -34,12 +34,13 @@ def test_metrics_are_those_of_evaluation_metrics_on_the_models_predictions(teach
     progress = [
         record.getMessage() for record in caplog.records if "videos/s" in record.getMessage()
     ]
-    # A line at most every 30 s: after batches 2, 4, 6 and 8 (14 videos in 40 s, ...).
+    # A line at most every 30 s: after batches 2, 4, 6 and 8 (14 videos in 40 s, ...), with
+    # the count estimated from the first shard (58 of the 59 videos) and the time left.
     assert [line.split(": ", 1)[1] for line in progress] == [
-        "14 videos, 0.3 videos/s",
-        "28 videos, 0.3 videos/s",
-        "42 videos, 0.3 videos/s",
-        "56 videos, 0.3 videos/s",
+        "14 of about 58 videos, 0.3 videos/s, about 2 min 6 s left",
+        "28 of about 58 videos, 0.3 videos/s, about 1 min 26 s left",
+        "42 of about 58 videos, 0.3 videos/s, about 46 s left",
+        "56 of about 58 videos, 0.3 videos/s, about 6 s left",
     ]
     # The same predictions, accumulated here in one batch, give the same metrics.
     model, run_config, _ = checkpoints.restore_model(teacher_dir)
@@ -87,3 +88,12 @@ def test_no_checkpoint_and_no_videos_are_user_errors(tmp_path):
         evaluator.evaluate_checkpoints(str(tmp_path), SAMPLE, run_once=False, timeout_secs=1)
     with pytest.raises(utils.UserInputError, match="model_flags.json not found"):
         evaluator.evaluate_checkpoint(str(tmp_path / "none"), SAMPLE)
+
+
+def test_progress_says_the_time_left_only_with_an_estimate_it_has_not_passed():
+    assert evaluator.describe_progress(30, 10.0, 0) == "30 videos, 3.0 videos/s"
+    assert evaluator.describe_progress(30, 10.0, 25) == "30 videos, 3.0 videos/s"
+    assert evaluator.describe_progress(30, 10.0, 400) == (
+        "30 of about 400 videos, 3.0 videos/s, about 2 min 3 s left"
+    )
+    assert evaluator.estimate_video_count([str(FRAME_SAMPLE / "missing.tfrecord")]) is None
