@@ -356,7 +356,7 @@ def resolve_config(
         raise TypeError(f"unknown size overrides: {unknown}")
     sizes = dataclasses.asdict(PRESETS[preset])
     proxy_sizes = dict(sizes.pop("proxy_sizes"))
-    if data == "proxy" and not train_data_pattern:
+    if data == "proxy":  # never with data patterns: refused above
         sizes.update(proxy_sizes)
     real_labels = bool(train_data_pattern) or data == "proxy"
     sizes["num_classes"] = YT8M_NUM_CLASSES if real_labels else sizes["synthetic_classes"]

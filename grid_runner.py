@@ -53,7 +53,7 @@ def check_config(output_dir, config):
             for field in dataclasses.fields(config)
             if field.default is not dataclasses.MISSING
         }
-        stored = {**{name: defaults[name] for name in defaults if name not in stored}, **stored}
+        stored = {**defaults, **stored}
         differences = [
             f"{name} {stored.get(name)!r} (now {wanted.get(name)!r})"
             for name in sorted(set(stored) | set(wanted))
