@@ -76,6 +76,7 @@ class RunConfig:
     frame_stride: int = 1  # j: read 1 frame in j
     frame_sampling: str = "uniform"  # frames 0, j, 2j, ... or as many at random
     frame_sampling_seed: int = 0  # random sampling at eval/inference is a function of this
+    random_frame_offset: bool = False  # training: uniform frames from a random offset per video
     lstm_cells: int = 1024
     lstm_layers: int = 2
     dropout: float = 0.5
@@ -126,6 +127,9 @@ class RunConfig:
                 f"{self.max_frames}: the model would read only each video's first frame."
             )
         check_choice("frame_sampling", self.frame_sampling, frame_selection.FRAME_SAMPLINGS)
+        frame_selection.check_random_frame_offset(
+            self.random_frame_offset, self.frame_stride, self.frame_sampling
+        )
         check_choice("distill_mode", self.distill_mode, DISTILL_MODES)
         losses.LOSSES.get(self.label_loss)
         input_kind = model_zoo.MODELS.get(self.model).input_kind

@@ -55,11 +55,13 @@ def first_record_cache_stride(files):
     return None, None
 
 
-def stride_mismatch(cache_stride, frame_stride, frame_sampling, keep_all_frames):
+def stride_mismatch(
+    cache_stride, frame_stride, frame_sampling, keep_all_frames, random_frame_offset=False
+):
     """Why a model cannot read records cached for `cache_stride`, or "" when it can.
 
     Full records (`cache_stride` 1) serve every model. A cache written for j serves only a model
-    that reads 1 frame in j, uniformly, and only its selected frames.
+    that reads 1 frame in j, uniformly from frame 0, and only its selected frames.
     """
     if cache_stride == 1:
         return ""
@@ -79,10 +81,22 @@ def stride_mismatch(cache_stride, frame_stride, frame_sampling, keep_all_frames)
             f"{written}, but --frame_sampling={frame_sampling} draws frames the cache does not "
             "hold: give the full records"
         )
+    if random_frame_offset:
+        return (
+            f"{written}, which holds frames 0, j, 2j, ... only, but --random_frame_offset "
+            "trains on other offsets too: give the full records"
+        )
     return ""
 
 
-def cache_stride_problem(video_ids, record_strides, frame_stride, frame_sampling, keep_all_frames):
+def cache_stride_problem(
+    video_ids,
+    record_strides,
+    frame_stride,
+    frame_sampling,
+    keep_all_frames,
+    random_frame_offset=False,
+):
     """The per-record problem (for `corrupt_records.apply_policy`) of records a model cannot
     read: full records (stride 1) serve every model, a cache only a model for which
     `stride_mismatch` finds nothing wrong with its own stride.
@@ -90,13 +104,15 @@ def cache_stride_problem(video_ids, record_strides, frame_stride, frame_sampling
     Args:
       video_ids: `[B]` strings.
       record_strides: `[B]` int64, each record's `frame_stride` (1 for a full record).
-      frame_stride, frame_sampling, keep_all_frames: the reading model's.
+      frame_stride, frame_sampling, keep_all_frames, random_frame_offset: the reading model's.
 
     Returns:
       (unreadable `[B]` bool, the failure's message data, the reason).
     """
     readable = tf.equal(record_strides, 1)
-    if not stride_mismatch(frame_stride, frame_stride, frame_sampling, keep_all_frames):
+    if not stride_mismatch(
+        frame_stride, frame_stride, frame_sampling, keep_all_frames, random_frame_offset
+    ):
         readable = readable | tf.equal(record_strides, frame_stride)
     unreadable = tf.logical_not(readable)
     return (
@@ -108,6 +124,7 @@ def cache_stride_problem(video_ids, record_strides, frame_stride, frame_sampling
             tf.boolean_mask(record_strides, unreadable)[:1],
             f"but the model reads --frame_stride={frame_stride} "
             f"(--frame_sampling={frame_sampling}"
+            f"{', --random_frame_offset' if random_frame_offset else ''}"
             f"{', with every frame for its teacher' if keep_all_frames else ''}): "
             "give the full records, or a cache written for the model's stride "
             "(prepare_frames.py)",
@@ -116,7 +133,9 @@ def cache_stride_problem(video_ids, record_strides, frame_stride, frame_sampling
     )
 
 
-def check_cache_stride(files, frame_stride, frame_sampling, keep_all_frames, flag_name):
+def check_cache_stride(
+    files, frame_stride, frame_sampling, keep_all_frames, flag_name, random_frame_offset=False
+):
     """Refuses a cache the model cannot read, naming the file and both strides, before any
     training or evaluation starts. Looks at the first record only; the reader checks every
     record as it reads.
@@ -127,7 +146,9 @@ def check_cache_stride(files, frame_stride, frame_sampling, keep_all_frames, fla
     path, cache_stride = first_record_cache_stride(files)
     if cache_stride is None:
         return
-    reason = stride_mismatch(cache_stride, frame_stride, frame_sampling, keep_all_frames)
+    reason = stride_mismatch(
+        cache_stride, frame_stride, frame_sampling, keep_all_frames, random_frame_offset
+    )
     if reason:
         raise utils.UserInputError(f"{flag_name}: {path} is {reason}.")
 

@@ -20,13 +20,38 @@ def check_frame_selection(frame_stride, frame_sampling):
         )
 
 
+def check_random_frame_offset(random_frame_offset, frame_stride, frame_sampling):
+    """Raises `utils.UserInputError` when --random_frame_offset has no uniform stride to shift."""
+    if not random_frame_offset:
+        return
+    if frame_sampling != "uniform":
+        raise utils.UserInputError(
+            f"--random_frame_offset shifts uniform sampling; --frame_sampling={frame_sampling} "
+            "already draws its frames at random."
+        )
+    if frame_stride == 1:
+        raise utils.UserInputError(
+            "--random_frame_offset needs --frame_stride > 1: a model that reads every frame "
+            "has no offset to draw."
+        )
+
+
 def select_frame_indices(
-    num_frames, num_input_frames, frame_stride, frame_sampling, video_ids, sampling_seed=None
+    num_frames,
+    num_input_frames,
+    frame_stride,
+    frame_sampling,
+    video_ids,
+    sampling_seed=None,
+    random_offset=False,
 ):
     """Chooses which frames a model that reads 1 in `frame_stride` frames sees.
 
     Uniform: frames 0, j, 2j, ... below the video's frame count (j = `frame_stride`), so a video
     of N frames gives ceil(N / j) frames and a video shorter than j gives its first frame.
+    With `random_offset` (training only) each video starts at its own offset o, drawn anew at
+    every call uniformly from [0, min(j, N)): frames o, o + j, o + 2j, ... below N, i.e.
+    ceil((N - o) / j) frames, the same spacing at another phase.
     Random: the same number of frames, drawn without replacement from the video's N frames and
     kept in time order. With `sampling_seed` None the draw is new at every call (training);
     with a seed it is a hash of (video id, frame index, seed), so a video always gets the same
@@ -39,17 +64,29 @@ def select_frame_indices(
       frame_sampling: "uniform" or "random".
       video_ids: `[B]` strings (for the seeded random draw).
       sampling_seed: None or an int.
+      random_offset: uniform sampling from a random offset (see above).
 
     Returns:
       (frame_indices `[B, T']` int32 with T' = ceil(T / j), the original index of each selected
-      frame, 0 past the selected count; selected_num_frames `[B]` int32 = ceil(N / j)).
+      frame, 0 past the selected count; selected_num_frames `[B]` int32 = ceil(N / j), or
+      ceil((N - o) / j) with `random_offset`).
     """
     selected_num_frames = (num_frames + frame_stride - 1) // frame_stride
     num_selected = (num_input_frames + frame_stride - 1) // frame_stride
     batch_size = tf.shape(num_frames)[0]
     if frame_sampling == "uniform":
         indices = tf.range(num_selected, dtype=tf.int32) * frame_stride
-        return tf.tile(indices[tf.newaxis, :], [batch_size, 1]), selected_num_frames
+        if not random_offset:
+            return tf.tile(indices[tf.newaxis, :], [batch_size, 1]), selected_num_frames
+        offset_choices = tf.minimum(frame_stride, tf.maximum(num_frames, 1))
+        draws = tf.random.uniform([batch_size], dtype=tf.float32)
+        offsets = tf.minimum(
+            tf.cast(draws * tf.cast(offset_choices, tf.float32), tf.int32), offset_choices - 1
+        )
+        selected_num_frames = tf.maximum(num_frames - offsets + frame_stride - 1, 0) // frame_stride
+        shifted = offsets[:, tf.newaxis] + indices[tf.newaxis, :]
+        valid = tf.range(num_selected)[tf.newaxis, :] < selected_num_frames[:, tf.newaxis]
+        return tf.where(valid, shifted, 0), selected_num_frames
     frame_range = tf.range(num_input_frames)
     if sampling_seed is None:
         scores = tf.random.uniform([batch_size, num_input_frames], dtype=tf.float32)
@@ -81,6 +118,7 @@ def select_frame_positions(
     sampling_seed=None,
     cached=None,
     max_frames=None,
+    random_offset=False,
 ):
     """`select_frame_indices` for a batch that may hold records of a frame cache (frame_cache.py).
 
@@ -91,7 +129,8 @@ def select_frame_positions(
     Args:
       num_frames: `[B]` int32, frames in each record (at most `max_frames`).
       num_input_frames: scalar int32 T, the padded length of the batch's records.
-      frame_stride, frame_sampling, video_ids, sampling_seed: as `select_frame_indices`.
+      frame_stride, frame_sampling, video_ids, sampling_seed, random_offset: as
+        `select_frame_indices`.
       cached: `[B]` bool, records of a cache written for `frame_stride` (uniform sampling only);
         None: none is.
       max_frames: the frames a full record is read to (for a cached record's count).
@@ -101,9 +140,16 @@ def select_frame_positions(
       `[B, T']` int32, its index in the video; selected_num_frames `[B]` int32), 0 past the
       selected count.
     """
-    if cached is None or frame_sampling != "uniform" or frame_stride == 1:
+    if cached is None or frame_sampling != "uniform" or frame_stride == 1 or random_offset:
+        # A shifted selection never reads a cache: the reader refuses cached records then.
         frame_indices, selected_num_frames = select_frame_indices(
-            num_frames, num_input_frames, frame_stride, frame_sampling, video_ids, sampling_seed
+            num_frames,
+            num_input_frames,
+            frame_stride,
+            frame_sampling,
+            video_ids,
+            sampling_seed,
+            random_offset,
         )
         return frame_indices, frame_indices, selected_num_frames
     most_cached = (max_frames + frame_stride - 1) // frame_stride

@@ -163,6 +163,9 @@ class GridConfig:
     # student_block_size x j frames), so the intermediate term compares encodings of the same
     # span of the video; False: the paper's teacher block (teacher_block_size) for every k.
     align_teacher_blocks: bool = False
+    # UNIFORM-k baselines and students train on frames o, o + j, ... from a random offset o per
+    # video and epoch (RunConfig.random_frame_offset); every model still evaluates on 0, j, 2j.
+    random_frame_offset: bool = False
     data: str = "synthetic"  # one of DATA_REGIMES, or "files" for the user's patterns
     proxy_shot_noise: float = 1.0  # the proxy's noise levels (proxy_data.FrameSpec)
     proxy_frame_noise: float = 1.0
@@ -300,6 +303,7 @@ def resolve_config(
     prediction_weight=0.0,
     student_label_weight=0.0,
     align_teacher_blocks=False,
+    random_frame_offset=False,
     **size_overrides,
 ):
     """The grid's settings: the preset's sizes, then the overrides that are not None.
@@ -317,6 +321,7 @@ def resolve_config(
       distill_weight, intermediate_weight, prediction_weight, student_label_weight: the
         students' loss weights (RunConfig's).
       align_teacher_blocks: joint students' teachers take blocks of student_block_size x j.
+      random_frame_offset: UNIFORM-k baselines and students train from random offsets.
       **size_overrides: keys of SIZE_FLAG_HELP; None keeps the preset's value. With the proxy
         `num_train_videos` / `num_eval_videos` cap the real videos used (0: all).
 
@@ -406,6 +411,7 @@ def resolve_config(
         prediction_weight=prediction_weight,
         student_label_weight=student_label_weight,
         align_teacher_blocks=bool(align_teacher_blocks),
+        random_frame_offset=bool(random_frame_offset),
         **sizes,
     )
 
@@ -432,6 +438,8 @@ def run_config_for(model, config):
     )
     if model.method != "teacher":
         run_config = run_config.replace(block_size=config.student_block_size)
+        if config.random_frame_offset and model.method != "random":
+            run_config = run_config.replace(random_frame_offset=True)
     if model.is_student:
         run_config = run_config.replace(model=STUDENT_MODEL, distill_mode=model.method)
         if config.align_teacher_blocks:

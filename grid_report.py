@@ -87,6 +87,12 @@ def describe_data(config):
             if config.align_teacher_blocks
             else ""
         )
+        + (
+            " UNIFORM-k baselines and students train on frames o, o + j, ... from a random "
+            "offset o per video and epoch, and evaluate on frames 0, j, 2j, ..."
+            if config.random_frame_offset
+            else ""
+        )
     )
 
 

@@ -199,6 +199,7 @@ class YT8MFrameFeatureReader(BaseReader):
         frame_stride=1,
         frame_sampling="uniform",
         sampling_seed=None,
+        random_frame_offset=False,
         keep_all_frames=False,
         corrupt_record_policy="fail",
         slice_records=True,
@@ -215,6 +216,8 @@ class YT8MFrameFeatureReader(BaseReader):
         frame_sampling: "uniform" (frames 0, j, 2j, ...) or "random" (as many, at random).
         sampling_seed: for "random": None draws anew each time (training); an int makes the
           draw a fixed function of the video id (eval, inference).
+        random_frame_offset: uniform sampling from a random offset per video, drawn anew each
+          time (training with --random_frame_offset; `frame_selection.select_frame_indices`).
         keep_all_frames: also yield every frame (`full_video_matrix`, `full_num_frames`), for a
           teacher that is distilled into a model reading the selected frames.
         corrupt_record_policy: "fail" or "skip" (see corrupt_records.py).
@@ -233,23 +236,27 @@ class YT8MFrameFeatureReader(BaseReader):
         if max_frames < 1:
             raise utils.UserInputError(f"--max_frames must be >= 1, got {max_frames}.")
         frame_selection.check_frame_selection(frame_stride, frame_sampling)
+        frame_selection.check_random_frame_offset(random_frame_offset, frame_stride, frame_sampling)
         self.max_frames = max_frames
         self.dequantize = dequantize
         self.frame_stride = frame_stride
         self.frame_sampling = frame_sampling
         self.sampling_seed = sampling_seed
+        self.random_frame_offset = random_frame_offset
         self.keep_all_frames = keep_all_frames
         self.slice_records = slice_records
 
     @classmethod
     def config_options(cls, config, training):
         """The frame selection of the model's RunConfig; random sampling draws anew in
-        training and is a fixed function of the video id otherwise."""
+        training and is a fixed function of the video id otherwise; a random offset shifts
+        uniform sampling in training only."""
         return {
             "max_frames": config.max_frames,
             "frame_stride": config.frame_stride,
             "frame_sampling": config.frame_sampling,
             "sampling_seed": None if training else config.frame_sampling_seed,
+            "random_frame_offset": config.random_frame_offset and training,
         }
 
     def _context_features(self):
@@ -300,6 +307,7 @@ class YT8MFrameFeatureReader(BaseReader):
             self.sampling_seed,
             cached=tf.not_equal(record_strides, 1),
             max_frames=self.max_frames,
+            random_offset=self.random_frame_offset,
         )
 
     def _cache_problem(self, video_ids, record_strides):
@@ -310,13 +318,19 @@ class YT8MFrameFeatureReader(BaseReader):
             self.frame_stride,
             self.frame_sampling,
             self.keep_all_frames,
+            self.random_frame_offset,
         )
 
     def check_files(self, files, flag_name):
         """Refuses a frame cache this model cannot read, naming the file and both strides,
         before anything is read (`frame_cache.check_cache_stride`)."""
         frame_cache.check_cache_stride(
-            files, self.frame_stride, self.frame_sampling, self.keep_all_frames, flag_name
+            files,
+            self.frame_stride,
+            self.frame_sampling,
+            self.keep_all_frames,
+            flag_name,
+            self.random_frame_offset,
         )
 
     def parse_by_slicing(self, serialized):

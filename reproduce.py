@@ -192,6 +192,13 @@ def define_flags(flag_values=flags.FLAGS):
         "(student block x j), so the intermediate term compares the same spans (not the paper's).",
         flag_values=flag_values,
     )
+    flags.DEFINE_bool(
+        "random_frame_offset",
+        False,
+        "UNIFORM-k baselines and students train on frames o, o + j, ... from a random offset o "
+        "per video and epoch (evaluation still reads 0, j, 2j, ...; not the paper's).",
+        flag_values=flag_values,
+    )
     flags.DEFINE_integer(
         "seeds",
         None,
@@ -236,6 +243,7 @@ def main(argv):
             prediction_weight=flag_values.prediction_weight,
             student_label_weight=flag_values.student_label_weight,
             align_teacher_blocks=flag_values.align_teacher_blocks,
+            random_frame_offset=flag_values.random_frame_offset,
             **{name: flag_values[name].value for name in grid.SIZE_FLAG_HELP},
         )
         seeds = grid.training_seeds(config, flag_values.seeds)

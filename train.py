@@ -70,6 +70,13 @@ def define_flags(flag_values=flags.FLAGS):
         "Seed of random sampling at eval/inference.",
         flag_values=flag_values,
     )
+    flags.DEFINE_bool(
+        "random_frame_offset",
+        False,
+        "Uniform sampling: in training each video's frames start at a random offset in "
+        "[0, j), drawn anew every epoch (o, o + j, ...); eval and inference read 0, j, 2j, ...",
+        flag_values=flag_values,
+    )
     flags.DEFINE_string(
         "video_id_key",
         "id",

@@ -160,6 +160,17 @@ def test_a_model_that_cannot_read_the_cache_refuses_it_naming_the_file_and_strid
     assert "written for --frame_stride=10" in message and expected in message
 
 
+def test_training_from_random_offsets_refuses_the_cache_and_its_evaluation_reads_it(
+    stride10_cache,
+):
+    pattern, _ = stride10_cache
+    config = tiny_config(frame_stride=10, random_frame_offset=True)
+    with pytest.raises(utils.UserInputError, match="--random_frame_offset trains on other"):
+        readers.reader_for(config, training=True).make_dataset(pattern, 8)
+    dataset, _ = readers.reader_for(config).make_dataset(pattern, 64)
+    assert sum(int(tf.shape(batch["video_ids"])[0]) for batch in dataset) > 0
+
+
 def test_a_teacher_distilled_from_every_frame_refuses_the_cache(stride10_cache):
     pattern, _ = stride10_cache
     reader = readers.reader_for(tiny_config(frame_stride=10), keep_all_frames=True)

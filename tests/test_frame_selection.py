@@ -10,6 +10,7 @@ import corrupt_records
 import frame_selection
 import readers
 import utils
+from config import RunConfig
 
 
 def read_all(reader, pattern, batch_size=16):
@@ -44,6 +45,64 @@ def test_seeded_random_selection_depends_on_the_video_not_its_batch():
     assert not together[1, 7:].numpy().any()
     chosen = alone[0].numpy()
     assert np.all(np.diff(chosen) > 0) and chosen[-1] < 20
+
+
+def test_a_random_offset_shifts_the_uniform_frames_and_draws_anew():
+    num_frames = tf.constant([0, 1, 7, 25, 30, 300])
+    offsets = {count: set() for count in (7, 300)}
+    for _ in range(20):
+        indices, counts = frame_selection.select_frame_indices(
+            num_frames, tf.constant(300), 10, "uniform", tf.constant(["v"] * 6), random_offset=True
+        )
+        for row, count in enumerate(num_frames.numpy()):
+            selected = indices[row, : counts[row]].numpy()
+            assert not indices[row, counts[row] :].numpy().any()
+            if count == 0:
+                assert counts[row] == 0
+                continue
+            offset = selected[0]
+            assert 0 <= offset < min(10, count)
+            np.testing.assert_array_equal(selected, np.arange(offset, count, 10))
+            if count in offsets:
+                offsets[count].add(int(offset))
+    assert len(offsets[300]) > 3 and offsets[7] <= set(range(7)) and len(offsets[7]) > 1
+
+
+def test_a_random_offset_needs_uniform_frames_at_a_stride():
+    frame_selection.check_random_frame_offset(False, 1, "random")
+    frame_selection.check_random_frame_offset(True, 10, "uniform")
+    with pytest.raises(
+        utils.UserInputError, match="--random_frame_offset.*--frame_sampling=random"
+    ):
+        frame_selection.check_random_frame_offset(True, 10, "random")
+    with pytest.raises(
+        utils.UserInputError, match="--random_frame_offset needs --frame_stride > 1"
+    ):
+        frame_selection.check_random_frame_offset(True, 1, "uniform")
+
+
+def test_a_model_with_a_random_offset_trains_shifted_and_evaluates_from_frame_zero():
+    pattern = str(FRAME_SAMPLE / "*.tfrecord")
+    config = RunConfig(frame_stride=10, random_frame_offset=True)
+    full, _ = full_and_selected(pattern)
+    training = readers.reader_for(config, training=True)
+    shifted = 0
+    for batch in read_all(training, pattern):
+        for row, video_id in enumerate(batch["video_ids"].numpy()):
+            count = int(batch["num_frames"][row])
+            indices = batch["frame_indices"][row, :count].numpy()
+            num_frames = full[video_id].shape[0]
+            np.testing.assert_array_equal(indices, np.arange(indices[0], num_frames, 10))
+            matrix = batch["video_matrix"][row, :count].numpy()
+            np.testing.assert_array_equal(matrix, full[video_id][indices])
+            shifted += indices[0] > 0
+    assert shifted > 40  # 59 videos, offsets 0-9
+    evaluation = readers.reader_for(config, training=False)
+    for batch in read_all(evaluation, pattern):
+        for row, video_id in enumerate(batch["video_ids"].numpy()):
+            count = int(batch["num_frames"][row])
+            indices = batch["frame_indices"][row, :count].numpy()
+            np.testing.assert_array_equal(indices, np.arange(0, full[video_id].shape[0], 10))
 
 
 def test_check_frame_selection_names_the_flag():

@@ -6,6 +6,7 @@ import pytest
 
 import grid
 import utils
+from config import RunConfig
 
 TABLE_1_ORDER = [
     "TEACHER-FULL",
@@ -131,6 +132,23 @@ def test_aligned_teacher_blocks_span_the_students_blocks_in_video_frames():
     assert grid.run_config_for(models["TEACHER-FULL"], config).block_size == 20
     paper = grid.resolve_config(preset="small")
     assert grid.run_config_for(models["STUDENT-10-INTERMEDIATE"], paper).teacher_block_size == 20
+
+
+def test_a_random_offset_trains_the_uniform_baselines_and_students_only():
+    config = grid.resolve_config(preset="small", random_frame_offset=True)
+    models = {model.name: model for model in grid.grid_models([10])}
+    shifted = {
+        name
+        for name, model in models.items()
+        if grid.run_config_for(model, config).random_frame_offset
+    }
+    assert shifted == {"TEACHER-UNIFORM-10", "STUDENT-10-FINAL", "STUDENT-10-INTERMEDIATE"}
+    paper = grid.resolve_config(preset="small")
+    assert not any(
+        grid.run_config_for(model, paper).random_frame_offset for model in models.values()
+    )
+    with pytest.raises(utils.UserInputError, match="--random_frame_offset"):
+        RunConfig(frame_stride=10, frame_sampling="random", random_frame_offset=True)
 
 
 def test_run_configs_follow_the_method_and_k():
