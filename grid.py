@@ -82,8 +82,10 @@ PRESETS = {
         # At 0.003 the 64-cell LSTMs sit on a plateau for about 4 passes over the proxy
         # (they predict the class priors: GAP 0.09-0.11) before they learn the videos (0.49
         # after 8, 0.65 after 12); at 0.01 they learn from the 2nd pass (0.35 after 2, 0.63
-        # after 4, 0.68 after 6). BUILD_NOTES.md, "Real-label proxy".
-        proxy_sizes=(("base_learning_rate", 0.01), ("joint_epochs", 4)),
+        # after 4, 0.68 after 6). With 9 + 1 passes the teacher leads UNIFORM-10 on the
+        # calibrated proxy (frame noise 2) by the paper's 2-5 %. BUILD_NOTES.md, "Calibrating
+        # the proxy".
+        proxy_sizes=(("base_learning_rate", 0.01), ("joint_epochs", 9)),
     ),
     "paper": Preset(
         num_train_videos=10_000,
@@ -295,8 +297,8 @@ def resolve_config(
     video_id_key="id",
     seed=1,
     data="synthetic",
-    proxy_shot_noise=1.0,
-    proxy_frame_noise=1.0,
+    proxy_shot_noise=0.0,
+    proxy_frame_noise=2.0,
     proxy_top_classes=0,
     distill_weight=10.0,
     intermediate_weight=1.0,

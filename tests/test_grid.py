@@ -117,10 +117,10 @@ def test_the_proxy_takes_the_presets_proxy_sizes_and_the_users_overrides_win():
     synthetic = grid.resolve_config(preset="small")
     assert (synthetic.base_learning_rate, synthetic.joint_epochs) == (0.003, 3)
     proxy = grid.resolve_config(preset="small", data="proxy")
-    assert (proxy.base_learning_rate, proxy.joint_epochs, proxy.finetune_epochs) == (0.01, 4, 1)
+    assert (proxy.base_learning_rate, proxy.joint_epochs, proxy.finetune_epochs) == (0.01, 9, 1)
     assert (proxy.lstm_cells, proxy.num_classes) == (64, 3862)
     chosen = grid.resolve_config(preset="small", data="proxy", base_learning_rate=0.002)
-    assert (chosen.base_learning_rate, chosen.joint_epochs) == (0.002, 4)
+    assert (chosen.base_learning_rate, chosen.joint_epochs) == (0.002, 9)
     assert grid.resolve_config(preset="paper", data="proxy").base_learning_rate == 0.001
 
 

@@ -263,8 +263,8 @@ def test_a_proxy_grid_writes_the_real_label_proxy_once(tmp_path):
     lines = []
     patterns = grid_runner.prepare_data(str(tmp_path), config, lines.append)
     assert sorted(os.listdir(tmp_path / "data")) == [
-        "proxy-train-shot1-frame1-top50-24videos-seed1",
-        "proxy-validate-shot1-frame1-top50-12videos-seed1",
+        "proxy-train-shot0-frame2-top50-24videos-seed1",
+        "proxy-validate-shot0-frame2-top50-12videos-seed1",
     ]
     assert count_videos(patterns["train"]) == 24 and count_videos(patterns["eval"]) == 12
     reader = readers.reader_for(grid.run_config_for(grid.GridModel("teacher", 100), config))
