@@ -83,7 +83,8 @@ def select_frame_indices(
         offsets = tf.minimum(
             tf.cast(draws * tf.cast(offset_choices, tf.float32), tf.int32), offset_choices - 1
         )
-        selected_num_frames = tf.maximum(num_frames - offsets + frame_stride - 1, 0) // frame_stride
+        # o < N for a video with frames, o = 0 for an empty one: the count is never negative.
+        selected_num_frames = (num_frames - offsets + frame_stride - 1) // frame_stride
         shifted = offsets[:, tf.newaxis] + indices[tf.newaxis, :]
         valid = tf.range(num_selected)[tf.newaxis, :] < selected_num_frames[:, tf.newaxis]
         return tf.where(valid, shifted, 0), selected_num_frames
