@@ -16,6 +16,12 @@ RUN python -m pip install --no-cache-dir -r requirements-cloud.txt
 
 # The code: the flat modules only (tests, docs and data stay out).
 COPY *.py ./
+COPY datasets/ datasets/
+COPY experiments/ experiments/
+COPY pipeline/ pipeline/
+COPY runs/ runs/
+COPY serving/ serving/
+COPY training/ training/
 
 # Arguments given in the job's containerSpec.args go to train.py.
 ENTRYPOINT ["python", "train.py"]

@@ -28,8 +28,8 @@ import threading
 import tensorflow as tf
 from absl import flags, logging
 
-import data_service_input
 import utils
+from pipeline import data_service_input
 
 ROLES = ("dispatcher", "worker")
 STOP_SECONDS = 10  # how long a stopping server may take before the process exits anyway

@@ -19,14 +19,12 @@ import time
 
 from absl import flags, logging
 
-import config
 import eval_util
-import evaluator
-import predictor
-import synthetic_data
-import tasks
-import trainer
 import utils
+from datasets import synthetic
+from runs import config
+from serving import evaluator, predictor
+from training import tasks, trainer
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -74,7 +72,7 @@ def generate_data(
             continue
         start = time.time()
         num_shards = max(1, min(8, num_videos // 150))
-        synthetic_data.write_dataset(
+        synthetic.write_dataset(
             split_dir, num_videos, num_shards, num_classes, seed=seed, split=split
         )
         with open(marker, "w") as handle:

@@ -16,10 +16,9 @@ import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)
 
 from absl import flags, logging
 
-import corrupt_records
-import data_service_input
-import evaluator
 import utils
+from pipeline import corrupt_records, data_service_input
+from serving import evaluator
 
 
 def define_flags(flag_values=flags.FLAGS):

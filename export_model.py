@@ -13,10 +13,10 @@ import os
 
 from absl import flags, logging
 
-import checkpoints
 import readers
-import serving
 import utils
+from runs import checkpoints
+from serving import saved_model
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -49,7 +49,7 @@ def main(unused_argv):
         )
         # A SavedModel serves whatever labels its input has (or none).
         reader = readers.reader_for(config, flag_values.video_id_key, check_labels=False)
-        serving.export_saved_model(model, reader, export_dir, flag_values.top_k)
+        saved_model.export_saved_model(model, reader, export_dir, flag_values.top_k)
     logging.info("Exported %s", checkpoint_path)
     print(f"Exported {checkpoint_path} to {export_dir}")
 

@@ -23,10 +23,9 @@ import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)
 
 from absl import flags, logging
 
-import corrupt_records
-import data_service_input
-import predictor
 import utils
+from pipeline import corrupt_records, data_service_input
+from serving import predictor
 
 
 def define_flags(flag_values=flags.FLAGS):

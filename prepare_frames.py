@@ -14,9 +14,8 @@ import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)
 
 from absl import flags, logging
 
-import corrupt_records
-import frame_cache
 import utils
+from pipeline import corrupt_records, frame_cache
 
 
 def define_flags(flag_values=flags.FLAGS):

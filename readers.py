@@ -29,12 +29,8 @@ reader's dataset with `corrupt_records.iterate_batches`.
 
 import tensorflow as tf
 
-import corrupt_records
-import frame_cache
-import frame_selection
-import record_batches
-import record_slicing
 import utils
+from pipeline import corrupt_records, frame_cache, frame_selection, record_batches, record_slicing
 from registry import Registry
 
 AUTOTUNE = tf.data.AUTOTUNE

@@ -90,10 +90,8 @@ import time
 import tensorflow as tf
 from absl import app, flags, logging
 
-import grid
-import grid_report
-import grid_runner
 import utils
+from experiments import grid, grid_report, grid_runner
 
 
 def define_flags(flag_values=flags.FLAGS):

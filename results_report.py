@@ -1,4 +1,5 @@
-"""Writes README's result sections from the committed measurements, so no figure goes stale.
+"""Writes the result sections of README and docs/ from the committed measurements, so no figure
+goes stale.
 
     python results_report.py                                   (what `make results` runs)
     python results_report.py --import_grid=proxy=/tmp/grid_proxy \
@@ -6,27 +7,27 @@
 
 The measurements live in `results/`: `benchmark.json` (benchmark.py's report) and one directory
 per grid run, `grid_<name>/` (reproduce.py's `config.json`, `results.json`, `results.md`). Each
-records the commit it ran on and the machine. README.md holds one generated block per
-measurement between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->` lines; this
-command rewrites each block from its JSON (and the GAP plot of each grid in `docs/`), and
-`--import_*` first copies a new run's files into `results/`. A test checks that README's blocks
-are what the JSON gives.
+records the commit it ran on and the machine. Each measurement has one generated block, between
+`<!-- generated:NAME -->` and `<!-- /generated:NAME -->` lines, in README.md or a page of
+`docs/` (the page whose text explains it; a block may appear on several pages); this command
+rewrites every block of every page from its JSON (and the GAP plot of each grid in `docs/`),
+and `--import_*` first copies a new run's files into `results/`. A test checks that every
+page's blocks are what the JSON gives.
 """
 
 import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)
 
+import glob
 import json
 import os
 import re
 
 from absl import flags
 
-import benchmark_report
-import grid
-import grid_report
 import utils
+from experiments import benchmark_report, grid, grid_report
 
-REPO_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_DIR = utils.REPO_DIR
 RESULTS_DIR = os.path.join(REPO_DIR, "results")
 BENCHMARK_FILE = "benchmark.json"
 GRID_FILES = ("config.json", "results.json", "results.md")
@@ -40,7 +41,7 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string(
         "readme",
         os.path.join(REPO_DIR, "README.md"),
-        "The README to rewrite.",
+        "The README to rewrite; the pages of docs/ beside it are rewritten too.",
         flag_values=flag_values,
     )
     flags.DEFINE_multi_string(
@@ -90,6 +91,18 @@ def grid_markdown(config_values, stored):
     return "\n".join(lines)
 
 
+def block_pattern(name):
+    return re.compile(
+        rf"(<!-- generated:{re.escape(name)} -->\n).*?(<!-- /generated:{re.escape(name)} -->)",
+        re.DOTALL,
+    )
+
+
+def has_block(text, name):
+    """Whether `text` holds the markers of block `name`."""
+    return bool(block_pattern(name).search(text))
+
+
 def replace_block(text, name, body):
     """`text` with the lines between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->`
     replaced by `body`.
@@ -97,14 +110,11 @@ def replace_block(text, name, body):
     Raises:
       utils.UserInputError: when the markers are missing.
     """
-    pattern = re.compile(
-        rf"(<!-- generated:{re.escape(name)} -->\n).*?(<!-- /generated:{re.escape(name)} -->)",
-        re.DOTALL,
-    )
+    pattern = block_pattern(name)
     if not pattern.search(text):
         raise utils.UserInputError(
-            f"README has no block for {name}: add the lines <!-- generated:{name} --> and "
-            f"<!-- /generated:{name} -->."
+            f"No page has a block for {name}: add the lines <!-- generated:{name} --> and "
+            f"<!-- /generated:{name} --> to README.md or a page of docs/."
         )
     return pattern.sub(lambda match: match.group(1) + body + "\n" + match.group(2), text)
 
@@ -125,21 +135,41 @@ def grid_names(results_dir):
     )
 
 
-def render_readme(text, results_dir):
-    """README's text with every generated block rewritten from `results_dir`."""
+def generated_blocks(results_dir):
+    """{block name: its markdown} of every measurement kept in `results_dir`."""
+    blocks = {}
     benchmark_path = os.path.join(results_dir, BENCHMARK_FILE)
     if os.path.exists(benchmark_path):
-        text = replace_block(
-            text, "benchmark", benchmark_report.benchmark_markdown(read_json(benchmark_path))
-        )
+        blocks["benchmark"] = benchmark_report.benchmark_markdown(read_json(benchmark_path))
     for name in grid_names(results_dir):
         directory = os.path.join(results_dir, GRID_PREFIX + name)
-        body = grid_markdown(
+        blocks[f"grid-{name}"] = grid_markdown(
             read_json(os.path.join(directory, "config.json")),
             read_json(os.path.join(directory, "results.json")),
         )
-        text = replace_block(text, f"grid-{name}", body)
-    return text
+    return blocks
+
+
+def page_paths(readme):
+    """README and the markdown pages of the docs/ folder beside it."""
+    docs_dir = os.path.join(os.path.dirname(readme), "docs")
+    return [readme, *sorted(glob.glob(os.path.join(docs_dir, "*.md")))]
+
+
+def render_pages(texts, results_dir):
+    """{path: text} with every generated block rewritten from `results_dir`, wherever it is.
+
+    Raises:
+      utils.UserInputError: when a measurement has a block on no page.
+    """
+    rendered = dict(texts)
+    for name, body in generated_blocks(results_dir).items():
+        holders = [path for path, text in rendered.items() if has_block(text, name)]
+        if not holders:
+            replace_block("", name, body)  # raises, naming the block
+        for path in holders:
+            rendered[path] = replace_block(rendered[path], name, body)
+    return rendered
 
 
 def write_plots(results_dir, docs_dir):
@@ -179,12 +209,17 @@ def main(unused_argv):
             utils.write_text_atomically(
                 os.path.join(results_dir, BENCHMARK_FILE), json.dumps(report, indent=1) + "\n"
             )
-        with open(flag_values.readme) as handle:
-            text = handle.read()
-        rendered = render_readme(text, results_dir)
-        utils.write_text_atomically(flag_values.readme, rendered)
+        texts = {}
+        for path in page_paths(flag_values.readme):
+            with open(path) as handle:
+                texts[path] = handle.read()
+        rendered = render_pages(texts, results_dir)
+        for path, text in rendered.items():
+            if text != texts[path]:
+                utils.write_text_atomically(path, text)
         write_plots(results_dir, os.path.join(os.path.dirname(flag_values.readme), "docs"))
-    print(f"{flag_values.readme}: {'rewritten' if rendered != text else 'already up to date'}")
+    for path, text in rendered.items():
+        print(f"{path}: {'rewritten' if text != texts[path] else 'already up to date'}")
 
 
 if __name__ == "__main__":

@@ -16,13 +16,10 @@ import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)
 
 from absl import flags, logging
 
-import config
-import corrupt_records
-import data_service_input
-import distribution
-import tasks
-import trainer
 import utils
+from pipeline import corrupt_records, data_service_input
+from runs import config, distribution
+from training import tasks, trainer
 
 
 def define_flags(flag_values=flags.FLAGS):

@@ -14,6 +14,9 @@ import uuid
 import tensorflow as tf
 
 # The YouTube-8M features are quantized to uint8 over this range (the dataset's own constants).
+# The repository's root: the command lines, and ../shared beside it.
+REPO_DIR = os.path.dirname(os.path.abspath(__file__))
+
 MAX_QUANTIZED_VALUE = 2.0
 MIN_QUANTIZED_VALUE = -2.0
 
@@ -254,7 +257,7 @@ def source_commit():
     this source tree (None values outside a git checkout); recorded beside measured results."""
     import subprocess
 
-    root = os.path.dirname(os.path.abspath(__file__))
+    root = REPO_DIR
 
     def git(*arguments):
         completed = subprocess.run(

@@ -25,10 +25,10 @@ import tf_environment  # noqa: F401,E402 (first: quiets TensorFlow before it loa
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-import config  # noqa: E402
-import frame_cache  # noqa: E402
 import readers  # noqa: E402
-import synthetic_data  # noqa: E402
+from datasets import synthetic  # noqa: E402
+from pipeline import frame_cache  # noqa: E402
+from runs import config  # noqa: E402
 
 flags.DEFINE_string("output_dir", "/tmp/cache_format", "Where the data sets go.")
 flags.DEFINE_integer("num_videos", 640, "Synthetic videos.")
@@ -61,9 +61,9 @@ def main(unused_argv):
     full_dir = os.path.join(FLAGS.output_dir, "full")
     cache_dir = os.path.join(FLAGS.output_dir, "cache")
     saved_dir = os.path.join(FLAGS.output_dir, "saved")
-    spec = synthetic_data.SyntheticDatasetSpec(min_frames=120, max_frames=300)
+    spec = synthetic.SyntheticDatasetSpec(min_frames=120, max_frames=300)
     if not tf.io.gfile.exists(full_dir):
-        synthetic_data.write_dataset(full_dir, FLAGS.num_videos, 8, 100, seed=1, spec=spec)
+        synthetic.write_dataset(full_dir, FLAGS.num_videos, 8, 100, seed=1, spec=spec)
     model_config = config.RunConfig(num_classes=100, frame_stride=10)
     full_pattern = os.path.join(full_dir, "*.tfrecord")
     if not tf.io.gfile.exists(cache_dir):

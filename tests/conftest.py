@@ -21,7 +21,7 @@ def tiny_config(**overrides):
     """The tests' RunConfig: a hierarchical teacher with one layer of 8 LSTM cells and no
     dropout, reading the YouTube-8M features (rgb 1024 + audio 128) and labels (3,862 classes)
     of up to 40 frames; `overrides` change any field (model, frame_stride, num_classes, ...)."""
-    import config
+    from runs import config
 
     values = {
         "model": "HierarchicalTeacherModel",
@@ -39,7 +39,7 @@ def tiny_config(**overrides):
 
 def tiny_options(train_data_pattern, train_dir, **overrides):
     """The tests' TrainOptions: small batches, a log line and no checkpoint every step."""
-    import config
+    from runs import config
 
     values = {"batch_size": 10, "log_every_n_steps": 1, "checkpoint_steps": 100}
     values.update(overrides)
@@ -50,8 +50,7 @@ def tiny_options(train_data_pattern, train_dir, **overrides):
 
 def train_tiny_teacher(train_dir, pattern=None, **options):
     """A tiny teacher trained on the real frame-level samples (2 steps unless told); its dir."""
-    import tasks
-    import trainer
+    from training import tasks, trainer
 
     settings = {"batch_size": 16, "max_steps": 2}
     settings.update(options)
@@ -98,10 +97,10 @@ def write_records(path, records):
 
 def short_video_train_set(root, num_videos, num_classes, seed, min_frames, max_frames):
     """A synthetic train split of short videos (2 shards, up to 2 labels) in `root`; its pattern."""
-    import synthetic_data
+    from datasets import synthetic
 
-    spec = synthetic_data.SyntheticDatasetSpec(
+    spec = synthetic.SyntheticDatasetSpec(
         min_frames=min_frames, max_frames=max_frames, max_labels=2
     )
-    synthetic_data.write_dataset(str(root), num_videos, 2, num_classes, seed=seed, spec=spec)
+    synthetic.write_dataset(str(root), num_videos, 2, num_classes, seed=seed, spec=spec)
     return str(root / "train-*.tfrecord")

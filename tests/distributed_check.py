@@ -5,6 +5,8 @@
     python tests/distributed_check.py train DIR   # the training loop, supervised and distilled
 """
 
+# ruff: noqa: E402 (TensorFlow's logical devices are set before the modules load)
+
 import json
 import os
 import pathlib
@@ -14,22 +16,28 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
 CPU = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(CPU, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-from conftest import tiny_config  # noqa: E402
+from conftest import tiny_config
 
-import config  # noqa: E402
-import distribution  # noqa: E402
-import evaluator  # noqa: E402
-import model_zoo  # noqa: E402
-import optimization  # noqa: E402
-import predictor  # noqa: E402
-import tasks  # noqa: E402
-import trainer  # noqa: E402
+import model_zoo
+from runs import (
+    config,
+    distribution,
+)
+from serving import (
+    evaluator,
+    predictor,
+)
+from training import (
+    optimization,
+    tasks,
+    trainer,
+)
 
 FRAME_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "yt8m_2018_frame_sample"
 

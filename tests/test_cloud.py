@@ -72,15 +72,24 @@ def subprocess_env():
     return env
 
 
+def code_packages():
+    """The repository's packages of code: its folders with an __init__.py (tests have none)."""
+    return sorted(path.parent.name for path in REPO_ROOT.glob("*/__init__.py"))
+
+
 @pytest.fixture(scope="module")
 def package_parent(tmp_path_factory):
-    """A directory holding `youtube-8m/`: the repository's modules, as pip installs the package
-    that gcloud builds (its .py files only)."""
+    """A directory holding `youtube-8m/`: the repository's modules and packages, as pip installs
+    the package that gcloud builds (its .py files only)."""
     parent = tmp_path_factory.mktemp("installed")
     package = parent / PACKAGE_NAME
     package.mkdir()
     for source in REPO_ROOT.glob("*.py"):
         shutil.copy2(source, package / source.name)
+    for name in code_packages():
+        (package / name).mkdir()
+        for source in (REPO_ROOT / name).glob("*.py"):
+            shutil.copy2(source, package / name / source.name)
     return parent
 
 
@@ -269,6 +278,9 @@ def test_image_runs_train():
     (entrypoint,) = [line for line in lines if line.startswith("ENTRYPOINT ")]
     assert json.loads(entrypoint.removeprefix("ENTRYPOINT ")) == ["python", "train.py"]
     assert "COPY *.py ./" in lines
+    # Every package of the code, so that the commands' imports resolve in the image.
+    for package in code_packages():
+        assert f"COPY {package}/ {package}/" in lines
 
 
 def test_dockerignore_keeps_local_state_out():

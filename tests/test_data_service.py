@@ -23,16 +23,13 @@ from conftest import (
     write_records,
 )
 
-import config
-import corrupt_records
 import data_service
-import data_service_input
-import evaluator
-import predictor
 import readers
-import tasks
-import trainer
 import utils
+from pipeline import corrupt_records, data_service_input
+from runs import config
+from serving import evaluator, predictor
+from training import tasks, trainer
 
 pytestmark = pytest.mark.xdist_group("data_service")
 

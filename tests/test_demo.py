@@ -4,7 +4,7 @@ import json
 import os
 
 import demo
-import evaluator
+from serving import evaluator
 
 
 def test_demo_runs_the_whole_job_and_a_rerun_reuses_it(tmp_path):

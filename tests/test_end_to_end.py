@@ -14,13 +14,12 @@ import pytest
 import tensorflow as tf
 from conftest import FRAME_SAMPLE, REPO_ROOT, train_tiny_teacher
 
-import checkpoints
-import evaluator
 import model_zoo
-import predictor
 import readers
-import synthetic_data
-from config import RunConfig
+from datasets import synthetic
+from runs import checkpoints
+from runs.config import RunConfig
+from serving import evaluator, predictor
 
 NUM_CLASSES = 6
 TINY_MODEL = ["--lstm_cells=8", "--lstm_layers=1", "--block_size=5", f"--num_classes={NUM_CLASSES}"]
@@ -49,11 +48,11 @@ def run_cli(script, *args, expect_success=True, environment=None):
 def synthetic_sets(tmp_path_factory):
     """A tiny train set and validate set sharing class patterns."""
     root = tmp_path_factory.mktemp("synthetic")
-    spec = synthetic_data.SyntheticDatasetSpec(min_frames=12, max_frames=30, max_labels=2)
-    train_files = synthetic_data.write_dataset(
+    spec = synthetic.SyntheticDatasetSpec(min_frames=12, max_frames=30, max_labels=2)
+    train_files = synthetic.write_dataset(
         str(root / "train"), 48, 2, NUM_CLASSES, seed=3, split="train", spec=spec
     )
-    validate_files = synthetic_data.write_dataset(
+    validate_files = synthetic.write_dataset(
         str(root / "validate"), 20, 2, NUM_CLASSES, seed=3, split="validate", spec=spec
     )
     return {

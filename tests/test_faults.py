@@ -26,12 +26,10 @@ from conftest import (
     write_records,
 )
 
-import corrupt_records
-import evaluator
-import predictor
-import tasks
-import trainer
 import utils
+from pipeline import corrupt_records
+from serving import evaluator, predictor
+from training import tasks, trainer
 
 NUM_CLASSES = 5
 TINY_MODEL = [

@@ -12,10 +12,9 @@ from conftest import (
     write_records,
 )
 
-import corrupt_records
 import readers
-import record_slicing
 import utils
+from pipeline import corrupt_records, record_slicing
 
 
 def read_protos(pattern, proto_class):
@@ -136,11 +135,11 @@ def test_no_files_match_names_the_flag(tmp_path):
 
 
 def test_synthetic_round_trip_reads_what_was_written(tmp_path):
-    import synthetic_data
+    from datasets import synthetic
 
-    spec = synthetic_data.SyntheticDatasetSpec(min_frames=20, max_frames=70)
-    files = synthetic_data.write_dataset(str(tmp_path), 12, 3, 9, seed=5, spec=spec)
-    written = dict(synthetic_data.iter_videos(12, 9, seed=5, spec=spec))
+    spec = synthetic.SyntheticDatasetSpec(min_frames=20, max_frames=70)
+    files = synthetic.write_dataset(str(tmp_path), 12, 3, 9, seed=5, spec=spec)
+    written = dict(synthetic.iter_videos(12, 9, seed=5, spec=spec))
     pattern = ",".join(files)
     batches = read_all(readers.YT8MFrameFeatureReader(num_classes=9), pattern, batch_size=5)
     seen = set()

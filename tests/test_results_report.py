@@ -2,32 +2,38 @@
 
 import dataclasses
 import json
+import pathlib
 
 import pytest
 from conftest import REPO_ROOT
 
-import benchmark_report
-import grid
 import results_report
 import utils
+from experiments import benchmark_report, grid
 
 
-def test_readme_blocks_match_the_committed_measurements():
-    """`make results` would not change README: its figures are those of results/."""
-    readme = (REPO_ROOT / "README.md").read_text()
-    assert results_report.render_readme(readme, str(REPO_ROOT / "results")) == readme
+def committed_pages():
+    paths = results_report.page_paths(str(REPO_ROOT / "README.md"))
+    return {path: pathlib.Path(path).read_text() for path in paths}
+
+
+def test_the_pages_blocks_match_the_committed_measurements():
+    """`make results` would not change README or docs/: their figures are those of results/."""
+    pages = committed_pages()
+    assert len(pages) > 1
+    assert results_report.render_pages(pages, str(REPO_ROOT / "results")) == pages
 
 
 def test_every_committed_measurement_has_its_block_and_records_where_it_ran():
     results_dir = REPO_ROOT / "results"
-    readme = (REPO_ROOT / "README.md").read_text()
+    every_page = "".join(committed_pages().values())
     benchmark = json.loads((results_dir / results_report.BENCHMARK_FILE).read_text())
     assert benchmark["commit"]["sha"] and benchmark["machine"]["cores"] >= 1
-    assert "<!-- generated:benchmark -->" in readme
+    assert "<!-- generated:benchmark -->" in every_page
     names = results_report.grid_names(str(results_dir))
     assert names
     for name in names:
-        assert f"<!-- generated:grid-{name} -->" in readme
+        assert f"<!-- generated:grid-{name} -->" in every_page
         stored = json.loads((results_dir / f"grid_{name}" / "results.json").read_text())
         assert stored["machine"]["cores"] >= 1
         assert all(entry.get("commit") for entry in stored["models"])
@@ -77,7 +83,7 @@ def test_blocks_are_replaced_between_their_markers_and_a_missing_one_is_named(tm
         replaced
         == "a\n<!-- generated:benchmark -->\nnew\nlines\n<!-- /generated:benchmark -->\nb\n"
     )
-    with pytest.raises(utils.UserInputError, match="no block for grid-x"):
+    with pytest.raises(utils.UserInputError, match="No page has a block for grid-x"):
         results_report.replace_block(text, "grid-x", "body")
 
 
@@ -112,11 +118,17 @@ def test_a_grid_run_is_imported_and_rendered_with_its_seeds(tmp_path):
     results_dir = tmp_path / "results"
     results_report.import_grid(f"tiny={source}", str(results_dir))
     assert results_report.grid_names(str(results_dir)) == ["tiny"]
-    readme = "<!-- generated:grid-tiny -->\n<!-- /generated:grid-tiny -->\n"
-    rendered = results_report.render_readme(readme, str(results_dir))
+    page = "<!-- generated:grid-tiny -->\n<!-- /generated:grid-tiny -->\n"
+    pages = results_report.render_pages(
+        {"README.md": "no blocks\n", "docs/grid.md": page}, str(results_dir)
+    )
+    assert pages["README.md"] == "no blocks\n"
+    rendered = pages["docs/grid.md"]
     assert "Mean ± standard deviation over 2 training seeds" in rendered
     assert "| STUDENT-10-FINAL | TEACHER-UNIFORM-10 | +0.100 ± 0.014 (2 SE) | beats | 50% |" in (
         rendered
     )
+    with pytest.raises(utils.UserInputError, match="No page has a block for grid-tiny"):
+        results_report.render_pages({"README.md": "no blocks\n"}, str(results_dir))
     with pytest.raises(utils.UserInputError, match="NAME=DIR"):
         results_report.import_grid("no-separator", str(results_dir))

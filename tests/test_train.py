@@ -5,9 +5,9 @@ import tensorflow as tf
 from absl import flags
 from conftest import tiny_config
 
-import config
 import train
 import utils
+from runs import config
 
 
 def configure(*argv):

@@ -1,0 +1,70 @@
+"""Tests of benchmark.py: a tiny run gives a complete, consistent report."""
+
+import json
+
+import pytest
+
+import utils
+from experiments import benchmark_report, benchmark_suite
+
+
+def test_tiny_benchmark_reports_every_model_and_memory(tmp_path):
+    output_dir = str(tmp_path / "bench")
+    report = benchmark_suite.run_benchmark(
+        output_dir,
+        presets=["small"],
+        ks=["10"],
+        num_videos=32,
+        batch_size=8,
+        repeats=1,
+        num_readers=2,
+        measure_memory_too=True,
+        min_seconds=0.0,
+        reader_pass_videos=0,
+        measure_input_too=False,
+    )
+    with open(f"{output_dir}/benchmark.json") as handle:
+        assert json.load(handle) == json.loads(json.dumps(report))
+    results = report["presets"]["small"]
+    assert [entry["name"] for entry in results] == ["teacher", "student-10"]
+    assert [entry["frame_stride"] for entry in results] == [1, 10]
+    teacher_frames = results[0]["frames_per_video"]
+    assert 120 <= teacher_frames <= 300
+    # Each student reads ceil(frames / stride) frames: about 1/stride of the teacher's.
+    for entry in results[1:]:
+        assert entry["frames_per_video"] == pytest.approx(
+            teacher_frames / entry["frame_stride"], abs=1.0
+        )
+    # Each figure is the median of its samples (one repeat here), each speed-up the ratio to the
+    # teacher's figure measured in the same repeat.
+    teacher = results[0]
+    for entry in results:
+        for measure in ("pipeline", "model", "end_to_end"):
+            rate = entry[f"{measure}_videos_per_second"]
+            assert [rate] == entry[f"{measure}_samples"]
+            speedup = rate / teacher[f"{measure}_videos_per_second"]
+            assert entry[f"{measure}_speedup"] == pytest.approx(speedup)
+    assert teacher["end_to_end_speedup"] == 1.0
+    assert [report["plain_read_videos_per_second"]] == report["plain_read_samples"]["small"]
+    for entry in results:
+        assert entry["pipeline_of_plain_read"] == pytest.approx(
+            entry["pipeline_videos_per_second"] / report["plain_read_samples"]["small"][0]
+        )
+    memory = report["memory"]
+    assert set(memory) == {"small teacher", "small student-10"}
+    for row in memory.values():
+        assert row["videos_1x"] == 32 and row["videos_4x"] == 128
+        assert row["growth"] == row["peak_rss_mib_4x"] / row["peak_rss_mib_1x"]
+    table = benchmark_report.benchmark_markdown(report)
+    assert "student-10" in table and "Peak RSS" in table
+
+
+@pytest.mark.parametrize("bad", ["7", "0", "100", "ten"])
+def test_bad_ks_are_refused(bad):
+    with pytest.raises(utils.UserInputError, match="--ks"):
+        benchmark_suite.parse_ks([bad])
+
+
+def test_too_few_videos_for_the_batch_is_refused(tmp_path):
+    with pytest.raises(utils.UserInputError, match="--num_videos"):
+        benchmark_suite.run_benchmark(str(tmp_path), ["small"], ["10"], 10, 8, 1, 2, False)

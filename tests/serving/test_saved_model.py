@@ -1,0 +1,35 @@
+"""Tests of serving.py: the exported SavedModel gives the model's own top-k from raw records."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import FRAME_SAMPLE, tiny_config
+
+import model_zoo
+import readers
+import utils
+from serving import saved_model
+
+
+def test_the_served_top_k_is_the_models(tmp_path):
+    run_config = tiny_config(frame_stride=3)
+    model = model_zoo.build_model(run_config)
+    reader = readers.reader_for(run_config)
+    export_dir = saved_model.export_saved_model(model, reader, str(tmp_path / "export"), top_k=5)
+    assert not [path for path in tmp_path.iterdir() if ".tmp-" in path.name]
+    records = [record.numpy() for record in tf.data.TFRecordDataset(sorted(FRAME_SAMPLE.glob("*")))]
+    batch = reader.parse_serialized(tf.constant(records[:6]))
+    expected = model(batch["video_matrix"], num_frames=batch["num_frames"])["predictions"].numpy()
+    loaded = tf.saved_model.load(export_dir)
+    served = loaded.signatures["serving_default"](serialized_examples=tf.constant(records[:6]))
+    np.testing.assert_array_equal(served["video_ids"], batch["video_ids"])
+    np.testing.assert_array_equal(served["num_frames"], batch["num_frames"])  # 1 frame in 3
+    top = np.argsort(-expected, axis=1, kind="stable")[:, :5]
+    np.testing.assert_array_equal(served["class_indexes"], top)
+    np.testing.assert_allclose(
+        served["class_scores"], np.take_along_axis(expected, top, 1), rtol=1e-6
+    )
+    predicted = loaded.signatures["predict"](serialized_examples=tf.constant(records[:6]))
+    np.testing.assert_allclose(predicted["predictions"], expected, rtol=1e-6)
+    with pytest.raises(utils.UserInputError, match="--top_k=0"):
+        saved_model.export_saved_model(model, reader, str(tmp_path / "other"), top_k=0)

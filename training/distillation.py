@@ -1,0 +1,158 @@
+"""The paper's distillation: the teachers a DistilledStudentModel learns from, and its loss.
+
+Phase 1 ("distill", run by tasks.DistillationTask) reads every frame (for the teacher) and the
+student's selected frames (1 in `frame_stride`) of the same videos:
+- Joint (the paper): a teacher encoder (`build_teacher_encoder`), the student and one shared
+  output layer are trained together on L_model(teacher's predictions) + distill_weight *
+  L_student(E_T, E_S) [+ intermediate_weight * distance of the lower-level outputs at the
+  selected frames].
+- Beyond the paper, both schemes can add prediction_weight * the cross-entropy of the
+  student's sigmoid outputs against the teacher's (as the authors' released code does), and
+  student_label_weight * the student's own label loss; both weights are 0 by default.
+- Serial: the teacher is a trained HierarchicalTeacherModel, frozen (`load_frozen_teacher`). The
+  student starts with the teacher's output layer and its encoder is trained on the distillation
+  terms alone.
+Phase 2 ("finetune") is plain supervised training of the student on its own frames.
+"""
+
+import tensorflow as tf
+from absl import logging
+
+import frame_level_models
+import losses
+import utils
+from runs import checkpoints, distribution
+from training import optimization
+
+# What the student must share with a frozen teacher.
+SHARED_WITH_TEACHER = ("num_classes", "feature_names", "feature_sizes", "lstm_cells", "lstm_layers")
+
+
+def load_frozen_teacher(teacher_train_dir, config):
+    """Restores a trained teacher for serial distillation and checks that it fits the student.
+
+    Raises:
+      utils.UserInputError: when the teacher does not read every frame or its representation,
+        classes or features differ from the student's (`config`).
+    """
+    teacher, teacher_config, checkpoint_path = checkpoints.restore_model(
+        teacher_train_dir, flag_name="--teacher_train_dir"
+    )
+    if not isinstance(teacher, frame_level_models.HierarchicalTeacherModel):
+        raise utils.UserInputError(
+            f"--teacher_train_dir={teacher_train_dir} holds a {teacher_config.model}; "
+            "distillation needs a HierarchicalTeacherModel."
+        )
+    if teacher_config.frame_stride != 1:
+        raise utils.UserInputError(
+            f"--teacher_train_dir={teacher_train_dir} holds a teacher that reads 1 frame in "
+            f"{teacher_config.frame_stride}; the teacher must read every frame."
+        )
+    for name in SHARED_WITH_TEACHER:
+        if getattr(teacher_config, name) != getattr(config, name):
+            raise utils.UserInputError(
+                f"--{name}={getattr(config, name)} differs from the teacher's "
+                f"{getattr(teacher_config, name)} in {teacher_train_dir}: the student must match "
+                "it (drop the flag to inherit it)."
+            )
+    teacher.trainable = False
+    logging.info("Distilling from the frozen teacher %s", checkpoint_path)
+    return teacher
+
+
+def build_teacher_encoder(config, student):
+    """The joint teacher: a hierarchical encoder over every frame, blocks of
+    `config.teacher_block_size` (it shares the student's output layer), variables created."""
+    encoder = frame_level_models.HierarchicalEncoder(
+        config.teacher_block_size, config.lstm_cells, config.lstm_layers, name="teacher_encoder"
+    )
+    encoder(tf.zeros([1, 1, config.feature_size]), tf.ones([1], tf.int32))
+    return encoder
+
+
+def distill_loss(student, teacher, joint, config, regularization_penalty):
+    """Phase 1's loss of a replica's batch, and the variables it trains.
+
+    Args:
+      student: the DistilledStudentModel.
+      teacher: the joint teacher encoder, or the frozen HierarchicalTeacherModel (serial).
+      joint: True for the paper's joint scheme.
+      config: the student's RunConfig (distill_mode and the weights).
+      regularization_penalty: weight of the regularization loss (joint scheme).
+
+    Returns:
+      (loss(batch) -> (loss, the same loss shown, student predictions, {label_loss,
+      distill_final[, distill_intermediate]}), the variables it trains).
+    """
+    label_loss_fn = losses.LOSSES.get(config.label_loss)()
+    intermediate = config.distill_mode == "intermediate"
+    if joint:
+        variables = teacher.trainable_variables + student.trainable_variables
+    else:
+        variables = student.encoder.trainable_variables
+
+    def loss(batch):
+        labels = batch["labels"]
+        num_frames = batch["num_frames"]
+        batch_size = tf.shape(labels)[0]
+        student_outputs = student(batch["video_matrix"], num_frames=num_frames, training=True)
+        if joint:
+            frames, _, full_num_frames = student.prepare_frames(
+                batch["full_video_matrix"], batch["full_num_frames"]
+            )
+            teacher_outputs = teacher(frames, full_num_frames, training=True)
+            teacher_logits = student.classify(
+                student.representation_dropout(teacher_outputs["representation"], training=True)
+            )["logits"]
+            label_loss = distribution.replica_share(
+                label_loss_fn.calculate_loss(
+                    tf.sigmoid(teacher_logits), labels, logits=teacher_logits
+                ),
+                batch_size,
+            )
+            regularization = optimization.regularization_loss(student, regularization_penalty)
+        else:
+            teacher_outputs = teacher(
+                batch["full_video_matrix"], num_frames=batch["full_num_frames"], training=False
+            )
+            teacher_logits = teacher_outputs["logits"]
+            label_loss = tf.constant(0.0)
+            regularization = 0.0
+        final = distribution.replica_share(
+            losses.representation_distance(
+                teacher_outputs["representation"], student_outputs["representation"]
+            ),
+            batch_size,
+        )
+        scalars = {"label_loss": label_loss, "distill_final": final}
+        total_loss = label_loss + regularization + config.distill_weight * final
+        if config.prediction_weight:
+            predictions = distribution.replica_share(
+                losses.prediction_distance(teacher_logits, student_outputs["logits"]), batch_size
+            )
+            scalars["distill_predictions"] = predictions
+            total_loss += config.prediction_weight * predictions
+        if config.student_label_weight:
+            student_label_loss = distribution.replica_share(
+                label_loss_fn.calculate_loss(
+                    student_outputs["predictions"], labels, logits=student_outputs["logits"]
+                ),
+                batch_size,
+            )
+            scalars["student_label_loss"] = student_label_loss
+            total_loss += config.student_label_weight * student_label_loss
+        if intermediate:
+            between = distribution.replica_share(
+                losses.intermediate_distance(
+                    teacher_outputs["frame_outputs"],
+                    student_outputs["frame_outputs"],
+                    batch["frame_indices"],
+                    num_frames,
+                ),
+                batch_size,
+            )
+            scalars["distill_intermediate"] = between
+            total_loss += config.intermediate_weight * between
+        return total_loss, total_loss, student_outputs["predictions"], scalars
+
+    return loss, variables
