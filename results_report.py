@@ -3,9 +3,10 @@ goes stale.
 
     python results_report.py                                   (what `make results` runs)
     python results_report.py --import_grid=proxy=/tmp/grid_proxy \
-        --import_benchmark=/tmp/bench/benchmark.json
+        --import_benchmark=/tmp/bench/benchmark.json --import_demo=demo_out/demo_results.json
 
-The measurements live in `results/`: `benchmark.json` (benchmark.py's report) and one directory
+The measurements live in `results/`: `benchmark.json` (benchmark.py's report), `demo.json`
+(demo.py's `demo_results.json`) and one directory
 per grid run, `grid_<name>/` (reproduce.py's `config.json`, `results.json`, `results.md`). Each
 records the commit it ran on and the machine. Each measurement has one generated block, between
 `<!-- generated:NAME -->` and `<!-- /generated:NAME -->` lines, in README.md or a page of
@@ -25,11 +26,12 @@ import re
 from absl import flags
 
 import utils
-from experiments import benchmark_report, grid, grid_report
+from experiments import benchmark_report, demo_job, grid, grid_report
 
 REPO_DIR = utils.REPO_DIR
 RESULTS_DIR = os.path.join(REPO_DIR, "results")
 BENCHMARK_FILE = "benchmark.json"
+DEMO_FILE = "demo.json"
 GRID_FILES = ("config.json", "results.json", "results.md")
 GRID_PREFIX = "grid_"
 
@@ -55,6 +57,12 @@ def define_flags(flag_values=flags.FLAGS):
         "import_benchmark",
         "",
         "A benchmark.json to copy into results/ first.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "import_demo",
+        "",
+        "A demo.py output directory's demo_results.json to copy into results/demo.json first.",
         flag_values=flag_values,
     )
 
@@ -89,6 +97,21 @@ def grid_markdown(config_values, stored):
     if comparisons:
         lines += ["", comparisons]
     return "\n".join(lines)
+
+
+def demo_markdown(record):
+    """The demo's block: what demo.py printed, and the commit and machine it ran on."""
+    return "\n".join(
+        [
+            "```",
+            *demo_job.results_lines(record["metrics"]),
+            "```",
+            "",
+            f"`make demo`, {benchmark_report.describe_run(record)}: {record['seconds']:.0f} s "
+            "without the installation. The run is deterministic: the same machine prints the "
+            "same figures every time.",
+        ]
+    )
 
 
 def block_pattern(name):
@@ -138,6 +161,9 @@ def grid_names(results_dir):
 def generated_blocks(results_dir):
     """{block name: its markdown} of every measurement kept in `results_dir`."""
     blocks = {}
+    demo_path = os.path.join(results_dir, DEMO_FILE)
+    if os.path.exists(demo_path):
+        blocks["demo"] = demo_markdown(read_json(demo_path))
     benchmark_path = os.path.join(results_dir, BENCHMARK_FILE)
     if os.path.exists(benchmark_path):
         blocks["benchmark"] = benchmark_report.benchmark_markdown(read_json(benchmark_path))
@@ -208,6 +234,11 @@ def main(unused_argv):
                 report = json.load(handle)
             utils.write_text_atomically(
                 os.path.join(results_dir, BENCHMARK_FILE), json.dumps(report, indent=1) + "\n"
+            )
+        if flag_values.import_demo:
+            utils.write_text_atomically(
+                os.path.join(results_dir, DEMO_FILE),
+                json.dumps(read_json(flag_values.import_demo), indent=1) + "\n",
             )
         texts = {}
         for path in page_paths(flag_values.readme):

@@ -10,43 +10,105 @@ import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)
 
 import sys
 
+from absl import app, flags
+
 from datasets.synthetic import SyntheticDatasetSpec, write_dataset
 
 
-def _define_flags(flags):
-    flags.DEFINE_string("output_dir", None, "Directory (local or gs://) to write the shards into.")
-    flags.DEFINE_integer("num_videos", 1000, "Number of videos to write.")
-    flags.DEFINE_integer("num_shards", 4, "Number of TFRecord files.")
-    flags.DEFINE_integer(
-        "num_classes", 15, "Number of classes; pass the same --num_classes to train and eval."
-    )
-    flags.DEFINE_integer("seed", 0, "Fixes the class patterns (shared by all splits) and videos.")
+def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string(
-        "split", "train", "Split name (train, validate, ...): changes the videos, not the patterns."
+        "output_dir",
+        None,
+        "Directory (local or gs://) to write the shards into.",
+        flag_values=flag_values,
     )
-    flags.DEFINE_string("file_prefix", None, "Shard name prefix; defaults to --split.")
-    flags.DEFINE_string("video_id_key", "id", "Context key of the video id.")
+    flags.DEFINE_integer("num_videos", 1000, "Number of videos to write.", flag_values=flag_values)
+    flags.DEFINE_integer("num_shards", 4, "Number of TFRecord files.", flag_values=flag_values)
+    flags.DEFINE_integer(
+        "num_classes",
+        15,
+        "Number of classes; pass the same --num_classes to train and eval.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "seed",
+        0,
+        "Fixes the class patterns (shared by all splits) and videos.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "split",
+        "train",
+        "Split name (train, validate, ...): changes the videos, not the patterns.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "file_prefix", None, "Shard name prefix; defaults to --split.", flag_values=flag_values
+    )
+    flags.DEFINE_string(
+        "video_id_key", "id", "Context key of the video id.", flag_values=flag_values
+    )
     defaults = SyntheticDatasetSpec()
-    flags.DEFINE_string("feature_names", ",".join(defaults.feature_names), "Frame features.")
     flags.DEFINE_string(
-        "feature_sizes", ",".join(str(s) for s in defaults.feature_sizes), "Their sizes."
+        "feature_names",
+        ",".join(defaults.feature_names),
+        "Frame features.",
+        flag_values=flag_values,
     )
-    flags.DEFINE_integer("min_frames", defaults.min_frames, "Fewest frames per video.")
-    flags.DEFINE_integer("max_frames", defaults.max_frames, "Most frames per video.")
-    flags.DEFINE_integer("min_labels", defaults.min_labels, "Fewest labels per video.")
-    flags.DEFINE_integer("max_labels", defaults.max_labels, "Most labels per video.")
+    flags.DEFINE_string(
+        "feature_sizes",
+        ",".join(str(s) for s in defaults.feature_sizes),
+        "Their sizes.",
+        flag_values=flag_values,
+    )
     flags.DEFINE_integer(
-        "min_events_per_label", defaults.min_events_per_label, "Fewest events per label."
+        "min_frames", defaults.min_frames, "Fewest frames per video.", flag_values=flag_values
     )
     flags.DEFINE_integer(
-        "max_events_per_label", defaults.max_events_per_label, "Most events per label."
+        "max_frames", defaults.max_frames, "Most frames per video.", flag_values=flag_values
     )
-    flags.DEFINE_integer("min_event_length", defaults.min_event_length, "Shortest event, frames.")
-    flags.DEFINE_integer("max_event_length", defaults.max_event_length, "Longest event, frames.")
+    flags.DEFINE_integer(
+        "min_labels", defaults.min_labels, "Fewest labels per video.", flag_values=flag_values
+    )
+    flags.DEFINE_integer(
+        "max_labels", defaults.max_labels, "Most labels per video.", flag_values=flag_values
+    )
+    flags.DEFINE_integer(
+        "min_events_per_label",
+        defaults.min_events_per_label,
+        "Fewest events per label.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "max_events_per_label",
+        defaults.max_events_per_label,
+        "Most events per label.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "min_event_length",
+        defaults.min_event_length,
+        "Shortest event, frames.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "max_event_length",
+        defaults.max_event_length,
+        "Longest event, frames.",
+        flag_values=flag_values,
+    )
     flags.DEFINE_float(
-        "event_amplitude", defaults.event_amplitude, "Event strength in noise-sd units."
+        "event_amplitude",
+        defaults.event_amplitude,
+        "Event strength in noise-sd units.",
+        flag_values=flag_values,
     )
-    flags.DEFINE_float("class_skew", defaults.class_skew, "0: uniform classes; >0: long tail.")
+    flags.DEFINE_float(
+        "class_skew",
+        defaults.class_skew,
+        "0: uniform classes; >0: long tail.",
+        flag_values=flag_values,
+    )
 
 
 def _spec_from_flags(flag_values):
@@ -107,7 +169,5 @@ def main(argv, flag_values):
 
 
 if __name__ == "__main__":
-    from absl import app, flags
-
-    _define_flags(flags)
+    define_flags()
     app.run(lambda argv: main(argv, flags.FLAGS))

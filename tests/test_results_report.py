@@ -132,3 +132,26 @@ def test_a_grid_run_is_imported_and_rendered_with_its_seeds(tmp_path):
         results_report.render_pages({"README.md": "no blocks\n"}, str(results_dir))
     with pytest.raises(utils.UserInputError, match="NAME=DIR"):
         results_report.import_grid("no-separator", str(results_dir))
+
+
+def test_the_demo_block_is_what_demo_py_printed_with_where_it_ran(tmp_path):
+    metrics = {
+        "gap": 0.96781,
+        "avg_hit_at_one": 0.99,
+        "avg_perr": 0.95,
+        "map": 0.97,
+        "avg_loss": 1.0,
+    }
+    record = {
+        "metrics": {**metrics, "num_examples": 400},
+        "seconds": 61.2,
+        "commit": {"sha": "0123456789abcdef", "dirty": False},
+        "machine": {"cpu_model": "A CPU", "cores": 2, "tensorflow": "2.21.0"},
+    }
+    (tmp_path / results_report.DEMO_FILE).write_text(json.dumps(record))
+    page = "<!-- generated:demo -->\n<!-- /generated:demo -->\n"
+    rendered = results_report.render_pages({"README.md": page}, str(tmp_path))["README.md"]
+    assert "```\n=== demo results (synthetic validate split) ===\n  gap             0.9678\n" in (
+        rendered
+    )
+    assert "`make demo`, commit 0123456789; A CPU, 2 cores, TensorFlow 2.21.0: 61 s" in rendered

@@ -1,0 +1,89 @@
+"""README and docs/: every command they show runs as written (its flags exist and parse), every
+`make` target exists, every link resolves, and README stays short."""
+
+import importlib
+import re
+import shlex
+
+import pytest
+from absl import flags
+from conftest import REPO_ROOT
+
+PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+README_MAX_LINES = 300
+
+
+def shell_blocks(text):
+    """The commands of the ```sh blocks of a page, continuation lines joined."""
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", text, re.DOTALL):
+        joined = re.sub(r"\\\n\s*", " ", block)
+        commands += [line.strip() for line in joined.splitlines() if line.strip()]
+    return commands
+
+
+def page_commands():
+    """(page name, command) of every command line of ours, and every `make` call, on the pages."""
+    found = []
+    for page in PAGES:
+        for command in shell_blocks(page.read_text()):
+            found.append((page.name, command))
+    return found
+
+
+def python_invocation(command):
+    """(module name, arguments) when `command` runs one of our .py files, else None."""
+    words = shlex.split(command, comments=True)
+    for index, word in enumerate(words):
+        if word.endswith("python") or word.endswith("python3"):
+            script = words[index + 1] if index + 1 < len(words) else ""
+            if script.endswith(".py") and "/" not in script:
+                return script.removesuffix(".py"), words[index + 2 :]
+    return None
+
+
+PYTHON_COMMANDS = [
+    (page, command) for page, command in page_commands() if python_invocation(command)
+]
+MAKE_COMMANDS = [
+    (page, command) for page, command in page_commands() if command.startswith("make ")
+]
+
+
+def test_the_pages_show_commands():
+    assert len(PYTHON_COMMANDS) > 30 and MAKE_COMMANDS
+
+
+@pytest.mark.parametrize(("page", "command"), PYTHON_COMMANDS)
+def test_every_command_shown_parses_with_its_commands_flags(page, command):
+    module_name, arguments = python_invocation(command)
+    assert (REPO_ROOT / f"{module_name}.py").exists(), f"{page}: no {module_name}.py"
+    module = importlib.import_module(module_name)
+    flag_values = flags.FlagValues()
+    module.define_flags(flag_values)
+    try:
+        flag_values([f"{module_name}.py", *arguments])
+    except flags.Error as error:
+        pytest.fail(f"{page}: `{command}`: {error}")
+
+
+@pytest.mark.parametrize(("page", "command"), MAKE_COMMANDS)
+def test_every_make_target_shown_exists(page, command):
+    targets = set(re.findall(r"^([a-z-]+):", (REPO_ROOT / "Makefile").read_text(), re.M))
+    target = shlex.split(command, comments=True)[1]
+    assert target in targets, f"{page}: make {target}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_every_relative_link_resolves(page):
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", page.read_text()):
+        if "://" in target:
+            continue
+        assert (page.parent / target).exists(), f"{page.name}: {target}"
+
+
+def test_readme_is_short_and_links_every_page_of_docs():
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= README_MAX_LINES
+    for page in PAGES[1:]:
+        assert f"(docs/{page.name})" in readme
