@@ -112,7 +112,8 @@ def define_flags(flag_values=flags.FLAGS):
         "methods",
         ",".join(grid.METHODS[1:]),
         "Comma list of the methods run at each k: uniform, random, final, intermediate "
-        "(TEACHER-FULL is always in the grid).",
+        "(the paper's), default (train.py's default recipe; TEACHER-FULL is always in the "
+        "grid).",
         flag_values=flag_values,
     )
     flags.DEFINE_string(

@@ -5,6 +5,10 @@
     python train.py --train_data_pattern='data/train*.tfrecord' --train_dir=/tmp/student \
         --model=DistilledStudentModel --frame_stride=10 [--teacher_train_dir=/tmp/teacher]
 
+A student's default recipe (--distill_recipe=serial) trains its teacher first, in
+/tmp/student/teacher, unless --teacher_train_dir names a trained one; --distill_recipe=paper
+is the paper's joint scheme.
+
 The command line only: flags -> config.RunConfig and config.TrainOptions -> a task (tasks.py)
 -> the training loop (trainer.py), which documents checkpoints, resume and summaries. The
 model's flags are written to `train_dir/model_flags.json`, so eval.py and inference.py rebuild
@@ -125,8 +129,29 @@ def define_flags(flag_values=flags.FLAGS):
         "labels only when fine-tuned). 0: the paper's.",
         flag_values=flag_values,
     )
+    flags.DEFINE_enum(
+        "distill_recipe",
+        config.DEFAULT_RECIPE,
+        list(config.RECIPES),
+        "How a DistilledStudentModel is distilled. serial: from a trained, frozen teacher "
+        "(--teacher_train_dir, or its own, trained first in train_dir/teacher), on the teacher's "
+        "representation, its predictions and the labels, from random frame offsets (the best "
+        "student measured). paper: the paper's joint scheme, representation only. A recipe "
+        "sets --distill_weight, --prediction_weight, --student_label_weight and "
+        "--random_frame_offset where they are not given.",
+        flag_values=flag_values,
+    )
     flags.DEFINE_integer(
-        "teacher_block_size", 20, "Block size of the joint teacher.", flag_values=flag_values
+        "teacher_block_size",
+        20,
+        "Block size of the joint teacher, and of a serial student's own teacher.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "teacher_epochs",
+        0,
+        "Passes of a serial student's own teacher (0: --joint_epochs + --finetune_epochs).",
+        flag_values=flag_values,
     )
     flags.DEFINE_integer(
         "joint_epochs", 5, "Distillation phase 1: passes with the teacher.", flag_values=flag_values
@@ -140,7 +165,7 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string(
         "teacher_train_dir",
         "",
-        "Distil from this trained, frozen teacher instead of jointly.",
+        "Distil from this trained, frozen teacher (serial) instead of training one.",
         flag_values=flag_values,
     )
     flags.DEFINE_string(
@@ -239,6 +264,8 @@ DISTILLATION_FLAGS = (
     "prediction_weight",
     "student_label_weight",
     "teacher_block_size",
+    "teacher_epochs",
+    "distill_recipe",
 )
 
 
@@ -253,17 +280,17 @@ def configure(flag_values):
         raise utils.UserInputError("--train_data_pattern is required.")
     requested = config.RunConfig.from_flags(flag_values)
     given = config.RunConfig.flags_given(flag_values)
-    distill_options = None
     if requested.is_student:
-        distill_options = config.DistillOptions.from_flags(flag_values)
         if "frame_stride" not in given:
             logging.warning(
                 "--model=%s without --frame_stride reads every frame, as its teacher does; "
                 "give --frame_stride=j to read 1 frame in j.",
                 requested.model,
             )
-        requested = config.student_run_config(requested, given, distill_options.teacher_train_dir)
+        requested = config.student_run_config(requested, given, flag_values.teacher_train_dir)
     else:
+        # A model that is not a student has no recipe: it keeps the RunConfig's default.
+        requested = requested.replace(distill_recipe=config.RunConfig.distill_recipe)
         ignored = [name for name in DISTILLATION_FLAGS if flag_values[name].present]
         if ignored:
             raise utils.UserInputError(
@@ -273,11 +300,14 @@ def configure(flag_values):
     run_config = config.resolve_run_config(
         options.train_dir, requested, given, options.start_new_model
     )
+    distill_options = None
+    if run_config.is_student:
+        distill_options = config.DistillOptions.from_flags(flag_values, run_config)
     return run_config, options, distill_options
 
 
 def describe_result(result, train_dir):
-    """The last line train.py prints."""
+    """The line train.py prints about one training (a stage of a run)."""
     if result["checkpoint"] is None:
         return (
             f"Stopped in phase {result['phase']} at step {result['global_step']}: the student "
@@ -292,12 +322,45 @@ def describe_result(result, train_dir):
     return f"Trained to step {result['global_step']}; checkpoint {result['checkpoint']}"
 
 
+def describe_results(results, stages):
+    """The lines train.py prints at the end: what each stage did, then how to evaluate the
+    model once its training is done."""
+    if len(stages) > 1 and not any(result["steps_run"] for result in results):
+        done = ", ".join(
+            f"the {stage.name} at step {result['global_step']} in {stage.options.train_dir}"
+            for stage, result in zip(stages, results, strict=False)
+        )
+        lines = [
+            f"Nothing to train: {done}. Raise --teacher_epochs, --joint_epochs or "
+            "--finetune_epochs (or --max_steps) to train further."
+        ]
+    else:
+        lines = [
+            f"{stage.name.capitalize()}: {describe_result(result, stage.options.train_dir)}"
+            if len(stages) > 1
+            else describe_result(result, stage.options.train_dir)
+            for stage, result in zip(stages, results, strict=False)
+        ]
+    if len(results) < len(stages):
+        lines.append(
+            f"Stopped in the {stages[len(results) - 1].name} stage, before the "
+            f"{stages[len(results)].name}: rerun the same command to go on."
+        )
+    elif results[-1].get("finished") and results[-1]["checkpoint"]:
+        lines.append(
+            f"Evaluate it: python eval.py --train_dir={stages[-1].options.train_dir} "
+            "--eval_data_pattern='<validation files>'"
+        )
+    return "\n".join(lines)
+
+
 def main(unused_argv):
     logging.set_verbosity(logging.INFO)
     with utils.exit_on_user_error():
         run_config, options, distill_options = configure(flags.FLAGS)
-        result = trainer.train(tasks.make_task(run_config, distill_options), options)
-    print(describe_result(result, options.train_dir))
+        stages = tasks.make_stages(run_config, options, distill_options)
+        results = trainer.train_stages(stages)
+    print(describe_results(results, stages))
 
 
 if __name__ == "__main__":

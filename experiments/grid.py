@@ -13,7 +13,15 @@ import math
 import os
 
 import utils
-from runs.config import STUDENT_MODEL, DistillOptions, RunConfig, TrainOptions
+from runs.config import (
+    DEFAULT_RECIPE,
+    RECIPE_FLAGS,
+    RECIPES,
+    STUDENT_MODEL,
+    DistillOptions,
+    RunConfig,
+    TrainOptions,
+)
 
 YT8M_NUM_CLASSES = 3862
 DEFAULT_KS = (5, 10, 25, 50)
@@ -21,7 +29,10 @@ DISTILL_SCHEMES = ("joint", "serial")
 # The grid's data: synthetic (synthetic_data.py), the real-label proxy (proxy_data.py), or the
 # user's files (--train_data_pattern and --eval_data_pattern).
 DATA_REGIMES = ("synthetic", "proxy")
-METHODS = ("teacher", "uniform", "random", "final", "intermediate")
+# "default": a student trained by train.py's default recipe (runs.config.RECIPES), beside the
+# paper's two students; serial from the grid's TEACHER-FULL whatever --distill_scheme says.
+METHODS = ("teacher", "uniform", "random", "final", "intermediate", "default")
+STUDENT_METHODS = ("final", "intermediate", "default")
 
 # The sizes a user may override (resolve_config's size_overrides), with their --flag help.
 SIZE_FLAG_HELP = {
@@ -221,7 +232,7 @@ class GridModel:
 
     @property
     def is_student(self):
-        return self.method in ("final", "intermediate")
+        return self.method in STUDENT_METHODS
 
 
 def parse_ks(text):
@@ -442,6 +453,11 @@ def run_config_for(model, config):
         run_config = run_config.replace(block_size=config.student_block_size)
         if config.random_frame_offset and model.method != "random":
             run_config = run_config.replace(random_frame_offset=True)
+    if model.method == "default":
+        recipe = RECIPES[DEFAULT_RECIPE]
+        weights = {name: getattr(recipe, name) for name in RECIPE_FLAGS}
+        weights["random_frame_offset"] = recipe.random_frame_offset and model.frame_stride > 1
+        return run_config.replace(model=STUDENT_MODEL, distill_recipe=DEFAULT_RECIPE, **weights)
     if model.is_student:
         run_config = run_config.replace(model=STUDENT_MODEL, distill_mode=model.method)
         if config.align_teacher_blocks:
@@ -491,10 +507,16 @@ def train_options_for(config, model_dir, train_pattern, seed=None):
     )
 
 
-def distill_options_for(config, teacher_dir):
-    """The phases of the grid's students: joint, or serial from `teacher_dir` (TEACHER-FULL)."""
+def distill_options_for(config, teacher_dir, model=None):
+    """The phases of the grid's students: joint, or serial from `teacher_dir` (TEACHER-FULL).
+    A `model` of the default recipe distils as train.py's default does: serial when the recipe
+    is, from this grid's TEACHER-FULL (what a student's own teacher is: the same architecture,
+    sizes and passes)."""
+    scheme = config.distill_scheme
+    if model is not None and model.method == "default":
+        scheme = RECIPES[DEFAULT_RECIPE].scheme
     return DistillOptions(
         joint_epochs=config.joint_epochs,
         finetune_epochs=config.finetune_epochs,
-        teacher_train_dir=teacher_dir if config.distill_scheme == "serial" else "",
+        teacher_train_dir=teacher_dir if scheme == "serial" else "",
     )

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 import eval_util
 import utils
 from experiments import grid
+from runs.config import DEFAULT_RECIPE, RECIPES
 
 RESULTS_MARKDOWN_FILE = "results.md"
 GAP_PLOT_FILE = "gap_vs_frames.png"
@@ -189,7 +190,7 @@ def format_comparisons(results):
     teacher = summary.get("TEACHER-FULL")
     lines = []
     for row in summary.values():
-        if row["method"] not in ("final", "intermediate"):
+        if row["method"] not in grid.STUDENT_METHODS:
             continue
         for method in ("uniform", "random"):
             baseline = summary.get(grid.GridModel(method, row["k"]).name)
@@ -271,6 +272,7 @@ def format_markdown(config, results):
             "",
             format_seeds(results),
             "",
+            *([describe_default_recipe(results), ""] if describe_default_recipe(results) else []),
             format_table_1(results),
             "",
             *format_comparison_section(results),
@@ -284,6 +286,21 @@ def format_markdown(config, results):
             format_table_2(results),
             "",
         ]
+    )
+
+
+def describe_default_recipe(results):
+    """A sentence on the STUDENT-k-DEFAULT rows' recipe, or "" when the grid has none."""
+    if not any(entry["method"] == "default" for entry in results):
+        return ""
+    recipe = RECIPES[DEFAULT_RECIPE]
+    return (
+        f"STUDENT-k-DEFAULT: train.py's default recipe (`--distill_recipe={DEFAULT_RECIPE}`): "
+        f"{recipe.scheme} from this grid's TEACHER-FULL, weights distance "
+        f"{recipe.distill_weight:g}, predictions {recipe.prediction_weight:g}, own labels "
+        f"{recipe.student_label_weight:g}"
+        + (", from random frame offsets" if recipe.random_frame_offset else "")
+        + ", whatever the grid's scheme and weights."
     )
 
 

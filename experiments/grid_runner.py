@@ -209,7 +209,7 @@ def train_model(model, config, model_dir, train_pattern, teacher_dir, seed):
         model_dir, requested, set(RunConfig.flag_names()), start_new_model=False
     )
     options = grid.train_options_for(config, model_dir, train_pattern, seed)
-    task = tasks.make_task(run_config, grid.distill_options_for(config, teacher_dir))
+    task = tasks.make_task(run_config, grid.distill_options_for(config, teacher_dir, model))
     start = time.time()
     trained = trainer.train(task, options)
     train_seconds = time.time() - start

@@ -83,8 +83,9 @@ def stride_mismatch(
         )
     if random_frame_offset:
         return (
-            f"{written}, which holds frames 0, j, 2j, ... only, but --random_frame_offset "
-            "trains on other offsets too: give the full records"
+            f"{written}, which holds frames 0, j, 2j, ... only, but --random_frame_offset (on "
+            "in a student's default --distill_recipe=serial) trains on other offsets too: give "
+            "the full records, or pass --norandom_frame_offset"
         )
     return ""
 

@@ -32,6 +32,9 @@ MODEL_FLAGS_FILE = "model_flags.json"
 DISTILL_DIR = "distill"
 DISTILL_MODES = ("final", "intermediate")
 STUDENT_MODEL = "DistilledStudentModel"
+TEACHER_MODEL = "HierarchicalTeacherModel"
+# A serial student's own teacher, trained first when no --teacher_train_dir is given.
+TEACHER_DIR = "teacher"
 # The paper's block size for the student (m = 5), used when --block_size is not given.
 STUDENT_BLOCK_SIZE = 5
 # What a student distilled from a trained teacher takes from it unless given.
@@ -43,6 +46,47 @@ TEACHER_INHERITED_FLAGS = (
     "lstm_layers",
     "max_frames",
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How a DistilledStudentModel is distilled: the scheme, and the values its flags take when
+    not given (`--distill_recipe`)."""
+
+    scheme: str  # "joint" (the paper's phase 1) or "serial" (from a trained, frozen teacher)
+    distill_weight: float  # L_rep, ||E_T - E_S||^2
+    prediction_weight: float  # L_pred, the student's sigmoids against the teacher's
+    student_label_weight: float  # L_CE, the student's own label loss in phase 1
+    random_frame_offset: bool  # the student trains from a random offset per video and epoch
+
+
+# The flags a recipe sets when they are not given (RunConfig fields).
+RECIPE_FLAGS = (
+    "distill_weight",
+    "prediction_weight",
+    "student_label_weight",
+    "random_frame_offset",
+)
+RECIPES = {
+    # What train.py does by default: the measured best student at k = 10 on both regimes
+    # (BUILD_NOTES.md, "Which recipe is the default").
+    "serial": Recipe(
+        scheme="serial",
+        distill_weight=10.0,
+        prediction_weight=1.0,
+        student_label_weight=1.0,
+        random_frame_offset=True,
+    ),
+    # The paper's: teacher and student trained together, L_rep only, frames 0, j, 2j, ...
+    "paper": Recipe(
+        scheme="joint",
+        distill_weight=10.0,
+        prediction_weight=0.0,
+        student_label_weight=0.0,
+        random_frame_offset=False,
+    ),
+}
+DEFAULT_RECIPE = "serial"
 
 
 def check_ranges(config, checks):
@@ -86,7 +130,10 @@ class RunConfig:
     intermediate_weight: float = 1.0  # weight of the intermediate term
     prediction_weight: float = 0.0  # weight of the student matching the teacher's sigmoids
     student_label_weight: float = 0.0  # weight of the student's own label loss in phase 1
-    teacher_block_size: int = 20  # block size of the joint teacher
+    teacher_block_size: int = 20  # block size of the joint teacher (and of a student's own)
+    # How a DistilledStudentModel was distilled (RECIPES). A file without it was written before
+    # recipes existed, by the paper's; train.py's flag defaults to DEFAULT_RECIPE.
+    distill_recipe: str = "paper"
     version: int = CONFIG_VERSION
 
     def __post_init__(self):
@@ -129,6 +176,7 @@ class RunConfig:
             self.random_frame_offset, self.frame_stride, self.frame_sampling
         )
         check_choice("distill_mode", self.distill_mode, DISTILL_MODES)
+        check_choice("distill_recipe", self.distill_recipe, tuple(RECIPES))
         losses.LOSSES.get(self.label_loss)
         input_kind = model_zoo.MODELS.get(self.model).input_kind
         if (input_kind == utils.FRAME_INPUT) != bool(self.frame_features):
@@ -269,10 +317,15 @@ def resolve_run_config(train_dir, requested, given, start_new_model):
 
 
 def student_run_config(requested, given, teacher_train_dir=""):
-    """A DistilledStudentModel's RunConfig: the paper's student block size (5) unless
-    --block_size is given, and, when distilling from a trained teacher, the teacher's classes,
-    features, LSTM sizes and max_frames for the flags not given."""
-    changes = {}
+    """A DistilledStudentModel's RunConfig: its recipe's loss weights and frame offsets for the
+    flags not given (RECIPE_FLAGS), the paper's student block size (5) unless --block_size is
+    given, and, when distilling from a trained teacher, the teacher's classes, features, LSTM
+    sizes and max_frames for the flags not given."""
+    recipe = RECIPES[requested.distill_recipe]
+    changes = {name: getattr(recipe, name) for name in RECIPE_FLAGS if name not in given}
+    if requested.frame_stride == 1 or requested.frame_sampling != "uniform":
+        # Random offsets shift a uniform stride: nothing to shift here.
+        changes["random_frame_offset"] = requested.random_frame_offset
     if "block_size" not in given:
         changes["block_size"] = STUDENT_BLOCK_SIZE
     if teacher_train_dir:
@@ -281,6 +334,29 @@ def student_run_config(requested, given, teacher_train_dir=""):
             if name not in given:
                 changes[name] = getattr(teacher, name)
     return requested.replace(**changes)
+
+
+def own_teacher_run_config(student):
+    """The RunConfig of the teacher a serial student trains first (in `train_dir/teacher`): a
+    HierarchicalTeacherModel over every frame, blocks of `teacher_block_size`, with the
+    student's features, classes, LSTM sizes, dropout, output layer and label loss."""
+    shared = (
+        "frame_features",
+        "feature_names",
+        "feature_sizes",
+        "num_classes",
+        "max_frames",
+        "lstm_cells",
+        "lstm_layers",
+        "dropout",
+        "l2_penalty",
+        "label_loss",
+    )
+    return RunConfig(
+        model=TEACHER_MODEL,
+        block_size=student.teacher_block_size,
+        **{name: getattr(student, name) for name in shared},
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,6 +390,9 @@ class TrainOptions:
     final_export_dir: str = ""  # the chief exports a SavedModel here at the end; "" = none
     tf_data_service_address: str = ""  # grpc://host:port: read through tf.data service
     tf_data_service_job_name: str = ""  # shared by the trainer's workers; "" = made per run
+    # What --start_new_model empties: "" = train_dir. A student's own teacher, trained first
+    # in train_dir/teacher, empties the student's whole train_dir (not a flag).
+    new_model_dir: str = ""
 
     def __post_init__(self):
         self.validate()
@@ -378,30 +457,59 @@ def cloud_directories(train_dir_given, environ=None):
 
 @dataclasses.dataclass(frozen=True)
 class DistillOptions:
-    """The phases of distillation (the distillation weights are RunConfig fields)."""
+    """The stages and phases of distillation (the loss weights are RunConfig fields).
+
+    `scheme` "joint": the paper's phase 1, a teacher trained beside the student. "serial": the
+    student distils from a trained, frozen teacher: `teacher_train_dir`, or, when that is empty,
+    its own teacher, trained first for `teacher_epochs` in `train_dir/teacher`. A
+    `teacher_train_dir` makes the scheme serial.
+    """
 
     joint_epochs: int = 5  # phase 1: passes with the teacher
     finetune_epochs: int = 1  # phase 2: passes of the student alone
-    teacher_train_dir: str = ""  # a trained teacher to distil from (serial); "" = joint
+    teacher_train_dir: str = ""  # a trained teacher to distil from (serial)
+    scheme: str = "joint"
+    teacher_epochs: int = 0  # the own teacher's passes; 0: joint_epochs + finetune_epochs
 
     def __post_init__(self):
+        if self.teacher_train_dir:
+            object.__setattr__(self, "scheme", "serial")
         self.validate()
 
     def validate(self):
-        if self.joint_epochs < 0 or self.finetune_epochs < 0:
-            raise utils.UserInputError("--joint_epochs and --finetune_epochs must be >= 0.")
+        if self.joint_epochs < 0 or self.finetune_epochs < 0 or self.teacher_epochs < 0:
+            raise utils.UserInputError(
+                "--joint_epochs, --finetune_epochs and --teacher_epochs must be >= 0."
+            )
         if self.joint_epochs + self.finetune_epochs == 0:
             raise utils.UserInputError("--joint_epochs and --finetune_epochs are both 0.")
+        check_choice("distill_scheme", self.scheme, ("joint", "serial"))
         return self
 
     @property
     def joint(self):
-        return not self.teacher_train_dir
+        return self.scheme == "joint"
+
+    @property
+    def trains_own_teacher(self):
+        """True when the student's teacher is trained first, in `train_dir/teacher`."""
+        return self.scheme == "serial" and not self.teacher_train_dir
+
+    @property
+    def own_teacher_epochs(self):
+        """The own teacher's passes: as many as the student's two phases unless given."""
+        return self.teacher_epochs or self.joint_epochs + self.finetune_epochs
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_flags(cls, flag_values):
+    def from_flags(cls, flag_values, run_config):
+        """The options of absl `flag_values`; the scheme is `run_config`'s recipe's."""
         return cls(
             joint_epochs=flag_values.joint_epochs,
             finetune_epochs=flag_values.finetune_epochs,
             teacher_train_dir=flag_values.teacher_train_dir,
+            scheme=RECIPES[run_config.distill_recipe].scheme,
+            teacher_epochs=flag_values.teacher_epochs,
         )

@@ -271,8 +271,9 @@ def test_uniform_baseline_reads_every_jth_frame_in_train_eval_and_inference(
 
 
 def test_distilled_student_trains_from_the_cli_and_serves_like_any_model(synthetic_sets, tmp_path):
-    """`train.py --model=DistilledStudentModel --frame_stride=4`: both phases, then eval,
-    inference and export read 1 frame in 4 and hold no teacher variable."""
+    """`train.py --model=DistilledStudentModel --frame_stride=4`, the default recipe: its own
+    teacher first, then both phases of the student; eval, inference and export read 1 frame in 4
+    and hold no teacher variable."""
     train_dir = str(tmp_path / "student")
     trained = run_cli(
         "train.py",
@@ -290,9 +291,14 @@ def test_distilled_student_trains_from_the_cli_and_serves_like_any_model(synthet
         "--batch_size=8",
         "--log_every_n_steps=1",
     )
-    # 48 videos in batches of 8: 6 joint steps, then 6 fine-tuning steps.
-    assert "Trained to step 12" in trained.stdout
+    # 48 videos in batches of 8: the teacher's 2 passes, 12 steps; the student's 6 distilling
+    # steps, then 6 fine-tuning steps.
+    assert "Teacher: Trained to step 12" in trained.stdout
+    assert "Student: Trained to step 12" in trained.stdout
+    assert f"Evaluate it: python eval.py --train_dir={train_dir} " in trained.stdout
+    assert "Stage 2 of 2: the student" in trained.stderr
     assert "distill_intermediate" in trained.stderr and "Phase distill done" in trained.stderr
+    assert RunConfig.load(os.path.join(train_dir, "teacher")).model == "HierarchicalTeacherModel"
     with open(os.path.join(train_dir, "model_flags.json")) as handle:
         model_flags = json.load(handle)
     assert model_flags["model"] == "DistilledStudentModel"

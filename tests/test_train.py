@@ -8,6 +8,7 @@ from conftest import tiny_config
 import train
 import utils
 from runs import config
+from training import trainer
 
 
 def configure(*argv):
@@ -32,10 +33,32 @@ def test_a_student_without_a_stride_is_warned_and_takes_block_5(tmp_path, caplog
     )
     assert "reads every frame" in caplog.text
     assert run_config.frame_stride == 1 and run_config.block_size == config.STUDENT_BLOCK_SIZE
-    assert distill_options.joint_epochs == 2 and distill_options.joint
+    assert distill_options.joint_epochs == 2 and distill_options.trains_own_teacher
+    # Every frame read: no offset to draw, whatever the recipe.
+    assert not run_config.random_frame_offset
     caplog.clear()
     configure(f"--train_dir={tmp_path}", "--model=DistilledStudentModel", "--frame_stride=10")
     assert "reads every frame" not in caplog.text
+
+
+def test_the_default_recipe_is_serial_and_a_given_flag_wins(tmp_path):
+    student = ("--model=DistilledStudentModel", "--frame_stride=10")
+    run_config, _, distill_options = configure(f"--train_dir={tmp_path}", *student)
+    recipe = config.RECIPES[config.DEFAULT_RECIPE]
+    assert run_config.distill_recipe == config.DEFAULT_RECIPE
+    assert distill_options.scheme == recipe.scheme == "serial"
+    for name in config.RECIPE_FLAGS:
+        assert getattr(run_config, name) == getattr(recipe, name)
+    run_config, _, _ = configure(f"--train_dir={tmp_path}", *student, "--prediction_weight=0.5")
+    assert run_config.prediction_weight == 0.5
+    run_config, _, distill_options = configure(
+        f"--train_dir={tmp_path}", *student, "--distill_recipe=paper"
+    )
+    assert distill_options.joint and not run_config.random_frame_offset
+    assert (run_config.prediction_weight, run_config.student_label_weight) == (0.0, 0.0)
+    # A teacher has no recipe: its model_flags.json keeps the RunConfig's default.
+    run_config, _, _ = configure(f"--train_dir={tmp_path}")
+    assert run_config.distill_recipe == config.RunConfig.distill_recipe
 
 
 def test_a_missing_teacher_is_named_by_its_own_flag(tmp_path):
@@ -57,6 +80,26 @@ def test_a_student_stopped_while_distilling_resumes_with_its_stored_flags(tmp_pa
     assert run_config == stored  # not the defaults, though only phase 1 has a checkpoint
     with pytest.raises(utils.UserInputError, match="--distill_weight=10.0 .*checkpoint has 3.0"):
         configure(f"--train_dir={tmp_path}", "--model=DistilledStudentModel", "--distill_weight=10")
+
+
+def test_the_last_lines_say_what_each_stage_did_and_how_to_evaluate():
+    def stage(name, train_dir):
+        return trainer.Stage(name, None, config.TrainOptions(train_dir=train_dir))
+
+    stages = [stage("teacher", "/s/teacher"), stage("student", "/s")]
+    teacher = {"global_step": 8, "steps_run": 8, "checkpoint": "/s/teacher/ckpt-8"}
+    student = {"global_step": 6, "steps_run": 6, "checkpoint": "/s/ckpt-6", "finished": True}
+    lines = train.describe_results([teacher, student], stages).splitlines()
+    assert lines[0] == "Teacher: Trained to step 8; checkpoint /s/teacher/ckpt-8"
+    assert lines[1] == "Student: Trained to step 6; checkpoint /s/ckpt-6"
+    assert lines[2].startswith("Evaluate it: python eval.py --train_dir=/s ")
+    done = [dict(teacher, steps_run=0), dict(student, steps_run=0)]
+    lines = train.describe_results(done, stages).splitlines()
+    assert lines[0].startswith("Nothing to train: the teacher at step 8 in /s/teacher, the")
+    assert lines[1].startswith("Evaluate it")
+    stopped = dict(teacher, finished=False)
+    lines = train.describe_results([stopped], stages).splitlines()
+    assert lines[-1].startswith("Stopped in the teacher stage, before the student: rerun")
 
 
 def test_the_last_line_says_what_happened():

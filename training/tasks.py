@@ -6,7 +6,8 @@
   teacher trained alongside or serial from a trained, frozen one, checkpointed with the joint
   teacher under `train_dir/distill/`; then phase "finetune" (phase 2), the student alone,
   checkpointed in train_dir.
-`make_task` picks the task a RunConfig needs.
+`make_task` picks the task a RunConfig needs; `make_stages` the trainings a run needs in turn
+(a serial student without a trained teacher trains its own first).
 
 A task builds its models (`build`, called under the strategy's scope), sets up a new run
 (`start`), and supplies `phases(options)`: for each, the loss of a replica's batch, the variables
@@ -19,8 +20,16 @@ import tensorflow as tf
 
 import losses
 import model_zoo
+import utils
 from runs import distribution
-from runs.config import DISTILL_DIR, DistillOptions
+from runs.config import (
+    DISTILL_DIR,
+    TEACHER_DIR,
+    DistillOptions,
+    RunConfig,
+    own_teacher_run_config,
+    resolve_run_config,
+)
 from training import distillation, optimization, trainer
 
 
@@ -141,6 +150,56 @@ class DistillationTask:
             options.train_dir,
         )
         return [distill, finetune]
+
+
+def make_stages(config, options, distill_options=None):
+    """The trainings a run of `config` needs, in order (trainer.Stage for trainer.train_stages).
+
+    One stage, the task of `make_task`, except for a serial student without a
+    `teacher_train_dir`: first its own teacher (config.own_teacher_run_config, `own_teacher_epochs`
+    passes, in `train_dir/teacher` with its own model_flags.json, resumed or reused there), then
+    the student distilled from it, exactly as with `--teacher_train_dir=train_dir/teacher`. With
+    --start_new_model the teacher stage empties the whole train_dir once its input is read; the
+    student stage then starts anew in it.
+
+    Raises:
+      utils.UserInputError: when `train_dir/teacher` holds a teacher that does not fit `config`.
+    """
+    distill_options = distill_options or DistillOptions()
+    if not (config.is_student and distill_options.trains_own_teacher):
+        return [
+            trainer.Stage(
+                "student" if config.is_student else "model",
+                make_task(config, distill_options),
+                options,
+            )
+        ]
+    teacher_dir = os.path.join(options.train_dir, TEACHER_DIR)
+    teacher_config = own_teacher_run_config(config)
+    stored = resolve_run_config(teacher_dir, teacher_config, set(), options.start_new_model)
+    if stored != teacher_config:
+        differences = ", ".join(
+            f"{name} {getattr(stored, name)} (this student needs {getattr(teacher_config, name)})"
+            for name in RunConfig.flag_names()
+            if getattr(stored, name) != getattr(teacher_config, name)
+        )
+        raise utils.UserInputError(
+            f"{teacher_dir} holds a teacher built for another student: {differences}. Pass "
+            "--start_new_model to train both anew, or train in another --train_dir."
+        )
+    teacher_options = options.replace(
+        train_dir=teacher_dir,
+        num_epochs=distill_options.own_teacher_epochs,
+        summary_dir=os.path.join(options.summary_dir, TEACHER_DIR) if options.summary_dir else "",
+        final_export_dir="",
+        new_model_dir=options.train_dir,
+    )
+    student_options = options.replace(start_new_model=False)
+    student_distill = distill_options.replace(teacher_train_dir=teacher_dir)
+    return [
+        trainer.Stage("teacher", SupervisedTask(teacher_config), teacher_options),
+        trainer.Stage("student", DistillationTask(config, student_distill), student_options),
+    ]
 
 
 def make_task(config, distill_options=None):

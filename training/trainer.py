@@ -185,12 +185,13 @@ class Trainer:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             self.epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
         phases = self.task.phases(options)
-        if self.chief and options.start_new_model and tf.io.gfile.exists(options.train_dir):
+        new_model_dir = options.new_model_dir or options.train_dir
+        if self.chief and options.start_new_model and tf.io.gfile.exists(new_model_dir):
             # One read serves every phase: with all frames kept, every frame is checked.
             keep_all_frames = any(phase.keep_all_frames for phase in phases if phase.epochs)
             training_input.check_first_batch(self.task.config, options, files, keep_all_frames)
-            logging.info("--start_new_model: removing %s", options.train_dir)
-            tf.io.gfile.rmtree(options.train_dir)
+            logging.info("--start_new_model: removing %s", new_model_dir)
+            tf.io.gfile.rmtree(new_model_dir)
         if self.chief:
             tf.io.gfile.makedirs(options.train_dir)
         schedule = optimization.make_learning_rate(options)
@@ -403,6 +404,7 @@ class Trainer:
         return {
             "global_step": self.current_step(),
             "steps_run": steps_run,
+            "finished": finished and self.epochs_done_int() >= run.phase.epochs,
             "last_loss": None if self.last_loss is None else float(self.last_loss),
             "checkpoint": self.runs[-1].manager.latest_checkpoint,
             "phase": run.phase.name,
@@ -425,6 +427,41 @@ class Trainer:
         return len(self.runs) - 1
 
 
+@dataclasses.dataclass
+class Stage:
+    """One training of a run that needs several in turn (tasks.make_stages): a serial student's
+    own teacher, then the student. Each is a task trained by this loop in its own train_dir."""
+
+    name: str  # what the progress lines call it: "teacher", "student"
+    task: object
+    options: object  # its config.TrainOptions
+
+
+def train_stages(stages, strategy=None):
+    """Trains `stages` in order, each to its end, with one strategy; a stage that stops before
+    its end (--max_steps, or its last phase not reached) ends the run there.
+
+    Returns:
+      the result dict of `train` for each stage run, in order.
+    """
+    strategy = strategy or distribution.make_strategy(stages[0].options.strategy)
+    results = []
+    for index, stage in enumerate(stages):
+        if len(stages) > 1:
+            logging.info(
+                "Stage %d of %d: the %s (%s) in %s",
+                index + 1,
+                len(stages),
+                stage.name,
+                stage.task.description,
+                stage.options.train_dir,
+            )
+        results.append(train(stage.task, stage.options, strategy))
+        if not results[-1]["finished"]:
+            break
+    return results
+
+
 def train(task, options, strategy=None):
     """Trains `task` with `options`.
 
@@ -437,7 +474,8 @@ def train(task, options, strategy=None):
       strategy: a tf.distribute strategy; None builds the one `options.strategy` names.
 
     Returns:
-      dict with `global_step`, `steps_run` (by this call), `last_loss`, `checkpoint` (the latest
+      dict with `global_step`, `steps_run` (by this call), `finished` (every epoch of every
+      phase done), `last_loss`, `checkpoint` (the latest
       checkpoint in train_dir, which eval.py reads; None while a distillation is in its first
       phase), `phase` (the name of the phase it ended in) and `skipped_records` (what
       --corrupt_record_policy=skip left out, every pass counted).

@@ -6,7 +6,7 @@ import pytest
 
 import utils
 from experiments import grid
-from runs.config import RunConfig
+from runs.config import DEFAULT_RECIPE, RECIPE_FLAGS, RECIPES, RunConfig
 
 TABLE_1_ORDER = [
     "TEACHER-FULL",
@@ -26,6 +26,10 @@ TABLE_1_ORDER = [
     "STUDENT-25-INTERMEDIATE",
     "STUDENT-10-INTERMEDIATE",
     "STUDENT-5-INTERMEDIATE",
+    "STUDENT-50-DEFAULT",
+    "STUDENT-25-DEFAULT",
+    "STUDENT-10-DEFAULT",
+    "STUDENT-5-DEFAULT",
 ]
 
 
@@ -60,7 +64,7 @@ def test_the_default_grid_is_table_1_in_its_order():
         (10, 10),
         (5, 20),
     ]
-    assert [model.is_student for model in models].count(True) == 8
+    assert [model.is_student for model in models].count(True) == 12
     narrowed = grid.grid_models([10, 50], ["intermediate", "uniform"])
     # The methods keep the order they are given in; k descends within each.
     assert [model.name for model in narrowed] == [
@@ -136,7 +140,8 @@ def test_aligned_teacher_blocks_span_the_students_blocks_in_video_frames():
 
 def test_a_random_offset_trains_the_uniform_baselines_and_students_only():
     config = grid.resolve_config(preset="small", random_frame_offset=True)
-    models = {model.name: model for model in grid.grid_models([10])}
+    # The default row follows its recipe, not the grid's setting.
+    models = {model.name: model for model in grid.grid_models([10], grid.METHODS[1:5])}
     shifted = {
         name
         for name, model in models.items()
@@ -169,6 +174,22 @@ def test_run_configs_follow_the_method_and_k():
     teacher_values, student_values = teacher.to_dict(), student.to_dict()
     differing = {name for name in teacher_values if teacher_values[name] != student_values[name]}
     assert differing == {"model", "frame_stride", "block_size", "distill_mode"}
+
+
+def test_the_default_row_is_train_pys_default_recipe_from_the_grids_teacher():
+    joint = grid.resolve_config(preset="tiny", prediction_weight=3.0)
+    default = grid.GridModel("default", 10)
+    run_config = grid.run_config_for(default, joint)
+    recipe = RECIPES[DEFAULT_RECIPE]
+    assert run_config.model == "DistilledStudentModel" and run_config.frame_stride == 10
+    assert run_config.distill_recipe == DEFAULT_RECIPE
+    for name in RECIPE_FLAGS:  # the recipe's, not the grid's weights
+        assert getattr(run_config, name) == getattr(recipe, name)
+    phases = grid.distill_options_for(joint, "teacher_dir", default)
+    assert phases.scheme == recipe.scheme
+    assert phases.teacher_train_dir == ("teacher_dir" if recipe.scheme == "serial" else "")
+    # The paper's students keep the grid's scheme.
+    assert grid.distill_options_for(joint, "teacher_dir", grid.GridModel("final", 10)).joint
 
 
 def test_every_model_trains_the_same_epochs_and_students_split_them_in_phases(tmp_path):
