@@ -90,8 +90,10 @@ class BaseReader:
         """The reader's own arguments taken from the RunConfig (none for video-level input)."""
         return {}
 
-    def parse_serialized(self, serialized):
-        """Parses a `[B]` string tensor of serialized records into a batch dict."""
+    def parse_serialized(self, serialized, draw_seed=None):
+        """Parses a `[B]` string tensor of serialized records into a batch dict. `draw_seed`
+        (a scalar string tensor) replaces the reader's own seed for the frames it draws (a
+        training epoch's; see frame_selection.select_frame_indices)."""
         raise NotImplementedError
 
     def make_dataset(self, data_pattern, batch_size, **batching):
@@ -267,11 +269,13 @@ class YT8MFrameFeatureReader(BaseReader):
         """True when the reader passes on fewer frames than the video has."""
         return self.frame_stride > 1
 
-    def parse_serialized(self, serialized):
+    def parse_serialized(self, serialized, draw_seed=None):
         """Parses serialized SequenceExamples.
 
         Args:
           serialized: `[B]` string tensor.
+          draw_seed: None, or a scalar string tensor that seeds the frames drawn (random
+            sampling, random offsets) in place of the reader's seed: a training epoch's.
 
         Returns:
           dict with `video_ids [B]`, `video_matrix [B, T', D]` (uint8, or float32 when
@@ -287,20 +291,23 @@ class YT8MFrameFeatureReader(BaseReader):
         `tf.io.parse_sequence_example`, which gives the same tensors.
         """
         if self.keep_all_frames or not self.slice_records or not self.selects_frames:
-            return self.parse_with_parser(serialized)
-        sliced, sliced_ok = self.parse_by_slicing(serialized)
-        return tf.cond(sliced_ok, lambda: sliced, lambda: self.parse_with_parser(serialized))
+            return self.parse_with_parser(serialized, draw_seed)
+        sliced, sliced_ok = self.parse_by_slicing(serialized, draw_seed)
+        return tf.cond(
+            sliced_ok, lambda: sliced, lambda: self.parse_with_parser(serialized, draw_seed)
+        )
 
-    def _select_frames(self, num_frames, num_input_frames, video_ids, record_strides):
+    def _select_frames(self, num_frames, num_input_frames, video_ids, record_strides, draw_seed):
         """`frame_selection.select_frame_positions` with this reader's stride, sampling and
-        seed: (positions in the records, frame_indices in the videos, selected_num_frames)."""
+        seed (or `draw_seed`): (positions in the records, frame_indices in the videos,
+        selected_num_frames)."""
         return frame_selection.select_frame_positions(
             num_frames,
             num_input_frames,
             self.frame_stride,
             self.frame_sampling,
             video_ids,
-            self.sampling_seed,
+            self.sampling_seed if draw_seed is None else draw_seed,
             cached=tf.not_equal(record_strides, 1),
             max_frames=self.max_frames,
             random_offset=self.random_frame_offset,
@@ -329,7 +336,7 @@ class YT8MFrameFeatureReader(BaseReader):
             self.random_frame_offset,
         )
 
-    def parse_by_slicing(self, serialized):
+    def parse_by_slicing(self, serialized, draw_seed=None):
         """`parse_serialized`'s fast path: (batch, True when every record fitted it).
 
         The frames are located and cut out by `record_slicing`; only the context is parsed.
@@ -343,7 +350,7 @@ class YT8MFrameFeatureReader(BaseReader):
         video_ids = context[self.video_id_key]
         record_strides = context[frame_cache.CACHE_STRIDE_KEY]
         positions, frame_indices, selected_num_frames = self._select_frames(
-            layout["num_frames"], layout["num_input_frames"], video_ids, record_strides
+            layout["num_frames"], layout["num_input_frames"], video_ids, record_strides, draw_seed
         )
         matrices, framed = record_slicing.cut_frames(
             serialized, layout["starts"], self.feature_sizes, positions, selected_num_frames
@@ -375,7 +382,7 @@ class YT8MFrameFeatureReader(BaseReader):
         batch["video_matrix"] = self._assemble(matrices, batch["num_frames"], zero_padded=True)
         return batch, tf.reduce_all(layout["ok"] & framed)
 
-    def parse_with_parser(self, serialized):
+    def parse_with_parser(self, serialized, draw_seed=None):
         """`parse_serialized` with `tf.io.parse_sequence_example`, for any record layout."""
         sequence_features = {
             name: tf.io.FixedLenSequenceFeature([], tf.string, allow_missing=True)
@@ -447,7 +454,7 @@ class YT8MFrameFeatureReader(BaseReader):
         frame_strings = [checked[f"frames/{name}"] for name in self.feature_names]
         num_input_frames = tf.shape(frame_strings[0])[1]
         positions, frame_indices, selected_num_frames = self._select_frames(
-            num_frames, num_input_frames, video_ids, checked.pop("record_strides")
+            num_frames, num_input_frames, video_ids, checked.pop("record_strides"), draw_seed
         )
         if self.selects_frames:
             selected = [tf.gather(strings, positions, batch_dims=1) for strings in frame_strings]
@@ -512,8 +519,8 @@ class YT8MAggregatedFeatureReader(BaseReader):
             check_labels,
         )
 
-    def parse_serialized(self, serialized):
-        """Parses serialized Examples.
+    def parse_serialized(self, serialized, draw_seed=None):
+        """Parses serialized Examples (`draw_seed` is unused: no frame is drawn).
 
         Args:
           serialized: `[B]` string tensor.

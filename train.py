@@ -210,6 +210,13 @@ def define_flags(flag_values=flags.FLAGS):
         "checkpoint_steps", 1000, "Save a checkpoint every N steps.", flag_values=flag_values
     )
     flags.DEFINE_integer(
+        "checkpoint_secs",
+        600,
+        "Also save one whenever this many seconds have passed since the last: a kill loses at "
+        "most this much work, whatever a step takes.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
         "log_every_n_steps", 100, "Print progress every N steps.", flag_values=flag_values
     )
     flags.DEFINE_integer(

@@ -25,7 +25,9 @@ from absl import logging
 import readers
 import utils
 from experiments import benchmark_training
-from pipeline import record_batches
+from pipeline import corrupt_records, record_batches
+from runs import config
+from training import training_input
 
 REPO_DIR = utils.REPO_DIR
 # The GPU's speed of the paper's models, measured outside this repository.
@@ -38,7 +40,14 @@ GPU_PRECISIONS = ("fp32", "fp16")
 # A timed pass of a reader reads the data as many times as it takes to give this many videos.
 READER_PASS_VIDEOS = 4096
 # The reads `measure_input` times, in its order.
-INPUT_READS = ("plain_read", "teacher", "student_10_full_records", "student_10_cache")
+INPUT_READS = (
+    "plain_read",
+    "teacher",
+    "student_10_full_records",
+    "training_default",
+    "training_deterministic",
+    "student_10_cache",
+)
 
 
 # The timer and the readers' rates, shared with benchmark.py's inference measurements.
@@ -88,6 +97,24 @@ def plain_read_rate(pattern, batch_size, num_readers, min_seconds, num_epochs=1)
 def pipeline_rate(reader, pattern, batch_size, num_readers, min_seconds, num_epochs=1):
     dataset, _ = reader.make_dataset(
         pattern, batch_size, num_epochs=num_epochs, num_readers=num_readers
+    )
+    return timed_rate(lambda: dataset, lambda batch: int(batch["num_frames"].shape[0]), min_seconds)
+
+
+def training_input_rate(run_config, pattern, batch_size, num_readers, min_seconds, deterministic):
+    """Videos/s of the training pipeline (training_input.py: shuffled epochs, the frames drawn
+    per epoch, parsing) for `run_config`, with or without --deterministic's fixed order."""
+    options = config.TrainOptions(
+        train_data_pattern=pattern,
+        batch_size=batch_size,
+        num_readers=num_readers,
+        deterministic=deterministic,
+    )
+    files = utils.glob_data_files(pattern, "--train_data_pattern")
+    strategy = tf.distribute.get_strategy()
+    skipped = corrupt_records.SkippedRecords()
+    dataset = training_input.make_training_dataset(
+        run_config, options, files, 0, strategy, False, skipped, 0, 1
     )
     return timed_rate(lambda: dataset, lambda batch: int(batch["num_frames"].shape[0]), min_seconds)
 
@@ -154,13 +181,15 @@ def measure_input(
     Each repeat times, one after the other: a plain TFRecord read of the full records
     (`plain_read`), the teacher's reader on every frame (`teacher`), the student's reader on the
     full records (`student_10_full_records`) and on its frame cache (`student_10_cache`, when
-    `cache_pattern` is given: files of `frame_cache.write_frame_cache`). A timed pass reads the
-    data `reader_epochs` times.
+    `cache_pattern` is given: files of `frame_cache.write_frame_cache`), and the teacher's
+    training pipeline (one shuffled epoch a pass) in its default order (`training_default`) and
+    with --deterministic's fixed order (`training_deterministic`). A timed pass of a reader
+    reads the data `reader_epochs` times.
 
     Returns:
       {"cores": cores this process may use, name: {"videos_per_s" (median of the repeats),
       "per_core", "bytes_per_video", "samples"}, "student_10_cache_over_teacher_per_core"
-      (with a cache)}.
+      (with a cache), "training_deterministic_over_default"}.
     """
     teacher_reader = readers.reader_for(teacher_config)
     student_reader = readers.reader_for(student_config)
@@ -180,6 +209,11 @@ def measure_input(
             student_reader, pattern, batch_size, num_readers, min_seconds, reader_epochs
         ),
     }
+    for name, deterministic in (("training_default", False), ("training_deterministic", True)):
+        sources[name] = pattern
+        measures[name] = lambda deterministic=deterministic: training_input_rate(
+            teacher_config, pattern, batch_size, num_readers, min_seconds, deterministic
+        )
     if cache_pattern:
         sources["student_10_cache"] = cache_pattern
         measures["student_10_cache"] = lambda: pipeline_rate(
@@ -201,6 +235,10 @@ def measure_input(
             "bytes_per_video": sizes[sources[name]],
             "samples": values,
         }
+    result["training_deterministic_over_default"] = (
+        result["training_deterministic"]["videos_per_s"]
+        / result["training_default"]["videos_per_s"]
+    )
     if cache_pattern:
         result["student_10_cache_over_teacher_per_core"] = (
             result["student_10_cache"]["per_core"] / result["teacher"]["per_core"]

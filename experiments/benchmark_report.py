@@ -44,6 +44,8 @@ def benchmark_markdown(report):
         "teacher": "teacher reader (every frame)",
         "student_10_full_records": "student-10 reader, full records",
         "student_10_cache": "student-10 reader, frame cache",
+        "training_default": "teacher's training input (shuffled epoch)",
+        "training_deterministic": "the same, `--deterministic` order",
     }
     if "input" in report:
         reads = report["input"]
@@ -61,6 +63,13 @@ def benchmark_markdown(report):
                 "The student-10 reader on its cache gives "
                 f"{reads['student_10_cache_over_teacher_per_core']:.1f}x the teacher reader's "
                 "videos per core.",
+            ]
+        if "training_deterministic_over_default" in reads:
+            lines += [
+                "",
+                "Training input in `--deterministic`'s fixed order gives "
+                f"{reads['training_deterministic_over_default']:.2f}x the videos/s of the "
+                "default order.",
             ]
     if "gpu_projection" in report:
         projection = report["gpu_projection"]

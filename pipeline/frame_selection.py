@@ -36,6 +36,31 @@ def check_random_frame_offset(random_frame_offset, frame_stride, frame_sampling)
         )
 
 
+def hashed_draws(video_ids, names, seed):
+    """Uniform draws in [0, 1) that are a fixed function of (video id, name, seed): a hash.
+
+    Args:
+      video_ids: `[B, 1]` strings.
+      names: `[1, N]` strings (frame indices, or a word naming the draw).
+      seed: an int, or a scalar string tensor (training: the run's seed and the epoch).
+
+    Returns:
+      `[B, N]` float32.
+    """
+    shape = tf.stack([tf.shape(video_ids)[0], tf.shape(names)[1]])
+    seed_text = seed if tf.is_tensor(seed) else tf.constant(str(seed))
+    keys = tf.strings.join(
+        [
+            tf.broadcast_to(video_ids, shape),
+            tf.broadcast_to(names, shape),
+            tf.fill(shape, seed_text),
+        ],
+        separator=":",
+    )
+    buckets = tf.strings.to_hash_bucket_fast(keys, 1 << 24)
+    return tf.cast(buckets, tf.float32) / float(1 << 24)
+
+
 def select_frame_indices(
     num_frames,
     num_input_frames,
@@ -49,13 +74,15 @@ def select_frame_indices(
 
     Uniform: frames 0, j, 2j, ... below the video's frame count (j = `frame_stride`), so a video
     of N frames gives ceil(N / j) frames and a video shorter than j gives its first frame.
-    With `random_offset` (training only) each video starts at its own offset o, drawn anew at
-    every call uniformly from [0, min(j, N)): frames o, o + j, o + 2j, ... below N, i.e.
-    ceil((N - o) / j) frames, the same spacing at another phase.
+    With `random_offset` (training only) each video starts at its own offset o, drawn
+    uniformly from [0, min(j, N)): frames o, o + j, o + 2j, ... below N, i.e. ceil((N - o) / j)
+    frames, the same spacing at another phase.
     Random: the same number of frames, drawn without replacement from the video's N frames and
-    kept in time order. With `sampling_seed` None the draw is new at every call (training);
-    with a seed it is a hash of (video id, frame index, seed), so a video always gets the same
-    frames whatever batch it is in (eval, inference).
+    kept in time order.
+    With `sampling_seed` None the draws are new at every call; with a seed they are a hash of
+    (video id, frame index or "offset", seed), so a video gets the same frames whatever batch it
+    is in: eval and inference use `frame_sampling_seed`; training a string of its seed and the
+    epoch (new frames every epoch, the same ones when a resumed run reads that epoch again).
 
     Args:
       num_frames: `[B]` int32, frames of each video.
@@ -63,7 +90,7 @@ def select_frame_indices(
       frame_stride: j >= 1.
       frame_sampling: "uniform" or "random".
       video_ids: `[B]` strings (for the seeded random draw).
-      sampling_seed: None or an int.
+      sampling_seed: None, an int, or a scalar string tensor.
       random_offset: uniform sampling from a random offset (see above).
 
     Returns:
@@ -79,7 +106,11 @@ def select_frame_indices(
         if not random_offset:
             return tf.tile(indices[tf.newaxis, :], [batch_size, 1]), selected_num_frames
         offset_choices = tf.minimum(frame_stride, tf.maximum(num_frames, 1))
-        draws = tf.random.uniform([batch_size], dtype=tf.float32)
+        if sampling_seed is None:
+            draws = tf.random.uniform([batch_size], dtype=tf.float32)
+        else:
+            draws = hashed_draws(video_ids[:, tf.newaxis], tf.constant([["offset"]]), sampling_seed)
+            draws = draws[:, 0]
         offsets = tf.minimum(
             tf.cast(draws * tf.cast(offset_choices, tf.float32), tf.int32), offset_choices - 1
         )
@@ -92,16 +123,8 @@ def select_frame_indices(
     if sampling_seed is None:
         scores = tf.random.uniform([batch_size, num_input_frames], dtype=tf.float32)
     else:
-        keys = tf.strings.join(
-            [
-                tf.tile(video_ids[:, tf.newaxis], [1, num_input_frames]),
-                tf.tile(tf.strings.as_string(frame_range)[tf.newaxis, :], [batch_size, 1]),
-                tf.fill([batch_size, num_input_frames], str(sampling_seed)),
-            ],
-            separator=":",
-        )
-        buckets = tf.strings.to_hash_bucket_fast(keys, 1 << 24)
-        scores = tf.cast(buckets, tf.float32) / float(1 << 24)
+        frame_names = tf.strings.as_string(frame_range)[tf.newaxis, :]
+        scores = hashed_draws(video_ids[:, tf.newaxis], frame_names, sampling_seed)
     present = frame_range[tf.newaxis, :] < num_frames[:, tf.newaxis]
     scores = tf.where(present, scores, -1.0)  # absent frames rank last
     _, chosen = tf.math.top_k(scores, k=num_selected, sorted=True)

@@ -28,6 +28,7 @@ def make_record_batches(
     skipped=None,
     record_shard=None,
     deterministic=False,
+    stateless_seed=None,
 ):
     """Files matching `data_pattern` -> batches of `[B]` serialized records, unparsed.
 
@@ -48,6 +49,10 @@ def make_record_batches(
         are fewer files than workers); None keeps all.
       deterministic: read shuffled shards in a fixed order too (the order then follows `seed`
         alone); without `shuffle` the order is always fixed.
+      stateless_seed: with `shuffle`, a `[2]` int64 tensor (it may depend on other tensors, such
+        as a training epoch) that replaces `seed`: the files are permuted and the records
+        shuffled in blocks of `shuffle_buffer_size` by stateless ops, so the order is a pure
+        function of it (and of the interleaving, fixed with `deterministic`).
 
     Returns:
       (dataset, sorted list of files).
@@ -59,18 +64,28 @@ def make_record_batches(
         raise utils.UserInputError(f"--batch_size must be >= 1, got {batch_size}.")
     corrupt_records.check_corrupt_record_policy(corrupt_record_policy)
     files = utils.glob_data_files(data_pattern, flag_name)
+    paths = tf.constant(files)
+    if shuffle and stateless_seed is not None:
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(len(files), dtype=tf.int64), stateless_seed
+        )
+    else:
+        order = None
     if corrupt_record_policy == "skip":
         skipped = skipped if skipped is not None else corrupt_records.SkippedRecords()
         sizes = tf.constant([tf.io.gfile.stat(path).length for path in files], tf.int64)
-        file_dataset = tf.data.Dataset.from_tensor_slices((files, sizes))
+        columns = (paths, sizes)
 
         def read_shard(path, size):
             return corrupt_records.read_shard_skipping_damage(path, size, skipped)
 
     else:
-        file_dataset = tf.data.Dataset.from_tensor_slices(files)
+        columns = paths
         read_shard = tf.data.TFRecordDataset
-    if shuffle:
+    if order is not None:
+        columns = tf.nest.map_structure(lambda column: tf.gather(column, order), columns)
+    file_dataset = tf.data.Dataset.from_tensor_slices(columns)
+    if shuffle and order is None:
         file_dataset = file_dataset.shuffle(len(files), seed=seed)
     records = file_dataset.interleave(
         read_shard,
@@ -80,8 +95,22 @@ def make_record_batches(
     )
     if record_shard is not None:
         records = records.shard(*record_shard)
-    if shuffle:
+    if shuffle and stateless_seed is not None:
+        records = shuffled_in_blocks(records, shuffle_buffer_size, stateless_seed)
+    elif shuffle:
         records = records.shuffle(shuffle_buffer_size, seed=seed)
     if num_epochs != 1:
         records = records.repeat(num_epochs)
     return records.batch(batch_size, drop_remainder=drop_remainder), files
+
+
+def shuffled_in_blocks(records, block_size, stateless_seed):
+    """`records` shuffled within consecutive blocks of `block_size`, each block by a stateless
+    permutation of (`stateless_seed`, the block's index): a pure function of the seed."""
+
+    def shuffle_block(index, block):
+        block_seed = tf.stack([stateless_seed[0] * 1_000_003 + stateless_seed[1], index])
+        order = tf.random.experimental.stateless_shuffle(tf.range(tf.shape(block)[0]), block_seed)
+        return tf.gather(block, order)
+
+    return records.batch(block_size).enumerate().map(shuffle_block).unbatch()

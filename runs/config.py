@@ -376,6 +376,7 @@ class TrainOptions:
     start_new_model: bool = False
     export_model_steps: int = 0  # 0: never
     checkpoint_steps: int = 1000
+    checkpoint_secs: int = 600  # also a checkpoint whenever this many seconds have passed
     log_every_n_steps: int = 100
     max_checkpoints_to_keep: int = 5
     num_readers: int = 4
@@ -412,6 +413,7 @@ class TrainOptions:
                 ("clip_gradient_norm", self.clip_gradient_norm >= 0),
                 ("export_model_steps", self.export_model_steps >= 0),
                 ("checkpoint_steps", self.checkpoint_steps >= 1),
+                ("checkpoint_secs", self.checkpoint_secs >= 1),
                 ("log_every_n_steps", self.log_every_n_steps >= 1),
                 ("max_checkpoints_to_keep", self.max_checkpoints_to_keep >= 1),
                 ("num_readers", self.num_readers >= 1),

@@ -186,6 +186,20 @@ def test_a_malformed_record_through_the_service_fails_naming_the_video(service, 
         list(corrupt_records.iterate_batches(served, files))
 
 
+def test_a_damaged_shard_read_by_a_service_worker_fails_naming_the_file(service, tmp_path):
+    """Training through the service with --corrupt_record_policy=fail: a shard cut short, read
+    by a service worker, stops the run with the file's name (skip is refused with the service:
+    its workers cannot report what they skip)."""
+    real = sorted(FRAME_SAMPLE.glob("*.tfrecord"))[0].read_bytes()
+    damaged = tmp_path / "cut-short.tfrecord"
+    damaged.write_bytes(real[: len(real) // 2])
+    options = tiny_options(
+        str(damaged), tmp_path / "model", batch_size=4, tf_data_service_address=service
+    )
+    with pytest.raises(utils.UserInputError, match="cut-short.tfrecord"):
+        trainer.train(tasks.SupervisedTask(tiny_config()), options)
+
+
 @pytest.mark.parametrize(
     "address",
     ["localhost:5050", "grpc://localhost", "grpc://localhost:0", "grpc://:5050", "http://h:1"],

@@ -11,15 +11,21 @@ rest: the tf.distribute strategy's scope, one optimizer per phase, checkpoints a
 stopping on SIGTERM/SIGINT (preemption.py; on a multi-worker cluster every worker stops at one
 step), the NaN stop, TensorBoard summaries, progress lines and SavedModel exports.
 
-Every checkpoint holds the global step and the epochs done in its phase: a run resumes in the
-phase and epoch where it stopped (an interrupted epoch is redone whole, with a new shuffle), and
-the rerun of a finished run has nothing left to do. The global step runs on across phases and
+Every checkpoint holds the global step, the epochs done in its phase, the steps done in the
+current epoch and the state of the models' random generators (dropout): a run resumes in the
+phase, epoch and step where it stopped, and the rerun of a finished run has nothing left to do.
+With --deterministic each epoch's batches are a function of the seed and the epoch
+(training_input.py), so a resumed run takes exactly the batches the interrupted one had left and
+ends bit-identical to an uninterrupted one; without it the rest of the epoch is drawn anew. A
+checkpoint is written every --checkpoint_steps steps and every --checkpoint_secs seconds, so a
+kill loses at most that much work. The global step runs on across phases and
 drives the learning-rate schedule (the starter's: base * decay ** floor(examples / decay
 examples)). Adam, as the starter; each gradient tensor clipped to --clip_gradient_norm.
 """
 
 import dataclasses
 import os
+import time
 from collections.abc import Callable
 
 import tensorflow as tf
@@ -31,6 +37,9 @@ from pipeline import corrupt_records
 from runs import distribution
 from serving import saved_model
 from training import optimization, preemption, progress, training_input
+
+# On a multi-worker cluster, how often the workers compare their clocks for --checkpoint_secs.
+CLUSTER_CLOCK_STEPS = 10
 
 
 @dataclasses.dataclass
@@ -111,18 +120,39 @@ def save_if_new(manager, step):
     return manager.latest_checkpoint
 
 
+def random_states(objects):
+    """The state variables of the random generators of `objects`' models (Keras' seed
+    generators: dropout's), which a model's own checkpoint leaves out. Saved beside it, they
+    let a resumed run draw the dropout masks the interrupted one would have drawn."""
+    states = []
+    for value in objects.values():
+        for variable in getattr(value, "variables", []):
+            if "seed_generator_state" in variable.name:
+                states.append(variable)
+    return states
+
+
 def restore(run, path, step):
-    """Restores a phase's checkpoint. One written before checkpoints held the global step (it
-    holds the phase's objects and optimizer, whose count of updates was the step) restores those
-    and takes its step from the optimizer.
+    """Restores a phase's checkpoint. One written before checkpoints held the step inside the
+    epoch restores what it holds (its epoch then starts again); one written before they held
+    the global step (it holds the phase's objects and optimizer, whose count of updates was the
+    step) restores those and takes its step from the optimizer.
 
     Raises:
       utils.UserInputError: when the checkpoint does not hold the phase's objects (another
         model, or other sizes).
     """
     names = {name for name, _ in tf.train.list_variables(path)}
-    if "step/.ATTRIBUTES/VARIABLE_VALUE" in names:
+    if "epoch_steps/.ATTRIBUTES/VARIABLE_VALUE" in names:
         checkpoint = run.manager.checkpoint
+    elif "step/.ATTRIBUTES/VARIABLE_VALUE" in names:
+        saved = run.manager.checkpoint
+        checkpoint = tf.train.Checkpoint(
+            optimizer=run.optimizer,
+            step=saved.step,
+            epochs_done=saved.epochs_done,
+            **run.phase.checkpoint_objects,
+        )
     else:
         checkpoint = tf.train.Checkpoint(optimizer=run.optimizer, **run.phase.checkpoint_objects)
     try:
@@ -156,6 +186,8 @@ class Trainer:
         self.chief = distribution.is_chief(strategy)
         self.skipped = corrupt_records.SkippedRecords()
         self.last_loss = None
+        self.last_save_time = time.monotonic()
+        self.multi_worker = preemption.is_multi_worker(strategy)
 
     def current_step(self):
         return distribution.variable_int(self.step)
@@ -184,6 +216,8 @@ class Trainer:
             self.task.build()
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             self.epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
+            # Steps done in the current epoch: where a resumed run goes on.
+            self.epoch_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_steps")
         phases = self.task.phases(options)
         new_model_dir = options.new_model_dir or options.train_dir
         if self.chief and options.start_new_model and tf.io.gfile.exists(new_model_dir):
@@ -205,6 +239,8 @@ class Trainer:
                 optimizer=optimizer,
                 step=self.step,
                 epochs_done=self.epochs_done,
+                epoch_steps=self.epoch_steps,
+                random_states=random_states(phase.checkpoint_objects),
                 **phase.checkpoint_objects,
             )
             manager = distribution.make_checkpoint_manager(
@@ -240,16 +276,19 @@ class Trainer:
         first_epoch = self.epochs_done_int()
         if first_epoch >= phase.epochs:
             return False
+        steps_done = distribution.variable_int(self.epoch_steps)
         dataset = training_input.make_training_dataset(
             self.task.config,
             options,
             files,
-            options.seed + self.current_step(),  # a resumed job does not replay its batches
+            options.seed,
             self.strategy,
             phase.keep_all_frames,
             self.skipped,
             first_epoch,
             phase.epochs,
+            steps_done=steps_done,
+            start_step=self.current_step(),
         )
         run.step = compile_step(
             self.strategy,
@@ -265,7 +304,16 @@ class Trainer:
             # Several replicas must take every step together, even an empty one.
             drop_empty=self.strategy.num_replicas_in_sync == 1,
         )
-        logging.info("%s: epoch %d of %d", phase.name, first_epoch + 1, phase.epochs)
+        if steps_done:
+            logging.info(
+                "%s: epoch %d of %d, from its step %d",
+                phase.name,
+                first_epoch + 1,
+                phase.epochs,
+                steps_done + 1,
+            )
+        else:
+            logging.info("%s: epoch %d of %d", phase.name, first_epoch + 1, phase.epochs)
         steps = self.run_steps(run, batches, logger, stop)
         if steps is None:  # --max_steps
             save_if_new(run.manager, self.current_step())
@@ -283,7 +331,8 @@ class Trainer:
         records it (over a periodic checkpoint of the same step, which did not count them)."""
         if self.epochs_done_int() < epoch:
             self.epochs_done.assign(epoch)
-            run.manager.save(checkpoint_number=self.current_step())
+            self.epoch_steps.assign(0)
+            self.save(run.manager)
             if epoch < run.phase.epochs:
                 logging.info("%s: epoch %d of %d", run.phase.name, epoch + 1, run.phase.epochs)
 
@@ -305,6 +354,7 @@ class Trainer:
         """
         options, manager = self.options, run.manager
         steps = 0
+        self.last_save_time = time.monotonic()
         for batch in batches:
             epochs = utils.local_values(batch.pop("epoch")).numpy()
             if epochs.size:
@@ -322,18 +372,36 @@ class Trainer:
                     "weights saved before it. Lower --base_learning_rate or check the input data."
                 ) from None
             self.step.assign_add(1)
+            self.epoch_steps.assign_add(1)
             steps += 1
             global_step = next_step
             self.last_loss = result.loss
             logger.record(global_step, result)
-            if global_step % options.checkpoint_steps == 0:
-                manager.save(checkpoint_number=global_step)
+            if global_step % options.checkpoint_steps == 0 or self.checkpoint_due():
+                self.save(manager)
             if options.export_model_steps and global_step % options.export_model_steps == 0:
                 self.export_snapshot(run.phase, global_step)
             stop.check(global_step, lambda step=global_step: save_if_new(manager, step))
             if options.max_steps and global_step >= options.max_steps:
                 return None
         return steps
+
+    def save(self, manager):
+        """Writes a checkpoint of the current step; the clock of --checkpoint_secs restarts."""
+        manager.save(checkpoint_number=self.current_step())
+        self.last_save_time = time.monotonic()
+
+    def checkpoint_due(self):
+        """True when --checkpoint_secs have passed since the last checkpoint. On a cluster the
+        workers vote every CLUSTER_CLOCK_STEPS steps (one small all-reduce), and all save when
+        any is due, so that every worker saves at the same step."""
+        due = time.monotonic() - self.last_save_time >= self.options.checkpoint_secs
+        if self.multi_worker:
+            if self.current_step() % CLUSTER_CLOCK_STEPS:
+                return False
+            votes = self.strategy.run(lambda: tf.constant(int(due), tf.int32))
+            due = int(self.strategy.reduce(tf.distribute.ReduceOp.SUM, votes, axis=None)) > 0
+        return due
 
     def export_snapshot(self, phase, step):
         """On the chief, writes a SavedModel of the phase's model to train_dir/export/step_N."""
@@ -420,8 +488,9 @@ class Trainer:
                     "Phase %s done at step %d", self.runs[index - 1].phase.name, self.current_step()
                 )
                 self.epochs_done.assign(0)
+                self.epoch_steps.assign(0)
                 # The new phase's first checkpoint marks where it starts for a resume.
-                run.manager.save(checkpoint_number=self.current_step())
+                self.save(run.manager)
             if self.run_phase(run, files, logger, stop):
                 return index
         return len(self.runs) - 1

@@ -29,55 +29,104 @@ def training_reader(config, options, keep_all_frames):
     )
 
 
+def epoch_seed(seed, epoch):
+    """The `[2]` stateless seed of one epoch's shuffles: a function of the run's seed and the
+    epoch alone, so that a resumed run reads an epoch in the order the interrupted one did
+    (with --deterministic)."""
+    return tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+
+
+def epoch_draw_seed(seed, epoch):
+    """The seed of the frames drawn in one epoch (random offsets, random sampling): a string of
+    the run's seed and the epoch, hashed with each video's id (frame_selection.hashed_draws)."""
+    return tf.strings.join([str(seed), tf.strings.as_string(epoch)], separator=":")
+
+
 def make_training_dataset(
-    config, options, files, seed, strategy, keep_all_frames, skipped, first_epoch, epochs
+    config,
+    options,
+    files,
+    seed,
+    strategy,
+    keep_all_frames,
+    skipped,
+    first_epoch,
+    epochs,
+    steps_done=0,
+    start_step=0,
 ):
     """Epochs `first_epoch` to `epochs - 1` of shuffled passes over `files`, distributed over
-    `strategy`'s replicas, each batch tagged with its epoch (`epoch [B]` int64).
+    `strategy`'s replicas, each batch tagged with its epoch (`epoch [B]` int64), the first
+    `steps_done` steps of `first_epoch` left out (a resumed run's).
 
-    One pipeline and one iterator for all the epochs of a phase: no pause to rebuild it between
-    epochs, and random frame sampling draws on from one seeded stream (a new iterator would
-    replay it). Each epoch reshuffles. Each replica gets `batch_size / replicas` videos a step;
-    each worker reads its own share of the files (of the records, when there are fewer files
-    than workers). With --corrupt_record_policy=skip what it leaves out is tallied in `skipped`.
+    Each epoch's order is a function of (`seed`, epoch): its files and records are shuffled with
+    `epoch_seed`, and the frames drawn for each video with `epoch_draw_seed`. With
+    --deterministic (records read in a fixed order) a resumed run therefore reads exactly the
+    batches the interrupted one had left; the steps it already took are skipped as serialized
+    batches, before any parsing. Without it the interleaving of shards varies, so the rest of
+    the epoch is drawn anew (as many steps, other videos possible). One pipeline for all the
+    epochs of a phase: no pause to rebuild it between epochs. Each replica gets
+    `batch_size / replicas` videos a step; each worker reads its own share of the files (of
+    the records, when there are fewer files than workers). With --corrupt_record_policy=skip
+    what it leaves out is tallied in `skipped`.
 
     With `options.tf_data_service_address` the pipeline runs on tf.data service
     (`service_training_dataset`) instead: its workers read and parse, and the dispatcher hands
-    the files out to them.
+    the files out to them; a resumed run (`start_step` > 0) is a new job, which reads its
+    first epoch whole.
     """
     tf.keras.utils.set_random_seed(seed)
     reader = training_reader(config, options, keep_all_frames)
     reader.check_files(files, "--train_data_pattern")
 
     def parse(records, epoch):
-        batch = reader.parse_serialized(records)
+        batch = reader.parse_serialized(records, draw_seed=epoch_draw_seed(seed, epoch))
         batch["epoch"] = tf.fill(tf.shape(batch["video_ids"]), epoch)
         return batch
 
     if options.tf_data_service_address:
         return strategy.distribute_datasets_from_function(
             lambda input_context: service_training_dataset(
-                reader, options, files, seed, keep_all_frames, first_epoch, epochs, input_context
+                reader,
+                options,
+                files,
+                seed,
+                keep_all_frames,
+                first_epoch,
+                epochs,
+                input_context,
+                start_step,
             )
         )
 
     def make_replica_dataset(input_context):
         worker_files, record_shard = distribution.input_shard(input_context, files)
-        one_pass, _ = record_batches.make_record_batches(
-            ",".join(worker_files),
-            input_context.get_per_replica_batch_size(options.batch_size),
-            shuffle=True,
-            shuffle_buffer_size=options.shuffle_buffer_size,
-            num_readers=options.num_readers,
-            seed=seed,
-            flag_name="--train_data_pattern",
-            corrupt_record_policy=options.corrupt_record_policy,
-            skipped=skipped,
-            record_shard=record_shard,
-            deterministic=options.deterministic,
+
+        def one_pass(epoch):
+            batches, _ = record_batches.make_record_batches(
+                ",".join(worker_files),
+                input_context.get_per_replica_batch_size(options.batch_size),
+                shuffle=True,
+                shuffle_buffer_size=options.shuffle_buffer_size,
+                num_readers=options.num_readers,
+                stateless_seed=epoch_seed(seed, epoch),
+                flag_name="--train_data_pattern",
+                corrupt_record_policy=options.corrupt_record_policy,
+                skipped=skipped,
+                record_shard=record_shard,
+                deterministic=options.deterministic,
+            )
+            return batches.map(lambda records: (records, epoch))
+
+        # Each step takes one batch per replica from its worker's pipeline.
+        replicas_per_pipeline = max(
+            1, input_context.num_replicas_in_sync // input_context.num_input_pipelines
         )
-        tagged = tf.data.Dataset.range(first_epoch, epochs).flat_map(
-            lambda epoch: one_pass.map(lambda records: (records, epoch))
+        first = one_pass(tf.constant(first_epoch, tf.int64)).skip(
+            steps_done * replicas_per_pipeline
+        )
+        tagged = first.concatenate(
+            tf.data.Dataset.range(first_epoch + 1, epochs).flat_map(one_pass)
         )
         return tagged.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
@@ -85,7 +134,7 @@ def make_training_dataset(
 
 
 def service_training_dataset(
-    reader, options, files, seed, keep_all_frames, first_epoch, epochs, input_context
+    reader, options, files, seed, keep_all_frames, first_epoch, epochs, input_context, start_step
 ):
     """One input pipeline's batches of epochs `first_epoch` to `epochs - 1`, read and parsed by
     the tf.data service at `options.tf_data_service_address`.
@@ -105,7 +154,7 @@ def service_training_dataset(
         options.tf_data_service_job_name,
         options.train_dir,
         f"{'all' if keep_all_frames else 'selected'}-frames-epochs-{first_epoch}-{epochs}-"
-        f"seed-{seed}",
+        f"seed-{seed}-step-{start_step}",
         input_context.num_input_pipelines,
     )
 
@@ -113,10 +162,11 @@ def service_training_dataset(
         return tf.data.TFRecordDataset(path).map(lambda record: (record, epoch))
 
     def parse(records, record_epochs):
-        batch = reader.parse_serialized(records)
         # A batch straddling two epochs counts as the later one: the trainer counts an epoch
         # done when a batch of the next one comes.
-        batch["epoch"] = tf.fill(tf.shape(batch["video_ids"]), tf.reduce_max(record_epochs))
+        epoch = tf.reduce_max(record_epochs)
+        batch = reader.parse_serialized(records, draw_seed=epoch_draw_seed(seed, epoch))
+        batch["epoch"] = tf.fill(tf.shape(batch["video_ids"]), epoch)
         return batch
 
     records = data_service_input.epoch_file_slices(files, first_epoch, epochs, seed).interleave(

@@ -52,12 +52,12 @@ def test_a_finished_run_has_nothing_left_and_more_epochs_train_on(tmp_path):
     assert more["global_step"] == 6 and more["steps_run"] == 2
 
 
-def test_an_interrupted_epoch_is_redone_whole(tmp_path):
+def test_an_interrupted_epoch_goes_on_from_its_step(tmp_path):
     train_dir = tmp_path / "model"
     train_tiny(train_dir, num_epochs=2, batch_size=30, max_steps=3)
-    # Epoch 1 was done (step 2); epoch 2 stopped after 1 of its 2 steps and is run again.
+    # Epoch 1 was done (step 2); epoch 2 stopped after 1 of its 2 steps and goes on from there.
     result = train_tiny(train_dir, num_epochs=2, batch_size=30)
-    assert result["global_step"] == 5
+    assert result["global_step"] == 4 and result["finished"]
 
 
 def test_a_checkpoint_without_a_step_resumes_from_the_optimizer_count(tmp_path):
@@ -135,9 +135,9 @@ def test_one_pipeline_serves_every_epoch_of_a_phase(tmp_path, monkeypatch):
     calls = []
     build = training_input.make_training_dataset
 
-    def recording(*args):
+    def recording(*args, **kwargs):
         calls.append(args[-2:])  # (first epoch, epochs)
-        return build(*args)
+        return build(*args, **kwargs)
 
     monkeypatch.setattr(training_input, "make_training_dataset", recording)
     train_dir = tmp_path / "model"
