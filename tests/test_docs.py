@@ -87,3 +87,20 @@ def test_readme_is_short_and_links_every_page_of_docs():
     assert len(readme.splitlines()) <= README_MAX_LINES
     for page in PAGES[1:]:
         assert f"(docs/{page.name})" in readme
+
+
+COMMAND_LINES = sorted(
+    path.name
+    for path in REPO_ROOT.glob("*.py")
+    if "utils.run_command_line(main)" in path.read_text() and path.name != "utils.py"
+)
+
+
+@pytest.mark.parametrize("script", COMMAND_LINES)
+def test_a_command_lines_help_keeps_the_line_breaks_of_its_examples(script):
+    """--help prints the module docstring: a continued example line (ending in a backslash) is
+    shown as written, not joined to the next with its indentation."""
+    source = (REPO_ROOT / script).read_text()
+    written = source.split('"""', 2)[1]
+    shown = importlib.import_module(script.removesuffix(".py")).__doc__
+    assert shown == written
