@@ -264,6 +264,7 @@ class Trainer:
             self.skipped,
             # Several replicas must take every step together, even an empty one.
             drop_empty=self.strategy.num_replicas_in_sync == 1,
+            video_id_key=options.video_id_key,
         )
         logging.info("%s: epoch %d of %d", phase.name, first_epoch + 1, phase.epochs)
         steps = self.run_steps(run, batches, logger, stop)
