@@ -92,3 +92,7 @@ class ProgressLogger:
 
     def flush(self):
         self.writer.flush()
+
+    def close(self):
+        """Flushes and closes the summary writer (its events file is then complete)."""
+        self.writer.close()

@@ -136,6 +136,44 @@ def restore(run, path, step):
         step.assign(tf.cast(run.optimizer.iterations, step.dtype))
 
 
+@dataclasses.dataclass(frozen=True)
+class DirectoryContents:
+    """What a directory held when a run began (its existence and the names in it), so that a new
+    model whose run fails before its first checkpoint can leave it as it found it: no new empty
+    directory, no orphan model_flags.json or events file."""
+
+    path: str
+    existed: bool
+    names: frozenset = frozenset()
+
+    @classmethod
+    def of(cls, path):
+        if not tf.io.gfile.isdir(path):
+            return cls(path, False)
+        return cls(path, True, frozenset(name.rstrip("/") for name in tf.io.gfile.listdir(path)))
+
+    def remove_what_is_new(self):
+        """Removes the directory if it is new, else what is new in it; returns the paths
+        removed."""
+        if not tf.io.gfile.isdir(self.path):
+            return []
+        if not self.existed:
+            tf.io.gfile.rmtree(self.path)
+            return [self.path]
+        removed = []
+        for name in sorted(tf.io.gfile.listdir(self.path)):
+            name = name.rstrip("/")
+            if name in self.names:
+                continue
+            path = os.path.join(self.path, name)
+            if tf.io.gfile.isdir(path):
+                tf.io.gfile.rmtree(path)
+            else:
+                tf.io.gfile.remove(path)
+            removed.append(path)
+        return removed
+
+
 @dataclasses.dataclass
 class PhaseRun:
     """A phase with what the loop made for it."""
@@ -156,6 +194,9 @@ class Trainer:
         self.chief = distribution.is_chief(strategy)
         self.skipped = corrupt_records.SkippedRecords()
         self.last_loss = None
+        self.runs = []
+        # What the chief found in the directory this run may empty (fit).
+        self.found = None
 
     def current_step(self):
         return distribution.variable_int(self.step)
@@ -192,6 +233,7 @@ class Trainer:
             training_input.check_first_batch(self.task.config, options, files, keep_all_frames)
             logging.info("--start_new_model: removing %s", new_model_dir)
             tf.io.gfile.rmtree(new_model_dir)
+            self.found = DirectoryContents(new_model_dir, existed=False)
         if self.chief:
             tf.io.gfile.makedirs(options.train_dir)
         schedule = optimization.make_learning_rate(options)
@@ -347,7 +389,39 @@ class Trainer:
         return readers.reader_for(self.task.config, self.options.video_id_key, check_labels=False)
 
     def fit(self):
-        """Runs every phase to its end (or --max_steps); returns the result dict of `train`."""
+        """Runs every phase to its end (or --max_steps); returns the result dict of `train`.
+
+        A new model whose run stops before its first checkpoint (bad data, a refused teacher, a
+        NaN loss, an interruption) leaves the directory as it found it: the chief removes the
+        directory if the run made it, else what the run wrote in it (model_flags.json, an events
+        file, a phase directory), and logs what it removed. The directory is train_dir, or the
+        one --start_new_model empties (`new_model_dir`: a serial student's, for its own teacher).
+        """
+        options = self.options
+        if self.chief and options.train_dir:
+            self.found = DirectoryContents.of(options.new_model_dir or options.train_dir)
+        try:
+            return self.train_phases()
+        except BaseException:
+            if self.found is not None and not self.has_checkpoint():
+                removed = self.found.remove_what_is_new()
+                if removed:
+                    logging.info(
+                        "No checkpoint was written: removed what this run made (%s).",
+                        ", ".join(removed),
+                    )
+            raise
+
+    def has_checkpoint(self):
+        """True when train_dir, or a phase's directory, holds a checkpoint."""
+        directories = {self.options.train_dir} | {run.manager.directory for run in self.runs}
+        return any(
+            tf.io.gfile.isdir(directory) and tf.train.latest_checkpoint(directory)
+            for directory in directories
+        )
+
+    def train_phases(self):
+        """`fit` without the clean-up after a failure."""
         options = self.options
         files = self.prepare()
         active = self.resume()
@@ -372,7 +446,7 @@ class Trainer:
                 else:
                     active = self.run_phases(active, files, logger, stop)
         finally:
-            logger.flush()
+            logger.close()  # before a clean-up removes its events file
         run = self.runs[active]
         save_if_new(run.manager, self.current_step())
         finished = active == len(self.runs) - 1

@@ -166,7 +166,14 @@ def test_training_on_data_that_gives_no_video_fails_instead_of_saving_an_untrain
     train_dir = tmp_path / "model"
     with pytest.raises(utils.UserInputError, match="gave no video to train on.*4 malformed"):
         train_tiny(train_dir, pattern, corrupt_record_policy="skip", batch_size=2, num_epochs=1)
-    assert tf.train.latest_checkpoint(str(train_dir)) is None
+    # Failed before its first checkpoint: the directory it made is gone again.
+    assert not train_dir.exists()
+    # In a directory that was there, only what the run wrote goes (model_flags.json, events).
+    train_dir.mkdir()
+    (train_dir / "notes.txt").write_text("mine")
+    with pytest.raises(utils.UserInputError, match="Label out of range"):
+        train_tiny(train_dir, pattern, batch_size=2, num_epochs=1)
+    assert [path.name for path in train_dir.iterdir()] == ["notes.txt"]
 
 
 @pytest.fixture
