@@ -9,7 +9,8 @@ variables the optimizer updates, the objects its checkpoints hold and the direct
 its epochs, and whether its input keeps every frame beside the selected ones. The loop owns the
 rest: the tf.distribute strategy's scope, one optimizer per phase, checkpoints and resume,
 stopping on SIGTERM/SIGINT (preemption.py; on a multi-worker cluster every worker stops at one
-step), the NaN stop, TensorBoard summaries, progress lines and SavedModel exports.
+step), the NaN stop, TensorBoard summaries, progress lines (and one warning when an epoch is only
+a few steps) and SavedModel exports.
 
 Every checkpoint holds the global step and the epochs done in its phase: a run resumes in the
 phase and epoch where it stopped (an interrupted epoch is redone whole, with a new shuffle), and
@@ -187,10 +188,12 @@ class PhaseRun:
 class Trainer:
     """Runs a task's phases; see the module docstring. Built by `train`."""
 
-    def __init__(self, task, options, strategy):
+    def __init__(self, task, options, strategy, epoch_length=None):
         self.task = task
         self.options = options
         self.strategy = strategy
+        # Warns once about an epoch of a few steps; shared by the stages of a run.
+        self.epoch_length = epoch_length or progress.EpochLength()
         self.chief = distribution.is_chief(strategy)
         self.skipped = corrupt_records.SkippedRecords()
         self.last_loss = None
@@ -309,10 +312,12 @@ class Trainer:
             video_id_key=options.video_id_key,
         )
         logging.info("%s: epoch %d of %d", phase.name, first_epoch + 1, phase.epochs)
+        self.epoch_length.start(phase.name, first_epoch)
         steps = self.run_steps(run, batches, logger, stop)
         if steps is None:  # --max_steps
             save_if_new(run.manager, self.current_step())
             return True
+        self.epoch_length.end(options.batch_size)
         if not steps:
             raise utils.UserInputError(
                 f"--train_data_pattern={options.train_data_pattern} gave no video to train on. "
@@ -369,6 +374,11 @@ class Trainer:
             global_step = next_step
             self.last_loss = result.loss
             logger.record(global_step, result)
+            self.epoch_length.step(
+                int(epochs.max()) if epochs.size else None,
+                int(result.num_examples),
+                options.batch_size,
+            )
             if global_step % options.checkpoint_steps == 0:
                 manager.save(checkpoint_number=global_step)
             if options.export_model_steps and global_step % options.export_model_steps == 0:
@@ -520,6 +530,7 @@ def train_stages(stages, strategy=None):
       the result dict of `train` for each stage run, in order.
     """
     strategy = strategy or distribution.make_strategy(stages[0].options.strategy)
+    epoch_length = progress.EpochLength()  # one warning for the whole run
     results = []
     for index, stage in enumerate(stages):
         if len(stages) > 1:
@@ -531,13 +542,13 @@ def train_stages(stages, strategy=None):
                 stage.task.description,
                 stage.options.train_dir,
             )
-        results.append(train(stage.task, stage.options, strategy))
+        results.append(train(stage.task, stage.options, strategy, epoch_length))
         if not results[-1]["finished"]:
             break
     return results
 
 
-def train(task, options, strategy=None):
+def train(task, options, strategy=None, epoch_length=None):
     """Trains `task` with `options`.
 
     Args:
@@ -547,6 +558,8 @@ def train(task, options, strategy=None):
         (checkpointed last, exported at the end) and `description`.
       options: config.TrainOptions.
       strategy: a tf.distribute strategy; None builds the one `options.strategy` names.
+      epoch_length: a progress.EpochLength shared with other trainings of the run (one
+        warning about short epochs for all); None: its own.
 
     Returns:
       dict with `global_step`, `steps_run` (by this call), `finished` (every epoch of every
@@ -556,4 +569,4 @@ def train(task, options, strategy=None):
       --corrupt_record_policy=skip left out, every pass counted).
     """
     strategy = strategy or distribution.make_strategy(options.strategy)
-    return Trainer(task, options, strategy).fit()
+    return Trainer(task, options, strategy, epoch_length).fit()
