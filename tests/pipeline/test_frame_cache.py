@@ -164,7 +164,7 @@ def test_training_from_random_offsets_refuses_the_cache_and_its_evaluation_reads
 ):
     pattern, _ = stride10_cache
     config = tiny_config(frame_stride=10, random_frame_offset=True)
-    with pytest.raises(utils.UserInputError, match="--random_frame_offset trains on other"):
+    with pytest.raises(utils.UserInputError, match="--random_frame_offset .*trains on other"):
         readers.reader_for(config, training=True).make_dataset(pattern, 8)
     dataset, _ = readers.reader_for(config).make_dataset(pattern, 64)
     assert sum(int(tf.shape(batch["video_ids"])[0]) for batch in dataset) > 0
