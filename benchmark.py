@@ -115,6 +115,7 @@ def main(unused_argv):
             gpu_measurements=flag_values.gpu_measurements,
             train_epochs=flag_values.train_epochs,
             train_batch_size=flag_values.train_batch_size,
+            quick=flag_values.quick,
         )
     print(benchmark_report.benchmark_markdown(report))
     print(f"Wrote {os.path.join(flag_values.output_dir, 'benchmark.json')}")

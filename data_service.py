@@ -1,4 +1,4 @@
-"""Runs a tf.data service server: the dispatcher, or a worker that reads and parses for the
+r"""Runs a tf.data service server: the dispatcher, or a worker that reads and parses for the
 trainer, eval or inference.
 
     python data_service.py --role=dispatcher --port=5050 [--work_dir=gs://bucket/dispatcher]

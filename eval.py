@@ -1,4 +1,4 @@
-"""Evaluates the checkpoints of a --train_dir on a labelled data set with the Kaggle metrics.
+r"""Evaluates the checkpoints of a --train_dir on a labelled data set with the Kaggle metrics.
 
     python eval.py --train_dir=/tmp/teacher --eval_data_pattern='data/validate*.tfrecord' \
         --run_once

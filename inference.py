@@ -1,4 +1,4 @@
-"""Writes top-k predictions for every video of a data set as a Kaggle-format CSV.
+r"""Writes top-k predictions for every video of a data set as a Kaggle-format CSV.
 
     python inference.py --train_dir=/tmp/teacher \
         --input_data_pattern='data/test*.tfrecord' --output_file=/tmp/predictions.csv

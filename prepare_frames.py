@@ -1,4 +1,4 @@
-"""Writes a student's frame cache: the full frame-level records cut to the frames it reads.
+r"""Writes a student's frame cache: the full frame-level records cut to the frames it reads.
 
     python prepare_frames.py --input_data_pattern='data/train*.tfrecord' \
         --output_dir=data/stride10 --frame_stride=10

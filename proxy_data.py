@@ -121,7 +121,7 @@ def main(argv, flag_values=None):
         }
         for split in dict.fromkeys(splits):
             split_dir = os.path.join(flag_values.output_dir, split)
-            paths = write_proxy_dataset(
+            written = write_proxy_dataset(
                 split_dir,
                 split,
                 input_pattern=input_patterns[split],
@@ -136,11 +136,12 @@ def main(argv, flag_values=None):
                 seed=flag_values.seed,
                 statistics=statistics,
             )
-            for path in paths:
+            for path in written.paths:
                 print(path)
             print(
-                f"Wrote the {split} split ({len(paths)} shards, seed {flag_values.seed}) to "
-                f"{split_dir}; read it with --num_classes={NUM_CLASSES}.",
+                f"Wrote the {split} split: {written.num_videos} videos in "
+                f"{len(written.paths)} shards (seed {flag_values.seed}) to {split_dir}; read it "
+                f"with --num_classes={NUM_CLASSES}.",
                 flush=True,
             )
     return 0

@@ -150,10 +150,12 @@ class BaseReader:
         problem = (
             bad_video,
             [
-                "Label out of range [0, num_classes) in video",
+                corrupt_records.LABEL_OUT_OF_RANGE,
                 tf.gather(video_ids, tf.boolean_mask(rows, out_of_range)[:1]),
                 "label",
                 tf.boolean_mask(values, out_of_range)[:1],
+                "largest label",
+                tf.reduce_max(tf.concat([values, [-1]], axis=0)),
                 "num_classes",
                 self.num_classes,
             ],

@@ -1,4 +1,4 @@
-"""Trains and evaluates the paper's whole grid on one data set: its Table 1, Table 2 and two plots.
+r"""Trains and evaluates the paper's whole grid on one data set: its Table 1, Table 2 and two plots.
 
     python reproduce.py --output_dir=reproduce_out               (what `make reproduce` runs)
     python reproduce.py --preset=paper --train_data_pattern='gs://.../train*.tfrecord' \

@@ -1,4 +1,4 @@
-"""Writes the result sections of README and docs/ from the committed measurements, so no figure
+r"""Writes the result sections of README and docs/ from the committed measurements, so no figure
 goes stale.
 
     python results_report.py                                   (what `make results` runs)

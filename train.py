@@ -1,4 +1,4 @@
-"""Trains a model from the zoo on YouTube-8M TFRecords and writes checkpoints to --train_dir.
+r"""Trains a model from the zoo on YouTube-8M TFRecords and writes checkpoints to --train_dir.
 
     python train.py --train_data_pattern='data/train*.tfrecord' --train_dir=/tmp/teacher \
         --model=HierarchicalTeacherModel

@@ -195,8 +195,14 @@ class Interrupted(Exception):
 
 def run_command_line(main):
     """`absl.app.run(main)`, except that asking for help (--help, ...) exits with status 0 and
-    an `Interrupted` command ends with one `INTERRUPTED:` line and its exit status."""
+    an `Interrupted` command ends with one `INTERRUPTED:` line and its exit status. The
+    command's stderr passes through `tf_environment.filter_stderr` (the runtime lines of
+    TensorFlow's that no user can act on are dropped)."""
+    import tf_environment
+
     from absl import app
+
+    tf_environment.filter_stderr()
 
     def main_reporting_interruptions(argv):
         try:

@@ -120,6 +120,14 @@ _PROXY_STREAM = 2
 
 
 @dataclasses.dataclass(frozen=True)
+class WrittenSplit:
+    """What `write_proxy_dataset` wrote: the shard paths, in order, and the videos in them."""
+
+    paths: list
+    num_videos: int
+
+
+@dataclasses.dataclass(frozen=True)
 class FrameSpec:
     """How the frames vary around a video's real mean (see the module docstring).
 
@@ -400,7 +408,7 @@ def write_proxy_dataset(
     frame_noise: float = 1.0,
     seed: int = 0,
     statistics: TrainStatistics | None = None,
-) -> list[str]:
+) -> WrittenSplit:
     """Writes one split of the proxy as frame-level TFRecord shards in `output_dir`.
 
     Args:
@@ -422,7 +430,7 @@ def write_proxy_dataset(
         several splits or calls.
 
     Returns:
-      The shard paths, in order.
+      A WrittenSplit: the shard paths, in order, and the number of videos written.
 
     Raises:
       utils.UserInputError: a bad argument or input, named by its command-line flag.
@@ -475,7 +483,7 @@ def write_proxy_dataset(
             if tf.io.gfile.exists(temporary_path):
                 tf.io.gfile.remove(temporary_path)
     _remove_stale_shards(output_dir, split, paths)
-    return paths
+    return WrittenSplit(paths, len(real_videos))
 
 
 def _remove_stale_shards(output_dir, split, paths):

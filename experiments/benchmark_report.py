@@ -34,9 +34,15 @@ def benchmark_markdown(report):
         if "frames_per_video" in report
         else ""
     )
+    repeats = report["repeats"]
+    timing = f"median of {repeats} repeats" if repeats > 1 else "one timed repeat"
+    if report.get("quick"):
+        run = "`make bench-quick`, a quick run (rough figures; `make bench` measures them)"
+    else:
+        run = "`make bench`"
     lines = [
-        f"`make bench`, {describe_run(report)}; {report['num_videos']} synthetic videos"
-        f"{frames}, batch {report['batch_size']}, median of {report['repeats']} repeats.",
+        f"{run}, {describe_run(report)}; {report['num_videos']} synthetic videos"
+        f"{frames}, batch {report['batch_size']}, {timing}.",
         "",
     ]
     names = {

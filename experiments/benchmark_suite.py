@@ -307,6 +307,7 @@ def run_benchmark(
     train_batch_size=48,
     train_sizes=None,
     reader_pass_videos=benchmark_input.READER_PASS_VIDEOS,
+    quick=False,
 ):
     """Runs every measurement and writes `output_dir/benchmark.json`; returns the report.
 
@@ -314,7 +315,8 @@ def run_benchmark(
     (`input`, and `gpu_projection` when `gpu_measurements` exists); `train_epochs` > 0 times
     training (`training`) at `train_batch_size`, with the model sizes `train_sizes` (RunConfig
     fields; the small preset's when None). A timed pass of a reader alone reads the data as
-    often as it takes to give `reader_pass_videos` videos.
+    often as it takes to give `reader_pass_videos` videos. `quick` marks the report as
+    benchmark.py --quick's (QUICK_SETTINGS), so that its table says so.
     """
     if num_videos < 2 * batch_size:
         raise utils.UserInputError(
@@ -343,6 +345,7 @@ def run_benchmark(
         "reader_epochs_per_pass": benchmark_input.epochs_per_pass(num_videos, reader_pass_videos),
         "batch_size": batch_size,
         "repeats": repeats,
+        "quick": quick,
         "min_seconds": min_seconds,
         "presets": {},
         "plain_read_samples": {},

@@ -134,7 +134,7 @@ def prepare_proxy_data(output_dir, config, report):
         nonlocal statistics
         if statistics is None:
             statistics = proxy.compute_train_statistics()
-        paths = proxy.write_proxy_dataset(
+        written = proxy.write_proxy_dataset(
             split_dir,
             split,
             num_shards=8 if split == "train" else 4,
@@ -145,7 +145,7 @@ def prepare_proxy_data(output_dir, config, report):
             seed=config.seed,
             statistics=statistics,
         )
-        return f"real-label proxy in {len(paths)} shard(s)"
+        return f"real-label proxy, {written.num_videos} videos in {len(written.paths)} shard(s)"
 
     return write_splits_once(output_dir, config, directory_name, write_split, report)
 

@@ -17,6 +17,7 @@ The readers (readers.py) find each batch's problems; `apply_policy` acts on them
 """
 
 import contextlib
+import re
 import struct
 import threading
 
@@ -34,6 +35,16 @@ CORRUPT_RECORD_POLICY_HELP = (
 TFRECORD_HEADER_BYTES = 12
 TFRECORD_FRAMING_BYTES = 16
 MAX_LISTED_SKIPS = 20  # skipped videos and shards listed by SkippedRecords.summary()
+# How the readers' "fail" check of a label outside [0, num_classes) starts its message; its
+# data follow: the video id, its label, the largest label of the batch and num_classes.
+LABEL_OUT_OF_RANGE = "Label out of range [0, num_classes) in video"
+LABEL_OUT_OF_RANGE_DETAIL = re.compile(
+    re.escape(LABEL_OUT_OF_RANGE)
+    + r" (?P<video_id>.+?) label (?P<label>-?\d+) largest label (?P<largest>-?\d+) "
+    r"num_classes (?P<num_classes>\d+)"
+)
+# The files read to find the one that holds a video with a label out of range.
+MAX_BYTES_SEARCHED = 1 << 30
 
 
 def check_corrupt_record_policy(policy):
@@ -370,13 +381,68 @@ def find_unreadable_file(files):
     return None
 
 
+def find_video(files, video_id, video_id_key="id", max_bytes=MAX_BYTES_SEARCHED):
+    """Reads the ids and labels of `files` in turn (at most `max_bytes` of them) until one holds
+    the video `video_id`.
+
+    Returns:
+      (the file that holds it or None, the largest label in the files read, -1 when none).
+    """
+    context_features = {
+        video_id_key: tf.io.FixedLenFeature([], tf.string, ""),
+        "labels": tf.io.VarLenFeature(tf.int64),
+    }
+    wanted = video_id.encode("utf-8")
+    largest = -1
+    searched = 0
+    for path in files:
+        searched += tf.io.gfile.stat(path).length
+        if searched > max_bytes:
+            break
+        found = False
+        try:
+            for records in tf.data.TFRecordDataset(path).batch(256):
+                # The context of a SequenceExample and the features of an Example are one field.
+                context, _, _ = tf.io.parse_sequence_example(records, context_features)
+                labels = context["labels"].values.numpy()
+                if labels.size:
+                    largest = max(largest, int(labels.max()))
+                found = found or wanted in context[video_id_key].numpy().tolist()
+        except tf.errors.OpError:
+            break  # a damaged file: the search stops with what it found
+        if found:
+            return path, largest
+    return None, largest
+
+
+def describe_label_out_of_range(files, video_id_key, video_id, label, largest, num_classes):
+    """The error of a label outside [0, num_classes), from what the reader's check gave: the file
+    that holds the video (`find_video`), the largest label seen and the flag to change."""
+    path, largest_read = find_video(files, video_id, video_id_key)
+    where = path or f"one of {len(files)} files"
+    if label < 0:
+        return (
+            f"Label out of range in {where}: video {video_id} has label {label}; labels are "
+            f"class indexes in [0, --num_classes={num_classes}). Fix the data, or leave such "
+            "videos out with --corrupt_record_policy=skip."
+        )
+    largest = max(largest, largest_read, label)
+    return (
+        f"Label out of range in {where}: video {video_id} has label {label}, but "
+        f"--num_classes={num_classes} allows labels 0 to {num_classes - 1}; the largest label "
+        f"seen is {largest}. Set --num_classes above the data's largest label (YouTube-8M 2018 "
+        "has 3862 classes)."
+    )
+
+
 @contextlib.contextmanager
-def data_errors(files):
+def data_errors(files, video_id_key="id"):
     """Turns the runtime errors of reading and parsing `files` into one `utils.UserInputError`.
 
     A corrupt or truncated shard (`DataLossError`) is located and named; a malformed record
     (wrong feature size, label out of range, unparsable) is reported with what the reader's
-    checks name (the video id).
+    checks name (the video id). A label out of range is also located: the file that holds the
+    video (read by `video_id_key`), the largest label seen and --num_classes.
     """
     try:
         yield
@@ -392,6 +458,18 @@ def data_errors(files):
         ) from None
     except tf.errors.InvalidArgumentError as error:
         detail = utils.describe_tf_error(error).split("  Did you mean")[0][:500]
+        label_problem = LABEL_OUT_OF_RANGE_DETAIL.search(detail)
+        if label_problem:
+            raise utils.UserInputError(
+                describe_label_out_of_range(
+                    files,
+                    video_id_key,
+                    label_problem["video_id"],
+                    int(label_problem["label"]),
+                    int(label_problem["largest"]),
+                    int(label_problem["num_classes"]),
+                )
+            ) from None
         source = files[0] if len(files) == 1 else f"one of {len(files)} files"
         raise utils.UserInputError(
             f"Malformed record in {source}: {detail}{hint(detail)}"
@@ -412,7 +490,9 @@ def hint(detail):
     return ""
 
 
-def iterate_batches(dataset, files, skipped=None, max_reported=5, drop_empty=True):
+def iterate_batches(
+    dataset, files, skipped=None, max_reported=5, drop_empty=True, video_id_key="id"
+):
     """Iterates a reader's dataset, turning data errors into one clear `utils.UserInputError`.
 
     A corrupt or truncated shard (`DataLossError`) is located and named; a malformed record
@@ -429,6 +509,7 @@ def iterate_batches(dataset, files, skipped=None, max_reported=5, drop_empty=Tru
       max_reported: at most this many empty-video ids are logged per batch.
       drop_empty: leave out batches that the skip policy emptied; False under a strategy with
         several replicas, whose steps must stay in step with the other replicas and workers.
+      video_id_key: the context key of the video ids, to find the file of a bad video.
 
     Yields:
       the dataset's batch dicts, without the `skipped_*` entries.
@@ -436,7 +517,7 @@ def iterate_batches(dataset, files, skipped=None, max_reported=5, drop_empty=Tru
     skipped = skipped if skipped is not None else SkippedRecords()
     iterator = iter(dataset)
     while True:
-        with data_errors(files):
+        with data_errors(files, video_id_key):
             try:
                 batch = next(iterator)
             except StopIteration:

@@ -316,6 +316,49 @@ def resolve_run_config(train_dir, requested, given, start_new_model):
     return stored
 
 
+# What --teacher_train_dir must hold, said by every refusal of one.
+TEACHER_NEEDED = (
+    f"distillation needs the train_dir of a trained {TEACHER_MODEL} that reads every frame "
+    "(--frame_stride=1), or no --teacher_train_dir: the default recipe trains its own teacher"
+)
+
+
+def load_teacher_config(teacher_train_dir):
+    """The RunConfig of the trained teacher in `teacher_train_dir` (--teacher_train_dir).
+
+    Raises:
+      utils.UserInputError: saying what the directory holds instead (nothing, a SavedModel, a
+        student, another model, a teacher that reads 1 frame in j, no checkpoint yet) and what
+        distillation needs.
+    """
+    flag = f"--teacher_train_dir={teacher_train_dir}"
+    if not tf.io.gfile.isdir(teacher_train_dir):
+        raise utils.UserInputError(f"{flag} does not exist: {TEACHER_NEEDED}.")
+    if not tf.io.gfile.exists(os.path.join(teacher_train_dir, MODEL_FLAGS_FILE)):
+        if tf.io.gfile.exists(os.path.join(teacher_train_dir, "saved_model.pb")):
+            held = "a SavedModel (an export), not a train_dir with checkpoints"
+        else:
+            held = f"no model written by train.py (no {MODEL_FLAGS_FILE})"
+        raise utils.UserInputError(f"{flag} holds {held}: {TEACHER_NEEDED}.")
+    teacher = RunConfig.load(teacher_train_dir, "--teacher_train_dir")
+    strided = f"reads 1 frame in {teacher.frame_stride}"
+    if teacher.is_student:
+        own_teacher = os.path.join(teacher_train_dir, TEACHER_DIR)
+        held = f"a student ({teacher.model} that {strided}), not a teacher"
+        if tf.io.gfile.exists(os.path.join(own_teacher, MODEL_FLAGS_FILE)):
+            held += f"; its own teacher is in {own_teacher}"
+    elif teacher.model != TEACHER_MODEL:
+        held = f"a {teacher.model}"
+    elif teacher.frame_stride != 1:
+        baseline = f"TEACHER-{teacher.frame_sampling.upper()}"
+        held = f"a {TEACHER_MODEL} that {strided} (a {baseline} baseline)"
+    elif not tf.train.latest_checkpoint(teacher_train_dir):
+        held = f"a {TEACHER_MODEL} with no checkpoint yet"
+    else:
+        return teacher
+    raise utils.UserInputError(f"{flag} holds {held}: {TEACHER_NEEDED}.")
+
+
 def student_run_config(requested, given, teacher_train_dir=""):
     """A DistilledStudentModel's RunConfig: its recipe's loss weights and frame offsets for the
     flags not given (RECIPE_FLAGS), the paper's student block size (5) unless --block_size is
@@ -329,7 +372,7 @@ def student_run_config(requested, given, teacher_train_dir=""):
     if "block_size" not in given:
         changes["block_size"] = STUDENT_BLOCK_SIZE
     if teacher_train_dir:
-        teacher = RunConfig.load(teacher_train_dir, "--teacher_train_dir")
+        teacher = load_teacher_config(teacher_train_dir)
         for name in TEACHER_INHERITED_FLAGS:
             if name not in given:
                 changes[name] = getattr(teacher, name)

@@ -233,17 +233,26 @@ def inference_strategy():
 
 
 def split_over_replicas(strategy, tensors):
-    """Cuts eager `[batch, ...]` tensors into one contiguous slice per replica (the last ones
-    may be short or empty); returns the distributed tuple."""
+    """Cuts `[batch, ...]` tensors into one contiguous slice per replica (the last ones may be
+    short or empty), on the host; returns the distributed tuple. Runs eagerly or traced."""
     replicas = strategy.num_replicas_in_sync
-    batch_size = int(tensors[0].shape[0])
-    chunk = -(-batch_size // replicas)
+    chunk = (tf.shape(tensors[0])[0] + replicas - 1) // replicas
 
     def replica_slice(context):
         start = context.replica_id_in_sync_group * chunk
-        return tuple(tensor[start : start + chunk] for tensor in tensors)
+        with tf.device("/cpu:0"):
+            return tuple(tensor[start : start + chunk] for tensor in tensors)
 
     return strategy.experimental_distribute_values_from_function(replica_slice)
+
+
+def open_spec(tensor):
+    """The TensorSpec of any batch of the kind of `tensor`: every dimension open but the last
+    of a matrix (the features)."""
+    rank = tensor.shape.rank
+    return tf.TensorSpec(
+        [None] * (rank - 1) + [tensor.shape[-1]] if rank > 1 else [None], tensor.dtype
+    )
 
 
 def predict_on_replicas(strategy, model, finish=None):
@@ -253,6 +262,10 @@ def predict_on_replicas(strategy, model, finish=None):
     strategy each replica runs the model on its slice of the batch (the model must have been
     built under `strategy.scope()`), without one the model is called directly. `finish` (e.g.
     top-k) runs on the whole batch in the same compiled function; None returns `outputs`.
+
+    It is traced once, at its first call, for every batch size and video length (`open_spec`):
+    batches differ in their frames and the last one in its size, and each new shape would
+    otherwise be traced again (seconds at the paper's size, and TensorFlow's retracing warning).
     """
     finish = finish or (lambda outputs: outputs)
 
@@ -260,15 +273,11 @@ def predict_on_replicas(strategy, model, finish=None):
         outputs = model(video_matrix, num_frames=num_frames, training=False)
         return {"predictions": outputs["predictions"], "logits": outputs["logits"]}
 
-    if strategy is None:
-        return tf.function(
-            lambda video_matrix, num_frames: finish(model_outputs(video_matrix, num_frames)),
-            reduce_retracing=True,
-        )
-
-    @tf.function(reduce_retracing=True)
-    def predict_replicated(distributed_inputs):
-        outputs = strategy.run(model_outputs, args=distributed_inputs)
+    def predict_batch(video_matrix, num_frames):
+        if strategy is None:
+            return finish(model_outputs(video_matrix, num_frames))
+        distributed = split_over_replicas(strategy, (video_matrix, num_frames))
+        outputs = strategy.run(model_outputs, args=distributed)
         return finish(
             {
                 name: tf.concat(strategy.experimental_local_results(value), axis=0)
@@ -276,8 +285,13 @@ def predict_on_replicas(strategy, model, finish=None):
             }
         )
 
+    compiled = []
+
     def predict(video_matrix, num_frames):
-        return predict_replicated(split_over_replicas(strategy, (video_matrix, num_frames)))
+        if not compiled:
+            signature = [open_spec(video_matrix), open_spec(num_frames)]
+            compiled.append(tf.function(predict_batch, input_signature=signature))
+        return compiled[0](video_matrix, num_frames)
 
     return predict
 

@@ -93,7 +93,10 @@ def evaluate_checkpoint(
     metrics = eval_util.EvaluationMetrics(config.num_classes, top_k, None)
     start = last_progress = clock()
     estimated_videos = None  # estimated at the first progress line: a short eval never pays
-    for batch in corrupt_records.iterate_batches(dataset, files, reader.skipped_records):
+    batches = corrupt_records.iterate_batches(
+        dataset, files, reader.skipped_records, video_id_key=video_id_key
+    )
+    for batch in batches:
         outputs = predict(batch["video_matrix"], batch["num_frames"])
         loss = label_loss_fn.calculate_loss(
             outputs["predictions"], batch["labels"], logits=outputs["logits"]

@@ -87,3 +87,53 @@ def test_readme_is_short_and_links_every_page_of_docs():
     assert len(readme.splitlines()) <= README_MAX_LINES
     for page in PAGES[1:]:
         assert f"(docs/{page.name})" in readme
+
+
+COMMAND_LINES = sorted(
+    path.name
+    for path in REPO_ROOT.glob("*.py")
+    if "utils.run_command_line(main)" in path.read_text() and path.name != "utils.py"
+)
+
+
+@pytest.mark.parametrize("script", COMMAND_LINES)
+def test_a_command_lines_help_keeps_the_line_breaks_of_its_examples(script):
+    """--help prints the module docstring: a continued example line (ending in a backslash) is
+    shown as written, not joined to the next with its indentation."""
+    source = (REPO_ROOT / script).read_text()
+    written = source.split('"""', 2)[1]
+    shown = importlib.import_module(script.removesuffix(".py")).__doc__
+    assert shown == written
+
+
+def test_the_real_samples_walkthrough_holds_out_whole_files_and_says_how_many():
+    """docs/real_samples.md trains on some of the shared frame-level files and evaluates on the
+    others: the two patterns share no file, cover every clippedtrain file, and the page's table
+    gives their counts of files and videos."""
+    import tensorflow as tf
+
+    page = (REPO_ROOT / "docs" / "real_samples.md").read_text()
+    arguments = [
+        word
+        for command in shell_blocks(page)
+        if python_invocation(command)
+        for word in python_invocation(command)[1]
+    ]
+
+    def pattern_of(*flag_names):
+        values = {word.split("=", 1)[1] for word in arguments if word.split("=")[0] in flag_names}
+        assert len(values) == 1, values
+        return values.pop()
+
+    train = pattern_of("--train_data_pattern")
+    held_out = pattern_of("--eval_data_pattern", "--input_data_pattern")
+    train_files = set(tf.io.gfile.glob(str(REPO_ROOT / train)))
+    held_out_files = set(tf.io.gfile.glob(str(REPO_ROOT / held_out)))
+    every_file = set(
+        tf.io.gfile.glob(str(REPO_ROOT / "../shared/data/yt8m_2018_frame_sample/clippedtrain*"))
+    )
+    assert train_files and held_out_files and not train_files & held_out_files
+    assert train_files | held_out_files == every_file
+    for files in (train_files, held_out_files):
+        videos = sum(1 for path in files for _ in tf.data.TFRecordDataset(path))
+        assert f"| {len(files)} | {videos}" in page

@@ -23,11 +23,19 @@ from serving import evaluator, predictor
 
 NUM_CLASSES = 6
 TINY_MODEL = ["--lstm_cells=8", "--lstm_layers=1", "--block_size=5", f"--num_classes={NUM_CLASSES}"]
+# Lines of TensorFlow's that a command line must not show by default: the C++ runtime's
+# oneDNN note, the saver's line per checkpoint, and the warning of a prediction traced again.
+TENSORFLOW_NOISE = (
+    "oneDNN supports DT_BOOL",
+    "Sharding callback duration",
+    "triggered tf.function retracing",
+)
 
 
 def run_cli(script, *args, expect_success=True, environment=None):
     """Runs one of the CLIs in a fresh process (TensorFlow's C++ logging quiet unless
-    `environment` says otherwise); returns the completed process."""
+    `environment` says otherwise); returns the completed process, whose stderr holds none of
+    TENSORFLOW_NOISE."""
     environment = environment or dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     completed = subprocess.run(
         [sys.executable, str(REPO_ROOT / script), *args],
@@ -41,6 +49,9 @@ def run_cli(script, *args, expect_success=True, environment=None):
         assert completed.returncode == 0, completed.stderr[-3000:]
     else:
         assert completed.returncode != 0, completed.stdout[-2000:]
+    lines = completed.stderr.splitlines()
+    noise = [line for line in lines if any(mark in line for mark in TENSORFLOW_NOISE)]
+    assert not noise, noise
     return completed
 
 

@@ -22,6 +22,7 @@ import frame_level_models
 import losses
 import utils
 from runs import checkpoints, distribution
+from runs.config import load_teacher_config
 from training import optimization
 
 # What the student must share with a frozen teacher.
@@ -32,22 +33,14 @@ def load_frozen_teacher(teacher_train_dir, config):
     """Restores a trained teacher for serial distillation and checks that it fits the student.
 
     Raises:
-      utils.UserInputError: when the teacher does not read every frame or its representation,
-        classes or features differ from the student's (`config`).
+      utils.UserInputError: when the directory holds no trained HierarchicalTeacherModel that
+        reads every frame (the message says what it holds: `load_teacher_config`), or its
+        representation, classes or features differ from the student's (`config`).
     """
+    load_teacher_config(teacher_train_dir)
     teacher, teacher_config, checkpoint_path = checkpoints.restore_model(
         teacher_train_dir, flag_name="--teacher_train_dir"
     )
-    if not isinstance(teacher, frame_level_models.HierarchicalTeacherModel):
-        raise utils.UserInputError(
-            f"--teacher_train_dir={teacher_train_dir} holds a {teacher_config.model}; "
-            "distillation needs a HierarchicalTeacherModel."
-        )
-    if teacher_config.frame_stride != 1:
-        raise utils.UserInputError(
-            f"--teacher_train_dir={teacher_train_dir} holds a teacher that reads 1 frame in "
-            f"{teacher_config.frame_stride}; the teacher must read every frame."
-        )
     for name in SHARED_WITH_TEACHER:
         if getattr(teacher_config, name) != getattr(config, name):
             raise utils.UserInputError(

@@ -1,9 +1,11 @@
-"""What training shows while it runs: a progress line and TensorBoard scalars per logged step.
+"""What training shows while it runs: a progress line and TensorBoard scalars per logged step,
+and a warning when an epoch is only a few steps (`EpochLength`).
 
 step     100 | loss    4.1234 | lr 1.000e-03 |    812.4 examples/s | batch GAP 0.6120 | ...
 """
 
 import dataclasses
+import math
 import time
 
 import tensorflow as tf
@@ -92,3 +94,70 @@ class ProgressLogger:
 
     def flush(self):
         self.writer.flush()
+
+    def close(self):
+        """Flushes and closes the summary writer (its events file is then complete)."""
+        self.writer.close()
+
+
+# An epoch of fewer steps than this is warned about: the batch is large for the data.
+SHORT_EPOCH_STEPS = 10
+
+
+def short_epoch_warning(phase, steps, videos, batch_size):
+    """The warning about an epoch of `steps` steps over `videos` videos."""
+    if videos >= SHORT_EPOCH_STEPS:
+        fitting = videos // SHORT_EPOCH_STEPS
+        advice = (
+            f"give a smaller --batch_size (--batch_size={fitting} gives "
+            f"{math.ceil(videos / fitting)} steps an epoch) or more videos"
+        )
+    else:
+        advice = "give more videos"
+    return (
+        f"An epoch of phase {phase} is only {steps} step(s): {videos} videos at "
+        f"--batch_size={batch_size}. Training learns a step at a time (and counts progress, "
+        f"checkpoints and the learning rate in steps): {advice}."
+    )
+
+
+class EpochLength:
+    """Counts the steps and videos of the first whole epoch trained, and warns once when it is
+    only a few steps (fewer than SHORT_EPOCH_STEPS). One instance can serve several trainings
+    of a run (a serial student's teacher, then the student): the first epoch of any of them
+    is checked, and the warning is given at most once."""
+
+    def __init__(self):
+        self.checked = False
+        self.phase = None
+        self.epoch = None  # the epoch being counted; None: none
+        self.steps = 0
+        self.videos = 0
+
+    def start(self, phase, epoch):
+        """A phase's input begins at the start of `epoch`: it is counted unless one was."""
+        if not self.checked:
+            self.phase, self.epoch, self.steps, self.videos = phase, epoch, 0, 0
+
+    def step(self, epoch, videos, batch_size):
+        """A step of `epoch` (None: the current one) on `videos` videos; a step of the next
+        epoch ends the count. Returns the warning logged, or None."""
+        if self.checked or self.epoch is None:
+            return None
+        if epoch is not None and epoch != self.epoch:
+            return self.end(batch_size)
+        self.steps += 1
+        self.videos += videos
+        return None
+
+    def end(self, batch_size):
+        """The epoch being counted is over (its data ran out, or the next one began): warns
+        when it was short. Returns the warning logged, or None."""
+        if self.checked or self.epoch is None or not self.steps:
+            return None
+        self.checked = True
+        if self.steps >= SHORT_EPOCH_STEPS:
+            return None
+        warning = short_epoch_warning(self.phase, self.steps, self.videos, batch_size)
+        logging.warning(warning)
+        return warning

@@ -9,7 +9,8 @@ variables the optimizer updates, the objects its checkpoints hold and the direct
 its epochs, and whether its input keeps every frame beside the selected ones. The loop owns the
 rest: the tf.distribute strategy's scope, one optimizer per phase, checkpoints and resume,
 stopping on SIGTERM/SIGINT (preemption.py; on a multi-worker cluster every worker stops at one
-step), the NaN stop, TensorBoard summaries, progress lines and SavedModel exports.
+step), the NaN stop, TensorBoard summaries, progress lines (and one warning when an epoch is only
+a few steps) and SavedModel exports.
 
 Every checkpoint holds the global step, the epochs done in its phase, the steps done in the
 current epoch and the state of the models' random generators (dropout): a run resumes in the
@@ -166,6 +167,44 @@ def restore(run, path, step):
         step.assign(tf.cast(run.optimizer.iterations, step.dtype))
 
 
+@dataclasses.dataclass(frozen=True)
+class DirectoryContents:
+    """What a directory held when a run began (its existence and the names in it), so that a new
+    model whose run fails before its first checkpoint can leave it as it found it: no new empty
+    directory, no orphan model_flags.json or events file."""
+
+    path: str
+    existed: bool
+    names: frozenset = frozenset()
+
+    @classmethod
+    def of(cls, path):
+        if not tf.io.gfile.isdir(path):
+            return cls(path, False)
+        return cls(path, True, frozenset(name.rstrip("/") for name in tf.io.gfile.listdir(path)))
+
+    def remove_what_is_new(self):
+        """Removes the directory if it is new, else what is new in it; returns the paths
+        removed."""
+        if not tf.io.gfile.isdir(self.path):
+            return []
+        if not self.existed:
+            tf.io.gfile.rmtree(self.path)
+            return [self.path]
+        removed = []
+        for name in sorted(tf.io.gfile.listdir(self.path)):
+            name = name.rstrip("/")
+            if name in self.names:
+                continue
+            path = os.path.join(self.path, name)
+            if tf.io.gfile.isdir(path):
+                tf.io.gfile.rmtree(path)
+            else:
+                tf.io.gfile.remove(path)
+            removed.append(path)
+        return removed
+
+
 @dataclasses.dataclass
 class PhaseRun:
     """A phase with what the loop made for it."""
@@ -179,15 +218,20 @@ class PhaseRun:
 class Trainer:
     """Runs a task's phases; see the module docstring. Built by `train`."""
 
-    def __init__(self, task, options, strategy):
+    def __init__(self, task, options, strategy, epoch_length=None):
         self.task = task
         self.options = options
         self.strategy = strategy
+        # Warns once about an epoch of a few steps; shared by the stages of a run.
+        self.epoch_length = epoch_length or progress.EpochLength()
         self.chief = distribution.is_chief(strategy)
         self.skipped = corrupt_records.SkippedRecords()
         self.last_loss = None
         self.last_save_time = time.monotonic()
         self.multi_worker = preemption.is_multi_worker(strategy)
+        self.runs = []
+        # What the chief found in the directory this run may empty (fit).
+        self.found = None
 
     def current_step(self):
         return distribution.variable_int(self.step)
@@ -226,6 +270,7 @@ class Trainer:
             training_input.check_first_batch(self.task.config, options, files, keep_all_frames)
             logging.info("--start_new_model: removing %s", new_model_dir)
             tf.io.gfile.rmtree(new_model_dir)
+            self.found = DirectoryContents(new_model_dir, existed=False)
         if self.chief:
             tf.io.gfile.makedirs(options.train_dir)
         schedule = optimization.make_learning_rate(options)
@@ -303,6 +348,7 @@ class Trainer:
             self.skipped,
             # Several replicas must take every step together, even an empty one.
             drop_empty=self.strategy.num_replicas_in_sync == 1,
+            video_id_key=options.video_id_key,
         )
         if steps_done:
             logging.info(
@@ -312,12 +358,16 @@ class Trainer:
                 phase.epochs,
                 steps_done + 1,
             )
+            # A resumed epoch's rest is not its length: the next whole one is counted.
+            self.epoch_length.start(phase.name, first_epoch + 1)
         else:
             logging.info("%s: epoch %d of %d", phase.name, first_epoch + 1, phase.epochs)
+            self.epoch_length.start(phase.name, first_epoch)
         steps = self.run_steps(run, batches, logger, stop)
         if steps is None:  # --max_steps
             save_if_new(run.manager, self.current_step())
             return True
+        self.epoch_length.end(options.batch_size)
         if not steps:
             raise utils.UserInputError(
                 f"--train_data_pattern={options.train_data_pattern} gave no video to train on. "
@@ -377,6 +427,11 @@ class Trainer:
             global_step = next_step
             self.last_loss = result.loss
             logger.record(global_step, result)
+            self.epoch_length.step(
+                int(epochs.max()) if epochs.size else None,
+                int(result.num_examples),
+                options.batch_size,
+            )
             if global_step % options.checkpoint_steps == 0 or self.checkpoint_due():
                 self.save(manager)
             if options.export_model_steps and global_step % options.export_model_steps == 0:
@@ -414,7 +469,39 @@ class Trainer:
         return readers.reader_for(self.task.config, self.options.video_id_key, check_labels=False)
 
     def fit(self):
-        """Runs every phase to its end (or --max_steps); returns the result dict of `train`."""
+        """Runs every phase to its end (or --max_steps); returns the result dict of `train`.
+
+        A new model whose run stops before its first checkpoint (bad data, a refused teacher, a
+        NaN loss, an interruption) leaves the directory as it found it: the chief removes the
+        directory if the run made it, else what the run wrote in it (model_flags.json, an events
+        file, a phase directory), and logs what it removed. The directory is train_dir, or the
+        one --start_new_model empties (`new_model_dir`: a serial student's, for its own teacher).
+        """
+        options = self.options
+        if self.chief and options.train_dir:
+            self.found = DirectoryContents.of(options.new_model_dir or options.train_dir)
+        try:
+            return self.train_phases()
+        except BaseException:
+            if self.found is not None and not self.has_checkpoint():
+                removed = self.found.remove_what_is_new()
+                if removed:
+                    logging.info(
+                        "No checkpoint was written: removed what this run made (%s).",
+                        ", ".join(removed),
+                    )
+            raise
+
+    def has_checkpoint(self):
+        """True when train_dir, or a phase's directory, holds a checkpoint."""
+        directories = {self.options.train_dir} | {run.manager.directory for run in self.runs}
+        return any(
+            tf.io.gfile.isdir(directory) and tf.train.latest_checkpoint(directory)
+            for directory in directories
+        )
+
+    def train_phases(self):
+        """`fit` without the clean-up after a failure."""
         options = self.options
         files = self.prepare()
         active = self.resume()
@@ -439,7 +526,7 @@ class Trainer:
                 else:
                     active = self.run_phases(active, files, logger, stop)
         finally:
-            logger.flush()
+            logger.close()  # before a clean-up removes its events file
         run = self.runs[active]
         save_if_new(run.manager, self.current_step())
         finished = active == len(self.runs) - 1
@@ -514,6 +601,7 @@ def train_stages(stages, strategy=None):
       the result dict of `train` for each stage run, in order.
     """
     strategy = strategy or distribution.make_strategy(stages[0].options.strategy)
+    epoch_length = progress.EpochLength()  # one warning for the whole run
     results = []
     for index, stage in enumerate(stages):
         if len(stages) > 1:
@@ -525,13 +613,13 @@ def train_stages(stages, strategy=None):
                 stage.task.description,
                 stage.options.train_dir,
             )
-        results.append(train(stage.task, stage.options, strategy))
+        results.append(train(stage.task, stage.options, strategy, epoch_length))
         if not results[-1]["finished"]:
             break
     return results
 
 
-def train(task, options, strategy=None):
+def train(task, options, strategy=None, epoch_length=None):
     """Trains `task` with `options`.
 
     Args:
@@ -541,6 +629,8 @@ def train(task, options, strategy=None):
         (checkpointed last, exported at the end) and `description`.
       options: config.TrainOptions.
       strategy: a tf.distribute strategy; None builds the one `options.strategy` names.
+      epoch_length: a progress.EpochLength shared with other trainings of the run (one
+        warning about short epochs for all); None: its own.
 
     Returns:
       dict with `global_step`, `steps_run` (by this call), `finished` (every epoch of every
@@ -550,4 +640,4 @@ def train(task, options, strategy=None):
       --corrupt_record_policy=skip left out, every pass counted).
     """
     strategy = strategy or distribution.make_strategy(options.strategy)
-    return Trainer(task, options, strategy).fit()
+    return Trainer(task, options, strategy, epoch_length).fit()

@@ -196,7 +196,9 @@ def check_first_batch(config, options, files, keep_all_frames):
     dataset, _ = reader.make_dataset(
         options.train_data_pattern, options.batch_size, flag_name="--train_data_pattern"
     )
-    batches = corrupt_records.iterate_batches(dataset, files, reader.skipped_records)
+    batches = corrupt_records.iterate_batches(
+        dataset, files, reader.skipped_records, video_id_key=options.video_id_key
+    )
     if next(iter(batches), None) is None:
         raise utils.UserInputError(
             f"--train_data_pattern={options.train_data_pattern} gave no video to train on; "

@@ -86,7 +86,7 @@ def real_validate():
 @pytest.fixture(scope="module")
 def proxy_dir(tmp_path_factory, statistics):
     directory = tmp_path_factory.mktemp("proxy") / "validate"
-    paths = proxy.write_proxy_dataset(
+    written = proxy.write_proxy_dataset(
         str(directory),
         "validate",
         input_pattern=VALIDATE_PATTERN,
@@ -95,7 +95,8 @@ def proxy_dir(tmp_path_factory, statistics):
         seed=3,
         statistics=statistics,
     )
-    assert [pathlib.Path(path).name for path in paths] == [
+    assert written.num_videos == NUM_VIDEOS
+    assert [pathlib.Path(path).name for path in written.paths] == [
         "validate-00000-of-00002.tfrecord",
         "validate-00001-of-00002.tfrecord",
     ]
@@ -368,4 +369,7 @@ def test_command_line_writes_each_split_in_its_folder(tmp_path, capsys):
         "v002",
     ]
     assert len(read_proxy_records(tmp_path / "proxy" / "validate")) == 3
-    assert "--num_classes=3862" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "--num_classes=3862" in printed
+    assert "Wrote the train split: 3 videos in 1 shards" in printed
+    assert "Wrote the validate split: 3 videos in 1 shards" in printed

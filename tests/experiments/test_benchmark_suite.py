@@ -22,6 +22,7 @@ def test_tiny_benchmark_reports_every_model_and_memory(tmp_path):
         min_seconds=0.0,
         reader_pass_videos=0,
         measure_input_too=False,
+        quick=True,
     )
     with open(f"{output_dir}/benchmark.json") as handle:
         assert json.load(handle) == json.loads(json.dumps(report))
@@ -57,6 +58,11 @@ def test_tiny_benchmark_reports_every_model_and_memory(tmp_path):
         assert row["growth"] == row["peak_rss_mib_4x"] / row["peak_rss_mib_1x"]
     table = benchmark_report.benchmark_markdown(report)
     assert "student-10" in table and "Peak RSS" in table
+    # benchmark.py --quick's table says what it is.
+    heading = table.splitlines()[0]
+    assert heading.startswith("`make bench-quick`, a quick run") and "one timed repeat" in heading
+    full = benchmark_report.benchmark_markdown(dict(report, quick=False, repeats=3))
+    assert full.startswith("`make bench`, ") and "median of 3 repeats" in full.splitlines()[0]
 
 
 @pytest.mark.parametrize("bad", ["7", "0", "100", "ten"])

@@ -75,15 +75,22 @@ def test_wrong_video_level_feature_size_names_the_video(tmp_path):
         read_all(readers.YT8MAggregatedFeatureReader(num_classes=10), path)
 
 
-def test_label_out_of_range_names_the_video(tmp_path):
+def test_label_out_of_range_names_the_file_the_video_the_largest_label_and_the_flag(tmp_path):
     rng = np.random.default_rng(2)
+    good = write_records(
+        tmp_path / "a.tfrecord", [sequence_example("okay", [0, 9], random_frames(rng, 2))]
+    )
     records = [
-        sequence_example("okay", [0, 9], random_frames(rng, 2)),
         sequence_example("over", [4, 10], random_frames(rng, 2)),
+        sequence_example("more", [30], random_frames(rng, 2)),
     ]
-    path = write_records(tmp_path / "a.tfrecord", records)
-    with pytest.raises(utils.UserInputError, match="Label out of range.*over.*10"):
-        read_all(readers.YT8MFrameFeatureReader(num_classes=10), path)
+    path = write_records(tmp_path / "b.tfrecord", records)
+    with pytest.raises(utils.UserInputError) as raised:
+        read_all(readers.YT8MFrameFeatureReader(num_classes=10), f"{good},{path}")
+    message = str(raised.value)
+    assert message.startswith(f"Label out of range in {path}: video over has label 10")
+    assert "--num_classes=10 allows labels 0 to 9" in message
+    assert "the largest label seen is 30" in message
     negative = sequence_example("negv", [-1], random_frames(rng, 2))
     negative_path = write_records(tmp_path / "b.tfrecord", [negative])
     with pytest.raises(utils.UserInputError, match="negv"):

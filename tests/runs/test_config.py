@@ -151,6 +151,7 @@ def test_resuming_binds_the_stored_config_once_a_checkpoint_exists(tmp_path):
 def test_a_student_takes_block_5_and_a_trained_teachers_sizes(tmp_path):
     teacher = tiny_config(num_classes=7, lstm_cells=12, max_frames=50)
     teacher.save(str(tmp_path))
+    tf.train.Checkpoint(step=tf.Variable(1)).save(str(tmp_path / "ckpt"))
     requested = tiny_config(model="DistilledStudentModel", frame_stride=10)
     student = config.student_run_config(requested, {"lstm_cells"}, str(tmp_path))
     assert student.block_size == config.STUDENT_BLOCK_SIZE
@@ -158,6 +159,49 @@ def test_a_student_takes_block_5_and_a_trained_teachers_sizes(tmp_path):
     assert student.lstm_cells == requested.lstm_cells  # given: kept
     joint = config.student_run_config(requested, {"block_size"})
     assert joint.block_size == requested.block_size
+
+
+def test_a_teacher_train_dir_that_holds_no_teacher_is_refused_saying_what_it_holds(tmp_path):
+    def refusal(path):
+        with pytest.raises(utils.UserInputError) as raised:
+            config.load_teacher_config(str(path))
+        message = str(raised.value)
+        assert message.startswith(f"--teacher_train_dir={path} ")
+        assert message.endswith(f"{config.TEACHER_NEEDED}.")
+        return message
+
+    def trained(name, run_config):
+        train_dir = tmp_path / name
+        run_config.save(str(train_dir))
+        tf.train.Checkpoint(step=tf.Variable(1)).save(str(train_dir / "ckpt"))
+        return train_dir
+
+    assert "does not exist" in refusal(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    assert "holds no model written by train.py" in refusal(tmp_path / "empty")
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "saved_model.pb").write_bytes(b"")
+    assert "holds a SavedModel" in refusal(tmp_path / "export")
+    student = trained("student", tiny_config(model="DistilledStudentModel", frame_stride=10))
+    trained("student/teacher", tiny_config())
+    message = refusal(student)
+    assert "holds a student (DistilledStudentModel that reads 1 frame in 10), not a teacher" in (
+        message
+    )
+    assert f"its own teacher is in {student / 'teacher'}" in message
+    logistic = trained(
+        "logistic",
+        tiny_config(
+            model="LogisticModel", frame_features=False, feature_names=("mean_rgb", "mean_audio")
+        ),
+    )
+    assert "holds a LogisticModel" in refusal(logistic)
+    uniform = trained("uniform", tiny_config(frame_stride=10))
+    assert "reads 1 frame in 10 (a TEACHER-UNIFORM baseline)" in refusal(uniform)
+    tiny_config().save(str(tmp_path / "untrained"))
+    assert "with no checkpoint yet" in refusal(tmp_path / "untrained")
+    teacher = trained("teacher", tiny_config())
+    assert config.load_teacher_config(str(teacher)) == tiny_config()
 
 
 def test_train_options_and_phases_name_the_bad_flag():

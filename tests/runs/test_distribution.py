@@ -97,6 +97,22 @@ def test_replica_share_is_the_mean_and_zero_for_an_empty_batch():
     assert float(distribution.replica_share(tf.constant(float("nan")), 0)) == 0.0
 
 
+def test_prediction_is_traced_once_for_every_batch_size_and_video_length():
+    model = model_zoo.build_model(tiny_config(num_classes=5))
+    traces = []
+
+    def finish(outputs):
+        traces.append(outputs["predictions"].shape)  # Python runs only while tracing
+        return outputs["predictions"]
+
+    predict = distribution.predict_on_replicas(None, model, finish)
+    for batch_size, frames in ((4, 10), (4, 17), (3, 17), (1, 5)):
+        video_matrix = tf.zeros([batch_size, frames, 1152], tf.uint8)
+        scores = predict(video_matrix, tf.fill([batch_size], frames))
+        assert scores.shape == (batch_size, 5)
+    assert len(traces) == 1 and traces[0].as_list() == [None, 5]
+
+
 def test_two_replicas_match_one_device():
     """Same start, same global batches (6, 5, 1 videos): the losses and the weights after three
     steps with clipping and L2 agree with one device's."""

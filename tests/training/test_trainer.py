@@ -129,9 +129,10 @@ def test_a_video_level_model_trains_on_video_level_records(tmp_path):
     assert config.RunConfig.load(str(tmp_path / "model")).model == "LogisticModel"
 
 
-def test_one_pipeline_serves_every_epoch_of_a_phase(tmp_path, monkeypatch):
+def test_one_pipeline_serves_every_epoch_of_a_phase(tmp_path, monkeypatch, caplog):
     """No pipeline is rebuilt between epochs: each batch carries its epoch, and the epoch's end
-    is counted in the checkpoint when the next epoch's first batch comes (and at the end)."""
+    is counted in the checkpoint when the next epoch's first batch comes (and at the end). An
+    epoch of 2 steps is warned about, once."""
     calls = []
     build = training_input.make_training_dataset
 
@@ -146,6 +147,11 @@ def test_one_pipeline_serves_every_epoch_of_a_phase(tmp_path, monkeypatch):
         train_dir, num_epochs=3, batch_size=30, checkpoint_steps=1, max_checkpoints_to_keep=10
     )
     assert result["global_step"] == 6 and calls == [(0, 3)]
+    warnings = [
+        record.getMessage() for record in caplog.records if "An epoch of" in record.getMessage()
+    ]
+    assert len(warnings) == 1
+    assert "only 2 step(s): 59 videos at --batch_size=30" in warnings[0]
     epochs_done = {
         step: tf.train.load_checkpoint(str(train_dir / f"ckpt-{step}")).get_tensor(
             "epochs_done/.ATTRIBUTES/VARIABLE_VALUE"
@@ -166,7 +172,14 @@ def test_training_on_data_that_gives_no_video_fails_instead_of_saving_an_untrain
     train_dir = tmp_path / "model"
     with pytest.raises(utils.UserInputError, match="gave no video to train on.*4 malformed"):
         train_tiny(train_dir, pattern, corrupt_record_policy="skip", batch_size=2, num_epochs=1)
-    assert tf.train.latest_checkpoint(str(train_dir)) is None
+    # Failed before its first checkpoint: the directory it made is gone again.
+    assert not train_dir.exists()
+    # In a directory that was there, only what the run wrote goes (model_flags.json, events).
+    train_dir.mkdir()
+    (train_dir / "notes.txt").write_text("mine")
+    with pytest.raises(utils.UserInputError, match="Label out of range"):
+        train_tiny(train_dir, pattern, batch_size=2, num_epochs=1)
+    assert [path.name for path in train_dir.iterdir()] == ["notes.txt"]
 
 
 @pytest.fixture
