@@ -4,15 +4,18 @@ goes stale.
     python results_report.py                                   (what `make results` runs)
     python results_report.py --import_grid=proxy=/tmp/grid_proxy \
         --import_benchmark=/tmp/bench/benchmark.json --import_demo=demo_out/demo_results.json
+    python results_report.py --import_recipe=proxy:L_rep=/tmp/grid_proxy_serial
 
 The measurements live in `results/`: `benchmark.json` (benchmark.py's report), `demo.json`
-(demo.py's `demo_results.json`) and one directory
-per grid run, `grid_<name>/` (reproduce.py's `config.json`, `results.json`, `results.md`). Each
+(demo.py's `demo_results.json`), one directory
+per grid run, `grid_<name>/` (reproduce.py's `config.json`, `results.json`, `results.md`), and
+`recipes_<regime>.json`, the ablation of distillation recipes on one kind of data (rows of grid
+runs, experiments/recipe_report.py). Each
 records the commit it ran on and the machine. Each measurement has one generated block, between
-`<!-- generated:NAME -->` and `<!-- /generated:NAME -->` lines, in README.md or a page of
-`docs/` (the page whose text explains it; a block may appear on several pages); this command
-rewrites every block of every page from its JSON (and the GAP plot of each grid in `docs/`),
-and `--import_*` first copies a new run's files into `results/`. A test checks that every
+`<!-- generated:NAME -->` and `<!-- /generated:NAME -->` lines, in README.md, BUILD_NOTES.md or
+a page of `docs/` (the page whose text explains it; a block may appear on several pages); this
+command rewrites every block of every page from its JSON (and the GAP plot of each grid in
+`docs/`), and `--import_*` first copies a new run's files into `results/`. A test checks that every
 page's blocks are what the JSON gives.
 """
 
@@ -26,7 +29,7 @@ import re
 from absl import flags
 
 import utils
-from experiments import benchmark_report, demo_job, grid, grid_report
+from experiments import benchmark_report, demo_job, grid, grid_report, recipe_report
 
 REPO_DIR = utils.REPO_DIR
 RESULTS_DIR = os.path.join(REPO_DIR, "results")
@@ -34,6 +37,7 @@ BENCHMARK_FILE = "benchmark.json"
 DEMO_FILE = "demo.json"
 GRID_FILES = ("config.json", "results.json", "results.md")
 GRID_PREFIX = "grid_"
+RECIPES_PREFIX = "recipes_"
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -51,6 +55,14 @@ def define_flags(flag_values=flags.FLAGS):
         [],
         "NAME=DIR: copy a reproduce.py output directory's config.json, results.json and "
         "results.md into results/grid_NAME/ first.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_multi_string(
+        "import_recipe",
+        [],
+        "REGIME:LABEL=DIR: add (or replace) the row LABEL of results/recipes_REGIME.json from "
+        "a reproduce.py output directory's config.json and results.json first. The baselines "
+        "are the rows labelled uniform and uniform-offset.",
         flag_values=flag_values,
     )
     flags.DEFINE_string(
@@ -174,13 +186,22 @@ def generated_blocks(results_dir):
             read_json(os.path.join(directory, "config.json")),
             read_json(os.path.join(directory, "results.json")),
         )
+    for path in sorted(glob.glob(os.path.join(results_dir, RECIPES_PREFIX + "*.json"))):
+        regime = os.path.basename(path).removeprefix(RECIPES_PREFIX).removesuffix(".json")
+        blocks[f"recipes-{regime}"] = recipe_report.ablation_markdown(read_json(path))
     return blocks
 
 
 def page_paths(readme):
-    """README and the markdown pages of the docs/ folder beside it."""
-    docs_dir = os.path.join(os.path.dirname(readme), "docs")
-    return [readme, *sorted(glob.glob(os.path.join(docs_dir, "*.md")))]
+    """README, the build notes beside it (when there are) and the markdown pages of docs/."""
+    root = os.path.dirname(readme)
+    notes = os.path.join(root, "BUILD_NOTES.md")
+    docs_dir = os.path.join(root, "docs")
+    return [
+        readme,
+        *([notes] if os.path.exists(notes) else []),
+        *sorted(glob.glob(os.path.join(docs_dir, "*.md"))),
+    ]
 
 
 def render_pages(texts, results_dir):
@@ -224,12 +245,36 @@ def import_grid(spec, results_dir):
             utils.write_text_atomically(os.path.join(target, file_name), handle.read())
 
 
+def import_recipe(spec, results_dir):
+    """Adds (or replaces) row LABEL of results_dir/recipes_REGIME.json from REGIME:LABEL=DIR."""
+    target, separator, source = spec.partition("=")
+    regime, colon, label = target.partition(":")
+    if not (separator and colon and re.fullmatch(r"[a-z0-9_-]+", regime) and label):
+        raise utils.UserInputError(
+            f"--import_recipe={spec}: give REGIME:LABEL=DIR, REGIME in [a-z0-9_-]."
+        )
+    paths = [os.path.join(source, name) for name in ("config.json", "results.json")]
+    for path in paths:
+        if not os.path.exists(path):
+            raise utils.UserInputError(f"--import_recipe={spec}: {path} not found.")
+    settings, stored = read_json(paths[0]), read_json(paths[1])
+    path = os.path.join(results_dir, f"{RECIPES_PREFIX}{regime}.json")
+    recipes = read_json(path) if os.path.exists(path) else {"rows": []}
+    row = {"label": label, "settings": settings, "models": stored["models"]}
+    rows = [existing for existing in recipes["rows"] if existing["label"] != label]
+    recipes["rows"] = rows + [row]
+    os.makedirs(results_dir, exist_ok=True)
+    utils.write_text_atomically(path, json.dumps(recipes, indent=1) + "\n")
+
+
 def main(unused_argv):
     flag_values = flags.FLAGS
     with utils.exit_on_user_error():
         results_dir = flag_values.results_dir
         for spec in flag_values.import_grid:
             import_grid(spec, results_dir)
+        for spec in flag_values.import_recipe:
+            import_recipe(spec, results_dir)
         if flag_values.import_benchmark:
             with open(flag_values.import_benchmark) as handle:
                 report = json.load(handle)

@@ -135,8 +135,8 @@ def define_flags(flag_values=flags.FLAGS):
         list(config.RECIPES),
         "How a DistilledStudentModel is distilled. serial: from a trained, frozen teacher "
         "(--teacher_train_dir, or its own, trained first in train_dir/teacher), on the teacher's "
-        "representation, its predictions and the labels, from random frame offsets (the best "
-        "student measured). paper: the paper's joint scheme, representation only. A recipe "
+        "representation and the labels, from random frame offsets (the best student measured). "
+        "paper: the paper's joint scheme, representation only. A recipe "
         "sets --distill_weight, --prediction_weight, --student_label_weight and "
         "--random_frame_offset where they are not given.",
         flag_values=flag_values,

@@ -73,7 +73,7 @@ RECIPES = {
     "serial": Recipe(
         scheme="serial",
         distill_weight=10.0,
-        prediction_weight=1.0,
+        prediction_weight=0.0,
         student_label_weight=1.0,
         random_frame_offset=True,
     ),

@@ -15,7 +15,7 @@ import readers
 import utils
 from experiments import grid, grid_report, grid_runner
 from runs import checkpoints
-from runs.config import RunConfig
+from runs.config import DEFAULT_RECIPE, RunConfig
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # The tiny grid at k = 25 % with two training seeds: the teacher and a baseline (the other
@@ -209,9 +209,12 @@ def test_serial_grid_on_the_real_samples(tmp_path):
     assert config.num_classes == grid.YT8M_NUM_CLASSES and not config.synthetic
     eval_videos = count_videos(eval_pattern)
     outcome = grid_runner.run_grid(
-        config, [50], str(tmp_path), report=lambda line: None, methods=["final"]
+        config, [50], str(tmp_path), report=lambda line: None, methods=["final", "default"]
     )
-    assert [entry["name"] for entry in outcome["results"]] == ["TEACHER-FULL", "STUDENT-50-FINAL"]
+    names = [entry["name"] for entry in outcome["results"]]
+    assert names == ["TEACHER-FULL", "STUDENT-50-FINAL", "STUDENT-50-DEFAULT"]
+    default_flags = RunConfig.load(grid.model_dir(str(tmp_path), "STUDENT-50-DEFAULT", 1))
+    assert default_flags.distill_recipe == DEFAULT_RECIPE
     for entry in outcome["results"]:
         assert entry["eval_videos"] == eval_videos
         model_dir = grid.model_dir(str(tmp_path), entry["name"], entry["seed"])
@@ -220,7 +223,9 @@ def test_serial_grid_on_the_real_samples(tmp_path):
         assert entry["gap"] == pytest.approx(recomputed["gap"], abs=1e-5), entry["name"]
     assert not os.path.exists(tmp_path / "data")  # nothing synthetic was written
     with open(tmp_path / grid_report.RESULTS_MARKDOWN_FILE) as handle:
-        assert handle.read() == grid_report.format_markdown(config, outcome["results"])
+        markdown = handle.read()
+    assert markdown == grid_report.format_markdown(config, outcome["results"])
+    assert "STUDENT-k-DEFAULT: train.py's default recipe" in markdown
 
 
 def test_other_settings_in_the_same_output_dir_are_refused(tmp_path):
