@@ -244,6 +244,15 @@ def define_flags(flag_values=flags.FLAGS):
         "Costs some input throughput.",
         flag_values=flag_values,
     )
+    flags.DEFINE_bool(
+        "ordered_input",
+        True,
+        "Interleave the training shards in a fixed order, so that each epoch's batches are a "
+        "function of --seed and the epoch and a resumed run takes exactly the batches the "
+        "interrupted one had left. --noordered_input takes shards as they arrive (for slow "
+        "storage; a resumed epoch's rest is then drawn anew).",
+        flag_values=flag_values,
+    )
     flags.DEFINE_enum(
         "strategy",
         "auto",

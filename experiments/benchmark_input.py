@@ -44,8 +44,8 @@ INPUT_READS = (
     "plain_read",
     "teacher",
     "student_10_full_records",
-    "training_default",
-    "training_deterministic",
+    "training_unordered",
+    "training_ordered",
     "student_10_cache",
 )
 
@@ -101,14 +101,15 @@ def pipeline_rate(reader, pattern, batch_size, num_readers, min_seconds, num_epo
     return timed_rate(lambda: dataset, lambda batch: int(batch["num_frames"].shape[0]), min_seconds)
 
 
-def training_input_rate(run_config, pattern, batch_size, num_readers, min_seconds, deterministic):
+def training_input_rate(run_config, pattern, batch_size, num_readers, min_seconds, ordered):
     """Videos/s of the training pipeline (training_input.py: shuffled epochs, the frames drawn
-    per epoch, parsing) for `run_config`, with or without --deterministic's fixed order."""
+    per epoch, parsing) for `run_config`, its shards interleaved in a fixed order
+    (--ordered_input, the default) or as they arrive."""
     options = config.TrainOptions(
         train_data_pattern=pattern,
         batch_size=batch_size,
         num_readers=num_readers,
-        deterministic=deterministic,
+        ordered_input=ordered,
     )
     files = utils.glob_data_files(pattern, "--train_data_pattern")
     strategy = tf.distribute.get_strategy()
@@ -182,14 +183,15 @@ def measure_input(
     (`plain_read`), the teacher's reader on every frame (`teacher`), the student's reader on the
     full records (`student_10_full_records`) and on its frame cache (`student_10_cache`, when
     `cache_pattern` is given: files of `frame_cache.write_frame_cache`), and the teacher's
-    training pipeline (one shuffled epoch a pass) in its default order (`training_default`) and
-    with --deterministic's fixed order (`training_deterministic`). A timed pass of a reader
+    training pipeline (one shuffled epoch a pass) in its fixed order, the default
+    (`training_ordered`), and with shards taken as they arrive (`training_unordered`,
+    --noordered_input). A timed pass of a reader
     reads the data `reader_epochs` times.
 
     Returns:
       {"cores": cores this process may use, name: {"videos_per_s" (median of the repeats),
       "per_core", "bytes_per_video", "samples"}, "student_10_cache_over_teacher_per_core"
-      (with a cache), "training_deterministic_over_default"}.
+      (with a cache), "training_ordered_over_unordered"}.
     """
     teacher_reader = readers.reader_for(teacher_config)
     student_reader = readers.reader_for(student_config)
@@ -209,10 +211,10 @@ def measure_input(
             student_reader, pattern, batch_size, num_readers, min_seconds, reader_epochs
         ),
     }
-    for name, deterministic in (("training_default", False), ("training_deterministic", True)):
+    for name, ordered in (("training_unordered", False), ("training_ordered", True)):
         sources[name] = pattern
-        measures[name] = lambda deterministic=deterministic: training_input_rate(
-            teacher_config, pattern, batch_size, num_readers, min_seconds, deterministic
+        measures[name] = lambda ordered=ordered: training_input_rate(
+            teacher_config, pattern, batch_size, num_readers, min_seconds, ordered
         )
     if cache_pattern:
         sources["student_10_cache"] = cache_pattern
@@ -235,9 +237,8 @@ def measure_input(
             "bytes_per_video": sizes[sources[name]],
             "samples": values,
         }
-    result["training_deterministic_over_default"] = (
-        result["training_deterministic"]["videos_per_s"]
-        / result["training_default"]["videos_per_s"]
+    result["training_ordered_over_unordered"] = (
+        result["training_ordered"]["videos_per_s"] / result["training_unordered"]["videos_per_s"]
     )
     if cache_pattern:
         result["student_10_cache_over_teacher_per_core"] = (

@@ -50,8 +50,8 @@ def benchmark_markdown(report):
         "teacher": "teacher reader (every frame)",
         "student_10_full_records": "student-10 reader, full records",
         "student_10_cache": "student-10 reader, frame cache",
-        "training_default": "teacher's training input (shuffled epoch)",
-        "training_deterministic": "the same, `--deterministic` order",
+        "training_unordered": "teacher's training input, shards as they arrive",
+        "training_ordered": "the same in a fixed order (the default)",
     }
     if "input" in report:
         reads = report["input"]
@@ -70,12 +70,12 @@ def benchmark_markdown(report):
                 f"{reads['student_10_cache_over_teacher_per_core']:.1f}x the teacher reader's "
                 "videos per core.",
             ]
-        if "training_deterministic_over_default" in reads:
+        if "training_ordered_over_unordered" in reads:
             lines += [
                 "",
-                "Training input in `--deterministic`'s fixed order gives "
-                f"{reads['training_deterministic_over_default']:.2f}x the videos/s of the "
-                "default order.",
+                "Training input in a fixed order (the default, which a resumed run can "
+                f"repeat) gives {reads['training_ordered_over_unordered']:.2f}x the videos/s "
+                "of shards taken as they arrive (`--noordered_input`).",
             ]
     if "gpu_projection" in report:
         projection = report["gpu_projection"]

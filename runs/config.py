@@ -427,6 +427,7 @@ class TrainOptions:
     video_id_key: str = "id"
     seed: int = 0
     deterministic: bool = False  # a seed gives the same run: ordered input, deterministic ops
+    ordered_input: bool = True  # training records in a fixed order, a function of seed and epoch
     corrupt_record_policy: str = "fail"
     strategy: str = "auto"
     mixed_precision: bool = False  # float16 compute, float32 variables, loss scaling

@@ -32,7 +32,7 @@ def training_reader(config, options, keep_all_frames):
 def epoch_seed(seed, epoch):
     """The `[2]` stateless seed of one epoch's shuffles: a function of the run's seed and the
     epoch alone, so that a resumed run reads an epoch in the order the interrupted one did
-    (with --deterministic)."""
+    (with the input ordered)."""
     return tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
 
 
@@ -60,11 +60,12 @@ def make_training_dataset(
     `steps_done` steps of `first_epoch` left out (a resumed run's).
 
     Each epoch's order is a function of (`seed`, epoch): its files and records are shuffled with
-    `epoch_seed`, and the frames drawn for each video with `epoch_draw_seed`. With
-    --deterministic (records read in a fixed order) a resumed run therefore reads exactly the
-    batches the interrupted one had left; the steps it already took are skipped as serialized
-    batches, before any parsing. Without it the interleaving of shards varies, so the rest of
-    the epoch is drawn anew (as many steps, other videos possible). One pipeline for all the
+    `epoch_seed`, and the frames drawn for each video with `epoch_draw_seed`. With the shards
+    interleaved in a fixed order (--ordered_input, the default, or --deterministic) a resumed
+    run therefore reads exactly the batches the interrupted one had left; the steps it already
+    took are skipped as serialized batches, before any parsing. With --noordered_input the
+    shards arrive as they are read, so the rest of the epoch is drawn anew (as many steps,
+    other videos possible). One pipeline for all the
     epochs of a phase: no pause to rebuild it between epochs. Each replica gets
     `batch_size / replicas` videos a step; each worker reads its own share of the files (of
     the records, when there are fewer files than workers). With --corrupt_record_policy=skip
@@ -114,7 +115,7 @@ def make_training_dataset(
                 corrupt_record_policy=options.corrupt_record_policy,
                 skipped=skipped,
                 record_shard=record_shard,
-                deterministic=options.deterministic,
+                deterministic=options.deterministic or options.ordered_input,
             )
             return batches.map(lambda records: (records, epoch))
 

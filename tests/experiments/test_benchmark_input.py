@@ -114,8 +114,8 @@ def test_input_part_reports_every_reader_per_core_and_the_projection(tmp_path):
     assert reads["student_10_cache_over_teacher_per_core"] == pytest.approx(
         reads["student_10_cache"]["per_core"] / reads["teacher"]["per_core"]
     )
-    assert reads["training_deterministic_over_default"] == pytest.approx(
-        reads["training_deterministic"]["videos_per_s"] / reads["training_default"]["videos_per_s"]
+    assert reads["training_ordered_over_unordered"] == pytest.approx(
+        reads["training_ordered"]["videos_per_s"] / reads["training_unordered"]["videos_per_s"]
     )
     projection = report["gpu_projection"]
     assert projection["host_cores"] == 16
