@@ -47,29 +47,28 @@ def is_default_recipe(settings):
 
 
 def row_summaries(recipes):
-    """(TEACHER-FULL's summary, {baseline label: summary}, [(row, student summary)])."""
+    """((row, TEACHER-FULL's summary), {baseline label: (row, summary)}, [(row, student
+    summary)]); None where a row is missing."""
     teacher = None
     baselines = {}
     students = []
     for row in recipes["rows"]:
         summary = grid_report.summarize(row["models"])
-        teacher = teacher or summary.get("TEACHER-FULL")
+        if teacher is None and "TEACHER-FULL" in summary:
+            teacher = (row, summary["TEACHER-FULL"])
         for model in summary.values():
             if row["label"] in BASELINE_LABELS and model["method"] == "uniform":
-                baselines[row["label"]] = model
+                baselines[row["label"]] = (row, model)
             elif model["method"] in grid.STUDENT_METHODS:
                 students.append((row, model))
     return teacher, baselines, students
 
 
-def format_gap(recipes, model):
-    """`mean ± std (seed 1, seed 2, ...)` of a model's GAP, from the first row that holds it."""
-    for row in recipes["rows"]:
-        gaps = [entry["gap"] for entry in row["models"] if entry["name"] == model["name"]]
-        if gaps:
-            per_seed = ", ".join(f"{gap:.3f}" for gap in gaps)
-            return f"{grid_report.format_mean(model, 'gap')} ({per_seed})"
-    return grid_report.format_mean(model, "gap")
+def format_gap(row, model):
+    """`mean ± std (seed 1, seed 2, ...)` of the GAP of `model` in `row`."""
+    gaps = [entry["gap"] for entry in row["models"] if entry["name"] == model["name"]]
+    per_seed = ", ".join(f"{gap:.3f}" for gap in gaps)
+    return f"{grid_report.format_mean(model, 'gap')} ({per_seed})"
 
 
 def format_difference(student, baseline):
@@ -83,8 +82,10 @@ def format_difference(student, baseline):
 
 def ablation_markdown(recipes):
     """The ablation table: the teacher and both baselines, then one row per student recipe."""
-    teacher, baselines, students = row_summaries(recipes)
-    fixed, offset = baselines.get("uniform"), baselines.get("uniform-offset")
+    teacher_row, baselines, students = row_summaries(recipes)
+    teacher = teacher_row[1] if teacher_row else None
+    fixed = baselines["uniform"][1] if "uniform" in baselines else None
+    offset = baselines["uniform-offset"][1] if "uniform-offset" in baselines else None
     lines = [
         "| model | scheme; terms; training frames | GAP, mean ± std (seeds) | vs UNIFORM "
         "(2 SE) | vs UNIFORM from offsets (2 SE) | share of the UNIFORM -> TEACHER-FULL gap "
@@ -92,13 +93,13 @@ def ablation_markdown(recipes):
         "|---|---|---|---|---|---|",
     ]
 
-    for label, model in (
-        ("TEACHER-FULL", teacher),
-        ("TEACHER-UNIFORM", fixed),
-        ("TEACHER-UNIFORM, offsets", offset),
+    for label, found in (
+        ("TEACHER-FULL", teacher_row),
+        ("TEACHER-UNIFORM", baselines.get("uniform")),
+        ("TEACHER-UNIFORM, offsets", baselines.get("uniform-offset")),
     ):
-        if model is not None:
-            lines.append(f"| {label} | | {format_gap(recipes, model)} | | | |")
+        if found is not None:
+            lines.append(f"| {label} | | {format_gap(*found)} | | | |")
     for row, student in students:
         closed = None
         if teacher is not None and fixed is not None:
@@ -106,7 +107,7 @@ def ablation_markdown(recipes):
         marker = " (default)" if is_default_recipe(row["settings"]) else ""
         lines.append(
             f"| {row['label']}{marker} | {describe_settings(row['settings'])} | "
-            f"{format_gap({'rows': [row]}, student)} | "
+            f"{format_gap(row, student)} | "
             f"{format_difference(student, fixed)} | {format_difference(student, offset)} | "
             f"{'–' if closed is None else f'{closed:.0%}'} |"
         )
