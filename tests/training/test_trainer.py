@@ -60,6 +60,23 @@ def test_an_interrupted_epoch_goes_on_from_its_step(tmp_path):
     assert result["global_step"] == 4 and result["finished"]
 
 
+def test_checkpoint_secs_saves_whenever_that_long_has_passed(tmp_path, monkeypatch):
+    """A clock that moves 100 s a reading: with --checkpoint_secs=150 every other step is
+    saved, though --checkpoint_steps (100) is never reached."""
+    clock = iter(range(0, 10**6, 100))
+    monkeypatch.setattr(trainer.time, "monotonic", lambda: next(clock))
+    train_dir = tmp_path / "model"
+    train_tiny(
+        train_dir,
+        max_steps=3,
+        batch_size=16,
+        checkpoint_secs=150,
+        max_checkpoints_to_keep=10,
+    )
+    saved = tf.train.get_checkpoint_state(str(train_dir)).all_model_checkpoint_paths
+    assert [path.rsplit("-", 1)[1] for path in saved] == ["2", "3"]
+
+
 def test_a_checkpoint_without_a_step_resumes_from_the_optimizer_count(tmp_path):
     # Checkpoints of earlier releases held the model and the optimizer only.
     train_dir = tmp_path / "model"
