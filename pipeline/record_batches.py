@@ -28,7 +28,6 @@ def make_record_batches(
     skipped=None,
     record_shard=None,
     deterministic=False,
-    stateless_seed=None,
 ):
     """Files matching `data_pattern` -> batches of `[B]` serialized records, unparsed.
 
@@ -36,41 +35,41 @@ def make_record_batches(
       data_pattern: comma-separated glob patterns, local paths or gs:// URLs.
       batch_size: records per batch.
       num_epochs: passes over the data; None repeats forever.
-      shuffle: shuffle files and records (training). Without it the order is deterministic.
-      shuffle_buffer_size: records held for shuffling.
+      shuffle: shuffle files and records (training) by stateless ops of `seed`: the files are
+        permuted and the records shuffled in blocks of `shuffle_buffer_size`, so the order is
+        a pure function of the seed (and of the interleaving, fixed with `deterministic`).
+        Without it the order is the files' and records' own.
+      shuffle_buffer_size: records shuffled together.
       num_readers: shards read in parallel.
       drop_remainder: drop a last batch smaller than `batch_size`.
-      seed: seed of the shuffles.
+      seed: with `shuffle`, the `[2]` int64 seed of the shuffles (a tensor may depend on
+        others, such as a training epoch).
       flag_name: how error messages name the pattern, e.g. "--train_data_pattern".
       corrupt_record_policy: "skip" reads each shard up to its first damaged record and reports
         it to `skipped` (a corrupt_records.SkippedRecords); "fail" reads every record.
       skipped: where "skip" reports; None: a tally of its own.
       record_shard: (count, index) to keep one record in `count` (a worker's share when there
         are fewer files than workers); None keeps all.
-      deterministic: read shuffled shards in a fixed order too (the order then follows `seed`
-        alone); without `shuffle` the order is always fixed.
-      stateless_seed: with `shuffle`, a `[2]` int64 tensor (it may depend on other tensors, such
-        as a training epoch) that replaces `seed`: the files are permuted and the records
-        shuffled in blocks of `shuffle_buffer_size` by stateless ops, so the order is a pure
-        function of it (and of the interleaving, fixed with `deterministic`).
+      deterministic: interleave shuffled shards in a fixed order too (the order then follows
+        `seed` alone); without `shuffle` the order is always fixed.
 
     Returns:
       (dataset, sorted list of files).
 
     Raises:
       utils.UserInputError: when no file matches or `batch_size` < 1.
+      ValueError: for `shuffle` without a `seed`.
     """
+    if shuffle and seed is None:
+        raise ValueError("make_record_batches: shuffle needs a seed.")
     if batch_size < 1:
         raise utils.UserInputError(f"--batch_size must be >= 1, got {batch_size}.")
     corrupt_records.check_corrupt_record_policy(corrupt_record_policy)
     files = utils.glob_data_files(data_pattern, flag_name)
     paths = tf.constant(files)
-    if shuffle and stateless_seed is not None:
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(len(files), dtype=tf.int64), stateless_seed
-        )
-    else:
-        order = None
+    order = None
+    if shuffle:
+        order = tf.random.experimental.stateless_shuffle(tf.range(len(files), dtype=tf.int64), seed)
     if corrupt_record_policy == "skip":
         skipped = skipped if skipped is not None else corrupt_records.SkippedRecords()
         sizes = tf.constant([tf.io.gfile.stat(path).length for path in files], tf.int64)
@@ -85,8 +84,6 @@ def make_record_batches(
     if order is not None:
         columns = tf.nest.map_structure(lambda column: tf.gather(column, order), columns)
     file_dataset = tf.data.Dataset.from_tensor_slices(columns)
-    if shuffle and order is None:
-        file_dataset = file_dataset.shuffle(len(files), seed=seed)
     records = file_dataset.interleave(
         read_shard,
         cycle_length=max(1, min(num_readers, len(files))),
@@ -95,21 +92,19 @@ def make_record_batches(
     )
     if record_shard is not None:
         records = records.shard(*record_shard)
-    if shuffle and stateless_seed is not None:
-        records = shuffled_in_blocks(records, shuffle_buffer_size, stateless_seed)
-    elif shuffle:
-        records = records.shuffle(shuffle_buffer_size, seed=seed)
+    if shuffle:
+        records = shuffled_in_blocks(records, shuffle_buffer_size, seed)
     if num_epochs != 1:
         records = records.repeat(num_epochs)
     return records.batch(batch_size, drop_remainder=drop_remainder), files
 
 
-def shuffled_in_blocks(records, block_size, stateless_seed):
+def shuffled_in_blocks(records, block_size, seed):
     """`records` shuffled within consecutive blocks of `block_size`, each block by a stateless
-    permutation of (`stateless_seed`, the block's index): a pure function of the seed."""
+    permutation of (`seed`, the block's index): a pure function of the `[2]` seed."""
 
     def shuffle_block(index, block):
-        block_seed = tf.stack([stateless_seed[0] * 1_000_003 + stateless_seed[1], index])
+        block_seed = tf.stack([seed[0] * 1_000_003 + seed[1], index])
         order = tf.random.experimental.stateless_shuffle(tf.range(tf.shape(block)[0]), block_seed)
         return tf.gather(block, order)
 

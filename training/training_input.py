@@ -110,7 +110,7 @@ def make_training_dataset(
                 shuffle=True,
                 shuffle_buffer_size=options.shuffle_buffer_size,
                 num_readers=options.num_readers,
-                stateless_seed=epoch_seed(seed, epoch),
+                seed=epoch_seed(seed, epoch),
                 flag_name="--train_data_pattern",
                 corrupt_record_policy=options.corrupt_record_policy,
                 skipped=skipped,
