@@ -15,12 +15,12 @@ import os
 import utils
 from runs.config import (
     DEFAULT_RECIPE,
-    RECIPE_FLAGS,
     RECIPES,
     STUDENT_MODEL,
     DistillOptions,
     RunConfig,
     TrainOptions,
+    recipe_flag_values,
 )
 
 YT8M_NUM_CLASSES = 3862
@@ -454,10 +454,10 @@ def run_config_for(model, config):
         if config.random_frame_offset and model.method != "random":
             run_config = run_config.replace(random_frame_offset=True)
     if model.method == "default":
-        recipe = RECIPES[DEFAULT_RECIPE]
-        weights = {name: getattr(recipe, name) for name in RECIPE_FLAGS}
-        weights["random_frame_offset"] = recipe.random_frame_offset and model.frame_stride > 1
-        return run_config.replace(model=STUDENT_MODEL, distill_recipe=DEFAULT_RECIPE, **weights)
+        recipe_values = recipe_flag_values(DEFAULT_RECIPE, model.frame_stride, "uniform")
+        return run_config.replace(
+            model=STUDENT_MODEL, distill_recipe=DEFAULT_RECIPE, **recipe_values
+        )
     if model.is_student:
         run_config = run_config.replace(model=STUDENT_MODEL, distill_mode=model.method)
         if config.align_teacher_blocks:

@@ -13,8 +13,10 @@ and gets the share of the fixed-frames UNIFORM-k -> TEACHER-FULL gap it closes (
 measure).
 """
 
+import dataclasses
+
 from experiments import grid, grid_report
-from runs.config import DEFAULT_RECIPE, RECIPES
+from runs.config import DEFAULT_RECIPE, RECIPE_FLAGS, RECIPES
 
 BASELINE_LABELS = ("uniform", "uniform-offset")
 
@@ -37,12 +39,10 @@ def describe_settings(settings):
 def is_default_recipe(settings):
     """True when a row's students are trained as train.py's default recipe trains them."""
     recipe = RECIPES[DEFAULT_RECIPE]
-    return (
-        settings["distill_scheme"] == recipe.scheme
-        and settings.get("distill_weight", 10.0) == recipe.distill_weight
-        and settings.get("prediction_weight", 0.0) == recipe.prediction_weight
-        and settings.get("student_label_weight", 0.0) == recipe.student_label_weight
-        and bool(settings.get("random_frame_offset")) == recipe.random_frame_offset
+    # A setting a config.json lacks was written before it existed: the grid's default then.
+    defaults = {field.name: field.default for field in dataclasses.fields(grid.GridConfig)}
+    return settings["distill_scheme"] == recipe.scheme and all(
+        settings.get(name, defaults[name]) == getattr(recipe, name) for name in RECIPE_FLAGS
     )
 
 

@@ -60,13 +60,9 @@ class Recipe:
     random_frame_offset: bool  # the student trains from a random offset per video and epoch
 
 
-# The flags a recipe sets when they are not given (RunConfig fields).
-RECIPE_FLAGS = (
-    "distill_weight",
-    "prediction_weight",
-    "student_label_weight",
-    "random_frame_offset",
-)
+# The flags a recipe sets when they are not given: every Recipe field but the scheme (each a
+# RunConfig field of the same name).
+RECIPE_FLAGS = tuple(field.name for field in dataclasses.fields(Recipe) if field.name != "scheme")
 RECIPES = {
     # What train.py does by default: the measured best student at k = 10 on both regimes
     # (BUILD_NOTES.md, "Which recipe is the default").
@@ -87,6 +83,18 @@ RECIPES = {
     ),
 }
 DEFAULT_RECIPE = "serial"
+
+
+def recipe_flag_values(name, frame_stride, frame_sampling):
+    """{flag: value} of RECIPE_FLAGS that recipe `name` gives a student reading 1 frame in
+    `frame_stride` by `frame_sampling`: random offsets only where a uniform stride has offsets
+    to draw."""
+    recipe = RECIPES[name]
+    values = {flag: getattr(recipe, flag) for flag in RECIPE_FLAGS}
+    values["random_frame_offset"] = (
+        recipe.random_frame_offset and frame_stride > 1 and frame_sampling == "uniform"
+    )
+    return values
 
 
 def check_ranges(config, checks):
@@ -364,11 +372,10 @@ def student_run_config(requested, given, teacher_train_dir=""):
     flags not given (RECIPE_FLAGS), the paper's student block size (5) unless --block_size is
     given, and, when distilling from a trained teacher, the teacher's classes, features, LSTM
     sizes and max_frames for the flags not given."""
-    recipe = RECIPES[requested.distill_recipe]
-    changes = {name: getattr(recipe, name) for name in RECIPE_FLAGS if name not in given}
-    if requested.frame_stride == 1 or requested.frame_sampling != "uniform":
-        # Random offsets shift a uniform stride: nothing to shift here.
-        changes["random_frame_offset"] = requested.random_frame_offset
+    recipe_values = recipe_flag_values(
+        requested.distill_recipe, requested.frame_stride, requested.frame_sampling
+    )
+    changes = {name: value for name, value in recipe_values.items() if name not in given}
     if "block_size" not in given:
         changes["block_size"] = STUDENT_BLOCK_SIZE
     if teacher_train_dir:
