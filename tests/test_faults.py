@@ -63,8 +63,9 @@ def train_command(train_pattern, train_dir, *extra):
     ]
 
 
-def start_and_wait_for_step(command, step):
-    """Starts training and returns (process, lines read) once progress line `step` is logged."""
+def start_and_wait_for_step(command, step, stage=1):
+    """Starts training and returns (process, lines read) once progress line `step` is logged in
+    stage `stage` (1: the run's first training; 2: a student's, after its own teacher)."""
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     process = subprocess.Popen(
         command,
@@ -75,14 +76,17 @@ def start_and_wait_for_step(command, step):
         env=environment,
     )
     lines = []
+    current_stage = 1
     for line in process.stderr:
         lines.append(line)
+        if "Stage 2 of 2" in line:
+            current_stage = 2
         match = re.search(r"step +(\d+) \|", line)
-        if match and int(match.group(1)) >= step:
+        if match and current_stage == stage and int(match.group(1)) >= step:
             return process, lines
     process.wait()
     tail = "".join(lines[-30:])
-    raise AssertionError(f"training ended before step {step}:\n{tail}")
+    raise AssertionError(f"training ended before stage {stage} step {step}:\n{tail}")
 
 
 def checkpoint_step(train_dir):
@@ -182,33 +186,6 @@ def kill_while_writing_or_soon_after(process, directories, rng):
     assert process.returncode == -signal.SIGKILL
 
 
-def start_and_wait_for_stage_step(command, stage, step):
-    """Starts training and returns the process once stage `stage` (1: the teacher, 2: the
-    student) has logged progress line `step`."""
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    process = subprocess.Popen(
-        command,
-        cwd=REPO_ROOT,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=environment,
-    )
-    lines = []
-    current_stage = 1
-    for line in process.stderr:
-        lines.append(line)
-        if "Stage 2 of 2" in line:
-            current_stage = 2
-        match = re.search(r"step +(\d+) \|", line)
-        if match and current_stage == stage and int(match.group(1)) >= step:
-            return process
-    process.wait()
-    raise AssertionError(
-        f"training ended before stage {stage} step {step}:\n{''.join(lines[-30:])}"
-    )
-
-
 def test_a_student_killed_at_random_moments_ends_bit_identical_to_an_uninterrupted_one(
     train_pattern, tmp_path
 ):
@@ -244,7 +221,7 @@ def test_a_student_killed_at_random_moments_ends_bit_identical_to_an_uninterrupt
     killed_dir = tmp_path / "killed"
     directories = {1: [killed_dir / "teacher"], 2: [killed_dir, killed_dir / "distill"]}
     for stage, kill_step in ((1, 3), (1, 6), (2, 4), (2, 12)):
-        process = start_and_wait_for_stage_step(command(killed_dir), stage, kill_step)
+        process, _ = start_and_wait_for_step(command(killed_dir), kill_step, stage)
         kill_while_writing_or_soon_after(process, directories[stage], rng)
         # Whatever was being written when it died, the latest checkpoint reads back whole.
         latest = max(checkpoint_step(directory) or 0 for directory in directories[stage])
