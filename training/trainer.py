@@ -15,9 +15,10 @@ a few steps) and SavedModel exports.
 Every checkpoint holds the global step, the epochs done in its phase, the steps done in the
 current epoch and the state of the models' random generators (dropout): a run resumes in the
 phase, epoch and step where it stopped, and the rerun of a finished run has nothing left to do.
-With --deterministic each epoch's batches are a function of the seed and the epoch
-(training_input.py), so a resumed run takes exactly the batches the interrupted one had left and
-ends bit-identical to an uninterrupted one; without it the rest of the epoch is drawn anew. A
+Each epoch's batches are a function of the seed and the epoch (training_input.py; with the
+shards interleaved in a fixed order, --ordered_input, the default), so a resumed run takes
+exactly the batches the interrupted one had left, and with --deterministic ends bit-identical to
+an uninterrupted one; with --noordered_input the rest of the epoch is drawn anew. A
 checkpoint is written every --checkpoint_steps steps and every --checkpoint_secs seconds, so a
 kill loses at most that much work. The global step runs on across phases and
 drives the learning-rate schedule (the starter's: base * decay ** floor(examples / decay
