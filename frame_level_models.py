@@ -5,6 +5,8 @@
   and its final state is the video representation E, fed to one sigmoid per class.
 - `LstmModel`: one stacked LSTM over all frames (the starter's LSTM baseline).
 - `FrameLevelLogisticModel`: the mean of the frames fed to a logistic layer (the starter's).
+- `DbofModel`: the starter's deep bag of frames (per-frame projection, pooling, hidden layer).
+The cluster-and-aggregate NetVLAD and NeXtVLAD models are in vlad_models.py.
 
 Every model masks padding frames (index >= num_frames): they never change the output. A video
 with 0 frames gets a zero representation, hence the output layer's bias as its prediction.
@@ -12,7 +14,7 @@ with 0 frames gets a zero representation, hence the output layer's bias as its p
 
 import tensorflow as tf
 
-from models import BaseModel, frame_mask
+from models import BaseModel, EncoderModel, frame_mask
 
 
 class StackedLSTM(tf.keras.layers.Layer):
@@ -121,6 +123,8 @@ class HierarchicalTeacherModel(BaseModel):
     `[batch, lstm_layers * lstm_cells]`, `frame_outputs [batch, frames, lstm_cells]`.
     """
 
+    distillable = True
+
     def __init__(self, config, **kwargs):
         super().__init__(config, **kwargs)
         self.encoder = HierarchicalEncoder(
@@ -136,6 +140,32 @@ class HierarchicalTeacherModel(BaseModel):
         outputs["representation"] = representation
         outputs["frame_outputs"] = encoded["frame_outputs"]
         return outputs
+
+    def flops(self, num_frames):
+        """(per-frame part for `num_frames` frames, fixed part per video), 2 per multiply-add:
+        the lower LSTM at every frame, the upper at every block (both grow with the frames);
+        the classifier. Gate nonlinearities and elementwise products are not counted."""
+        config = self.config
+        num_blocks = -(-num_frames // config.block_size)
+        lower = lstm_step_flops(config.feature_size, config.lstm_cells, config.lstm_layers)
+        upper = lstm_step_flops(
+            config.lstm_layers * config.lstm_cells, config.lstm_cells, config.lstm_layers
+        )
+        representation_size = config.lstm_layers * config.lstm_cells
+        return (
+            lower * num_frames + upper * num_blocks,
+            self.classifier_flops(representation_size),
+        )
+
+
+def lstm_step_flops(input_size, units, num_layers):
+    """Operations of one step of `num_layers` stacked LSTMs: 4 gates, each a product of the
+    input and the previous output with their matrices (2 per multiply-add)."""
+    total = 0
+    for _ in range(num_layers):
+        total += 2 * 4 * units * (input_size + units)
+        input_size = units
+    return total
 
 
 class LstmModel(BaseModel):
@@ -173,3 +203,54 @@ class FrameLevelLogisticModel(BaseModel):
         outputs = self.classify(representation)
         outputs["representation"] = representation
         return outputs
+
+
+class DbofModel(EncoderModel):
+    """The starter's deep bag of frames: each frame projected to `cluster_size` units (relu6),
+    pooled over the video's frames (`--dbof_pooling`, max or average), a hidden layer of
+    `hidden_size` units (relu6), then the classifier (a mixture of experts by default, as the
+    starter's). Published (the starter): 8,192 clusters, hidden 1,024, max pooling, 2 mixtures.
+
+    The starter's batch normalization of the frames and of the projection is replaced by
+    biases (its `dbof_add_batch_norm=False` path): statistics over frames would count padding.
+    Padding frames are excluded from the pooling; a video with 0 frames pools to 0.
+
+    Call with `video_matrix [batch, frames, features]` and `num_frames [batch]`; returns
+    `predictions`, `logits` `[batch, num_classes]`, `representation [batch, hidden_size]`.
+    """
+
+    published_defaults = {"classifier": "moe", "cluster_size": 8192, "hidden_size": 1024}
+
+    def __init__(self, config, **kwargs):
+        super().__init__(config, **kwargs)
+        self.encoder = BagOfFramesEncoder(
+            config.cluster_size, config.hidden_size, config.dbof_pooling, name="encoder"
+        )
+
+    def flops(self, num_frames):
+        """(per-frame part for `num_frames` frames, fixed part per video), 2 per multiply-add."""
+        feature_size = self.config.feature_size
+        frame_part = 2 * feature_size * self.config.cluster_size * num_frames
+        fixed = 2 * self.config.cluster_size * self.config.hidden_size
+        return frame_part, fixed + self.classifier_flops(self.config.hidden_size)
+
+
+class BagOfFramesEncoder(tf.keras.layers.Layer):
+    """Per-frame projection (relu6), masked pooling, hidden layer (relu6): `frames [batch,
+    frames, features]`, `mask [batch, frames]` -> `representation [batch, hidden_size]`."""
+
+    def __init__(self, cluster_size, hidden_size, pooling, **kwargs):
+        super().__init__(**kwargs)
+        self.pooling = pooling
+        self.projection = tf.keras.layers.Dense(cluster_size, name="projection")
+        self.hidden = tf.keras.layers.Dense(hidden_size, name="hidden")
+
+    def call(self, frames, mask, training=False):
+        weights = tf.cast(mask, tf.float32)[:, :, tf.newaxis]
+        projected = tf.nn.relu6(self.projection(frames)) * weights  # >= 0, 0 for padding
+        if self.pooling == "max":
+            pooled = tf.reduce_max(projected, axis=1)  # padding's 0 never exceeds a frame's
+        else:
+            frame_count = tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
+            pooled = tf.reduce_sum(projected, axis=1) / frame_count
+        return tf.nn.relu6(self.hidden(pooled))

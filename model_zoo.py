@@ -2,8 +2,9 @@
 
     model = model_zoo.build_model(config)     # variables created, ready to restore into
 
-The zoo is the starter's frame- and video-level modules plus the student; a new model is a
-`models.BaseModel` subclass in one of them.
+The zoo is the starter's frame- and video-level modules, the cluster-and-aggregate models and
+the student; a new model is a `models.BaseModel` subclass in one of them. A DistilledStudentModel
+is built as its `student_architecture` (the hierarchical LSTM by default).
 """
 
 import tensorflow as tf
@@ -13,10 +14,13 @@ import models
 import student_models
 import utils
 import video_level_models
+import vlad_models
 from registry import Registry
 
 MODELS = Registry.of_subclasses(
-    "--model", models.BaseModel, [frame_level_models, student_models, video_level_models]
+    "--model",
+    models.BaseModel,
+    [frame_level_models, vlad_models, student_models, video_level_models],
 )
 
 
@@ -33,6 +37,10 @@ def build_model(config):
       utils.UserInputError: for an unknown name; the message lists the models that exist.
     """
     model_class = MODELS.get(config.model)
+    hierarchical = frame_level_models.HierarchicalTeacherModel.__name__
+    if config.is_student and config.student_architecture != hierarchical:
+        # A student of another family is that family's network, fed and trained as a student.
+        model_class = MODELS.get(config.student_architecture)
     model = model_class(config)
     if model_class.input_kind == utils.FRAME_INPUT:
         dummy = tf.zeros([1, config.block_size, config.feature_size], tf.uint8)

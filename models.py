@@ -14,6 +14,7 @@ and `representation [batch, hidden]` (the video encoding fed to the output layer
 
 import tensorflow as tf
 
+import classifiers
 import utils
 
 
@@ -29,16 +30,17 @@ class BaseModel(tf.keras.Model):
     """
 
     input_kind = utils.FRAME_INPUT  # what it reads (utils.FRAME_INPUT or VIDEO_INPUT)
+    # The values RunConfig's size flags take for this model when not given (0 or ""): its
+    # published setting (classifier, cluster_size, hidden_size).
+    published_defaults = {"classifier": "logistic"}
+    # True when a DistilledStudentModel can be built as this model: its `encoder` layer holds
+    # every variable but the classifier's, and its outputs include `representation`.
+    distillable = False
 
     def __init__(self, config, **kwargs):
         super().__init__(**kwargs)
         self.config = config
-        self.classifier = tf.keras.layers.Dense(
-            config.num_classes,
-            kernel_regularizer=tf.keras.regularizers.L2(config.l2_penalty),
-            dtype="float32",  # probabilities stay float32 under mixed precision
-            name="classifier",
-        )
+        self.classifier = classifiers.build_classifier(config)
 
     def prepare_frames(self, video_matrix, num_frames):
         """Dequantizes uint8 input and zeroes padding frames.
@@ -66,3 +68,37 @@ class BaseModel(tf.keras.Model):
         """`[batch, hidden]` -> dict with `logits` and `predictions`, `[batch, num_classes]`."""
         logits = self.classifier(representation)
         return {"logits": logits, "predictions": tf.sigmoid(logits)}
+
+    def classifier_flops(self, representation_size):
+        """Floating-point operations of the output layer for one video (2 per multiply-add of
+        its matrix products; biases, sigmoids and the gates' softmax not counted)."""
+        return sum(
+            2 * representation_size * int(layer.kernel.shape[-1])
+            for layer in classifier_dense_layers(self.classifier)
+        )
+
+
+def classifier_dense_layers(classifier):
+    """The Dense layers of an output layer (itself, or a mixture's gates and experts)."""
+    if isinstance(classifier, classifiers.MixtureOfExperts):
+        return [classifier.gates, classifier.experts]
+    return [classifier]
+
+
+class EncoderModel(BaseModel):
+    """A frame-level model that is an encoder (frames -> representation) and a classifier.
+
+    Subclasses set `self.encoder`, a layer called as `encoder(frames, mask, training=...)` with
+    `frames [batch, frames, features]` float32 (padding zeroed) and `mask [batch, frames]` bool,
+    returning `representation [batch, hidden]`. Call returns `predictions`, `logits`
+    `[batch, num_classes]` and `representation`.
+    """
+
+    distillable = True
+
+    def call(self, video_matrix, num_frames, training=False):
+        frames, mask, _ = self.prepare_frames(video_matrix, num_frames)
+        representation = self.encoder(frames, mask, training=training)
+        outputs = self.classify(representation)
+        outputs["representation"] = representation
+        return outputs

@@ -85,6 +85,7 @@ Its GAPs are in README.md (results/grid_synthetic). On the proxy (`--data=proxy
 
 import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)
 
+import os
 import time
 
 import tensorflow as tf
@@ -92,6 +93,7 @@ from absl import app, flags, logging
 
 import utils
 from experiments import grid, grid_report, grid_runner
+from runs.config import FAMILIES
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -106,6 +108,14 @@ def define_flags(flag_values=flags.FLAGS):
         "ks",
         ",".join(str(k) for k in grid.DEFAULT_KS),
         "Comma list of k (% of frames read; 100/k integer).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "families",
+        "hierarchical",
+        "Comma list of model families, each a grid of its own: hierarchical (the paper's), "
+        "netvlad, nextvlad, dbof. One family writes to --output_dir; several to "
+        "--output_dir/FAMILY, sharing --output_dir/data.",
         flag_values=flag_values,
     )
     flags.DEFINE_string(
@@ -215,6 +225,24 @@ def define_flags(flag_values=flags.FLAGS):
             flags.DEFINE_integer(name, None, help_text, flag_values=flag_values)
 
 
+def parse_families(text):
+    """Parses `--families`: a comma list of runs.config.FAMILIES, in the order given.
+
+    Raises:
+      utils.UserInputError: naming --families and the bad value.
+    """
+    families = []
+    for item in text.split(","):
+        family = item.strip()
+        if family not in FAMILIES:
+            raise utils.UserInputError(
+                f"--families={text}: '{family}' is not one of {', '.join(FAMILIES)}."
+            )
+        if family not in families:
+            families.append(family)
+    return families
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -227,48 +255,60 @@ def main(argv):
     with utils.exit_on_user_error():
         ks = grid.parse_ks(flag_values.ks)
         methods = grid.parse_methods(flag_values.methods)
-        config = grid.resolve_config(
-            preset=flag_values.preset,
-            distill_scheme=flag_values.distill_scheme,
-            train_data_pattern=flag_values.train_data_pattern,
-            eval_data_pattern=flag_values.eval_data_pattern,
-            feature_names=flag_values.feature_names,
-            feature_sizes=flag_values.feature_sizes,
-            video_id_key=flag_values.video_id_key,
-            seed=flag_values.seed,
-            data=flag_values.data,
-            proxy_shot_noise=flag_values.proxy_shot_noise,
-            proxy_frame_noise=flag_values.proxy_frame_noise,
-            proxy_top_classes=flag_values.proxy_top_classes,
-            distill_weight=flag_values.distill_weight,
-            intermediate_weight=flag_values.intermediate_weight,
-            prediction_weight=flag_values.prediction_weight,
-            student_label_weight=flag_values.student_label_weight,
-            align_teacher_blocks=flag_values.align_teacher_blocks,
-            random_frame_offset=flag_values.random_frame_offset,
-            **{name: flag_values[name].value for name in grid.SIZE_FLAG_HELP},
-        )
-        seeds = grid.training_seeds(config, flag_values.seeds)
-        output_dir = flag_values.output_dir
-        print(grid_report.describe_data(config), flush=True)
-        outcome = grid_runner.run_grid(
-            config,
-            ks,
-            output_dir,
-            report=lambda line: print(line, flush=True),
-            methods=methods,
-            seeds=seeds,
-        )
-    print()
-    print(grid_report.format_markdown(config, outcome["results"]))
-    print(
-        f"Results in {output_dir} ({grid_runner.RESULTS_FILE}, "
-        f"{grid_report.RESULTS_MARKDOWN_FILE}, {grid_report.GAP_PLOT_FILE}, "
-    )
-    print(
-        f"{grid_report.TIME_PLOT_FILE}); {len(outcome['trained'])} model(s) trained or "
-        "evaluated this run, "
-    )
+        families = parse_families(flag_values.families)
+        configs = [
+            grid.resolve_config(
+                preset=flag_values.preset,
+                distill_scheme=flag_values.distill_scheme,
+                train_data_pattern=flag_values.train_data_pattern,
+                eval_data_pattern=flag_values.eval_data_pattern,
+                feature_names=flag_values.feature_names,
+                feature_sizes=flag_values.feature_sizes,
+                video_id_key=flag_values.video_id_key,
+                seed=flag_values.seed,
+                data=flag_values.data,
+                proxy_shot_noise=flag_values.proxy_shot_noise,
+                proxy_frame_noise=flag_values.proxy_frame_noise,
+                proxy_top_classes=flag_values.proxy_top_classes,
+                distill_weight=flag_values.distill_weight,
+                intermediate_weight=flag_values.intermediate_weight,
+                prediction_weight=flag_values.prediction_weight,
+                student_label_weight=flag_values.student_label_weight,
+                align_teacher_blocks=flag_values.align_teacher_blocks,
+                random_frame_offset=flag_values.random_frame_offset,
+                family=family,
+                **{name: flag_values[name].value for name in grid.SIZE_FLAG_HELP},
+            )
+            for family in families
+        ]
+        for config in configs:  # every refusal before anything is trained
+            grid.check_methods_for_family(config, methods)
+        seeds = grid.training_seeds(configs[0], flag_values.seeds)
+        print(grid_report.describe_data(configs[0]), flush=True)
+        for config in configs:
+            output_dir = flag_values.output_dir
+            if len(configs) > 1:
+                output_dir = os.path.join(flag_values.output_dir, config.family)
+                print(f"[{config.family}] the {config.family} family's grid", flush=True)
+            outcome = grid_runner.run_grid(
+                config,
+                ks,
+                output_dir,
+                report=lambda line: print(line, flush=True),
+                methods=methods,
+                seeds=seeds,
+                data_root=flag_values.output_dir,
+            )
+            print()
+            print(grid_report.format_markdown(config, outcome["results"]))
+            print(
+                f"Results in {output_dir} ({grid_runner.RESULTS_FILE}, "
+                f"{grid_report.RESULTS_MARKDOWN_FILE}, {grid_report.GAP_PLOT_FILE}, "
+            )
+            print(
+                f"{grid_report.TIME_PLOT_FILE}); {len(outcome['trained'])} model(s) trained or "
+                "evaluated this run, "
+            )
     print(f"{time.time() - start:.0f} s in all.")
 
 

@@ -1,5 +1,9 @@
 """The paper's student: a hierarchical LSTM that reads only 1 frame in `frame_stride`.
 
+A student of another family (`--student_architecture=NeXtVLADModel`, NetVLADModel, DbofModel)
+is that family's model class itself (model_zoo.build_model builds it), fed and trained the same
+way; this class is the hierarchical one, the default.
+
 `DistilledStudentModel` has the teacher's architecture (blocks of `block_size` frames, default 5
 for the student as in the paper (config.STUDENT_BLOCK_SIZE), a lower and an upper stacked LSTM,
 one sigmoid per class). What makes it a student is how it is fed and trained:

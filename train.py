@@ -96,6 +96,49 @@ def define_flags(flag_values=flags.FLAGS):
         "l2_penalty", 1e-8, "L2 weight on the output layer's weights.", flag_values=flag_values
     )
     flags.DEFINE_enum(
+        "classifier",
+        "",
+        ["", "logistic", "moe"],
+        "Output layer: logistic (a sigmoid per class) or moe (the starter's mixture of "
+        "experts). Empty: the model's published one (moe for NetVLAD, NeXtVLAD, DBoF).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "moe_num_mixtures", 2, "Experts per class of --classifier=moe.", flag_values=flag_values
+    )
+    flags.DEFINE_integer(
+        "cluster_size",
+        0,
+        "Clusters of NetVLAD (rgb; audio half), NeXtVLAD (likewise) or DBoF's projection. "
+        "0: the published 256, 128, 8192.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "hidden_size",
+        0,
+        "Hidden layer (the representation) of NetVLAD, NeXtVLAD, DBoF. 0: the published "
+        "1024, 2048, 1024.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer("groups", 8, "NeXtVLAD: groups per frame.", flag_values=flag_values)
+    flags.DEFINE_integer(
+        "expansion", 2, "NeXtVLAD: frame width multiplier.", flag_values=flag_values
+    )
+    flags.DEFINE_integer(
+        "gating_reduction", 8, "NeXtVLAD: context gating bottleneck.", flag_values=flag_values
+    )
+    flags.DEFINE_enum(
+        "dbof_pooling", "max", ["max", "average"], "DbofModel: pooling.", flag_values=flag_values
+    )
+    flags.DEFINE_enum(
+        "student_architecture",
+        config.TEACHER_MODEL,
+        list(config.STUDENT_ARCHITECTURES),
+        "The model a DistilledStudentModel is built as. Default: the teacher's in "
+        "--teacher_train_dir, else the hierarchical LSTM.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_enum(
         "distill_mode",
         "final",
         ["final", "intermediate"],
@@ -271,6 +314,7 @@ def define_flags(flag_values=flags.FLAGS):
 
 # Flags that only a DistilledStudentModel reads.
 DISTILLATION_FLAGS = (
+    "student_architecture",
     "teacher_train_dir",
     "joint_epochs",
     "finetune_epochs",

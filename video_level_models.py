@@ -20,3 +20,14 @@ class LogisticModel(BaseModel):
         outputs = self.classify(representation)
         outputs["representation"] = representation
         return outputs
+
+
+class MoeModel(LogisticModel):
+    """The starter's video-level mixture of experts (classifiers.MixtureOfExperts,
+    `--moe_num_mixtures` experts per class, 2 by default).
+
+    Call with `video_matrix [batch, features]` float; returns `predictions`, `logits`
+    `[batch, num_classes]` and `representation [batch, features]`.
+    """
+
+    published_defaults = {"classifier": "moe"}

@@ -15,6 +15,7 @@ import os
 import utils
 from runs.config import (
     DEFAULT_RECIPE,
+    FAMILIES,
     RECIPES,
     STUDENT_MODEL,
     DistillOptions,
@@ -33,6 +34,24 @@ DATA_REGIMES = ("synthetic", "proxy")
 # paper's two students; serial from the grid's TEACHER-FULL whatever --distill_scheme says.
 METHODS = ("teacher", "uniform", "random", "final", "intermediate", "default")
 STUDENT_METHODS = ("final", "intermediate", "default")
+# Methods of the paper's hierarchical family only: the intermediate term matches its lower-level
+# outputs, and the joint scheme trains its teacher beside the student.
+HIERARCHICAL_ONLY_METHODS = ("intermediate",)
+# Sizes of the cluster-and-aggregate families' networks per preset; a family or preset not
+# listed takes the published sizes (RunConfig: cluster_size and hidden_size 0). The small
+# ones give a representation as wide as the small hierarchical model's (2 x 64 = 128).
+FAMILY_SIZES = {
+    "small": {
+        "netvlad": {"cluster_size": 16, "hidden_size": 128},
+        "nextvlad": {"cluster_size": 16, "hidden_size": 128},
+        "dbof": {"cluster_size": 256, "hidden_size": 128},
+    },
+    "tiny": {
+        "netvlad": {"cluster_size": 4, "hidden_size": 8},
+        "nextvlad": {"cluster_size": 4, "hidden_size": 8},
+        "dbof": {"cluster_size": 16, "hidden_size": 8},
+    },
+}
 
 # The sizes a user may override (resolve_config's size_overrides), with their --flag help.
 SIZE_FLAG_HELP = {
@@ -180,6 +199,11 @@ class GridConfig:
     # video and epoch (RunConfig.random_frame_offset); every model still evaluates on 0, j, 2j.
     random_frame_offset: bool = False
     data: str = "synthetic"  # one of DATA_REGIMES, or "files" for the user's patterns
+    # The model family of every model of the grid (runs.config.FAMILIES) and its sizes
+    # (FAMILY_SIZES; 0: the published ones). The hierarchical family uses the LSTM sizes.
+    family: str = "hierarchical"
+    cluster_size: int = 0
+    hidden_size: int = 0
     proxy_shot_noise: float = 1.0  # the proxy's noise levels (proxy_data.FrameSpec)
     proxy_frame_noise: float = 1.0
     proxy_top_classes: int = 0  # 0: every class
@@ -317,6 +341,7 @@ def resolve_config(
     student_label_weight=0.0,
     align_teacher_blocks=False,
     random_frame_offset=False,
+    family="hierarchical",
     **size_overrides,
 ):
     """The grid's settings: the preset's sizes, then the overrides that are not None.
@@ -335,6 +360,7 @@ def resolve_config(
         students' loss weights (RunConfig's).
       align_teacher_blocks: joint students' teachers take blocks of student_block_size x j.
       random_frame_offset: UNIFORM-k baselines and students train from random offsets.
+      family: the model family (runs.config.FAMILIES) of every model.
       **size_overrides: keys of SIZE_FLAG_HELP; None keeps the preset's value. With the proxy
         `num_train_videos` / `num_eval_videos` cap the real videos used (0: all).
 
@@ -349,6 +375,10 @@ def resolve_config(
         raise utils.UserInputError(f"--distill_scheme={distill_scheme}: choose joint or serial.")
     if data not in DATA_REGIMES:
         raise utils.UserInputError(f"--data={data}: choose one of {', '.join(DATA_REGIMES)}.")
+    if family not in FAMILIES:
+        raise utils.UserInputError(
+            f"--families: '{family}' is not a model family; choose from {', '.join(FAMILIES)}."
+        )
     if train_data_pattern and data != "synthetic":
         raise utils.UserInputError(
             f"--data={data} writes its own data: leave out --train_data_pattern and "
@@ -425,14 +455,39 @@ def resolve_config(
         student_label_weight=student_label_weight,
         align_teacher_blocks=bool(align_teacher_blocks),
         random_frame_offset=bool(random_frame_offset),
+        family=family,
+        **FAMILY_SIZES.get(preset, {}).get(family, {}),
         **sizes,
     )
 
 
+def check_methods_for_family(config, methods):
+    """Raises utils.UserInputError for a method the grid's family cannot train: the
+    intermediate student, and the joint scheme, are the hierarchical family's."""
+    if config.family == "hierarchical":
+        return
+    refused = [method for method in methods if method in HIERARCHICAL_ONLY_METHODS]
+    if config.distill_scheme == "joint":
+        refused += [method for method in methods if method == "final"]
+    if refused:
+        raise utils.UserInputError(
+            f"--methods={','.join(methods)}: {refused[0]} is not trained for the {config.family} "
+            "family (the intermediate term and the joint scheme are the paper's, for the "
+            "hierarchical model): use uniform, random and default, or final with "
+            "--distill_scheme=serial."
+        )
+
+
 def run_config_for(model, config):
-    """The RunConfig (model_flags.json) of one grid model."""
+    """The RunConfig (model_flags.json) of one grid model: its family's architecture (a
+    student is a DistilledStudentModel built as it)."""
+    architecture = FAMILIES[config.family]
+    family_sizes = {}
+    if config.family != "hierarchical":
+        family_sizes = {"cluster_size": config.cluster_size, "hidden_size": config.hidden_size}
     run_config = RunConfig(
-        model="HierarchicalTeacherModel",
+        model=architecture,
+        **family_sizes,
         feature_names=config.feature_names,
         feature_sizes=config.feature_sizes,
         num_classes=config.num_classes,
@@ -456,10 +511,15 @@ def run_config_for(model, config):
     if model.method == "default":
         recipe_values = recipe_flag_values(DEFAULT_RECIPE, model.frame_stride, "uniform")
         return run_config.replace(
-            model=STUDENT_MODEL, distill_recipe=DEFAULT_RECIPE, **recipe_values
+            model=STUDENT_MODEL,
+            student_architecture=architecture,
+            distill_recipe=DEFAULT_RECIPE,
+            **recipe_values,
         )
     if model.is_student:
-        run_config = run_config.replace(model=STUDENT_MODEL, distill_mode=model.method)
+        run_config = run_config.replace(
+            model=STUDENT_MODEL, student_architecture=architecture, distill_mode=model.method
+        )
         if config.align_teacher_blocks:
             run_config = run_config.replace(
                 teacher_block_size=config.student_block_size * model.frame_stride

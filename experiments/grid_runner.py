@@ -319,7 +319,9 @@ def write_results(results_path, results):
     return ordered
 
 
-def run_grid(config, ks, output_dir, report=print, methods=grid.METHODS[1:], seeds=None):
+def run_grid(
+    config, ks, output_dir, report=print, methods=grid.METHODS[1:], seeds=None, data_root=None
+):
     """Trains and evaluates every model of the grid for `ks` and each training seed, reusing
     finished ones.
 
@@ -331,6 +333,8 @@ def run_grid(config, ks, output_dir, report=print, methods=grid.METHODS[1:], see
       methods: the methods beside the teacher, from `parse_methods`.
       seeds: training seeds (`grid.training_seeds`); None: `[config.seed]`. The data is the
         same for every seed.
+      data_root: where the grid's own data is written (`data_root/data`); None: output_dir.
+        Grids of several families share one.
 
     Returns:
       dict with `results` (the results.json entries, Table 1 order then seed) and `trained`
@@ -340,8 +344,9 @@ def run_grid(config, ks, output_dir, report=print, methods=grid.METHODS[1:], see
     if config.data == "files":  # a wrong pattern is reported before anything is written
         utils.glob_data_files(config.train_data_pattern, "--train_data_pattern")
         utils.glob_data_files(config.eval_data_pattern, "--eval_data_pattern")
+    grid.check_methods_for_family(config, methods)
     same_config = check_config(output_dir, config)
-    patterns = prepare_data(output_dir, config, report)
+    patterns = prepare_data(data_root or output_dir, config, report)
     results_path = os.path.join(output_dir, RESULTS_FILE)
     results = read_results(results_path) if same_config else {}
     models = grid.grid_models(ks, methods)

@@ -20,6 +20,7 @@ import os
 
 import tensorflow as tf
 
+import classifiers
 import losses
 import model_zoo
 import utils
@@ -35,17 +36,31 @@ STUDENT_MODEL = "DistilledStudentModel"
 TEACHER_MODEL = "HierarchicalTeacherModel"
 # A serial student's own teacher, trained first when no --teacher_train_dir is given.
 TEACHER_DIR = "teacher"
+DBOF_POOLINGS = ("max", "average")
+# The model families by name: what a DistilledStudentModel can be built as (its
+# --student_architecture), and the names the grid and reports use for them.
+FAMILIES = {
+    "hierarchical": TEACHER_MODEL,
+    "netvlad": "NetVLADModel",
+    "nextvlad": "NeXtVLADModel",
+    "dbof": "DbofModel",
+}
+STUDENT_ARCHITECTURES = tuple(FAMILIES.values())
+
+
+def family_of(model_name):
+    """The family name of a model class name ("" for a model outside FAMILIES)."""
+    for family, name in FAMILIES.items():
+        if name == model_name:
+            return family
+    return ""
+
+
 # The paper's block size for the student (m = 5), used when --block_size is not given.
 STUDENT_BLOCK_SIZE = 5
-# What a student distilled from a trained teacher takes from it unless given.
-TEACHER_INHERITED_FLAGS = (
-    "num_classes",
-    "feature_names",
-    "feature_sizes",
-    "lstm_cells",
-    "lstm_layers",
-    "max_frames",
-)
+# What a student distilled from a trained teacher takes from it unless given (and, from a
+# teacher of its family, that family's FAMILY_SIZE_FLAGS and CLASSIFIER_FLAGS).
+TEACHER_INHERITED_FLAGS = ("num_classes", "feature_names", "feature_sizes", "max_frames")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +147,20 @@ class RunConfig:
     dropout: float = 0.5
     block_size: int = 20  # m: frames per block of the hierarchical model
     l2_penalty: float = 1e-8  # on the output layer's weights
+    # The output layer (classifiers.CLASSIFIERS); "": the model's published one (its
+    # `published_defaults`: moe for NetVLAD, NeXtVLAD, DBoF and MoeModel, logistic otherwise).
+    classifier: str = ""
+    moe_num_mixtures: int = 2  # experts per class of the moe classifier
+    # Sizes of the cluster-and-aggregate models (NetVLAD, NeXtVLAD, DBoF); 0: the model's
+    # published value (`published_defaults`).
+    cluster_size: int = 0
+    hidden_size: int = 0
+    groups: int = 8  # NeXtVLAD: groups per frame
+    expansion: int = 2  # NeXtVLAD: width multiplier of a frame before it is grouped
+    gating_reduction: int = 8  # NeXtVLAD: the context gating's bottleneck factor
+    dbof_pooling: str = "max"  # DbofModel: max or average over the frames
+    # The frame-level model a DistilledStudentModel is built as (a `distillable` zoo model).
+    student_architecture: str = TEACHER_MODEL
     label_loss: str = "CrossEntropyLoss"
     distill_mode: str = "final"  # DistilledStudentModel: final or intermediate
     distill_weight: float = 10.0  # weight of ||E_T - E_S||^2
@@ -150,7 +179,34 @@ class RunConfig:
         )
         object.__setattr__(self, "feature_names", tuple(names))
         object.__setattr__(self, "feature_sizes", tuple(sizes))
+        self.check_student_architecture()
+        published = model_zoo.MODELS.get(self.architecture).published_defaults
+        for name, value in published.items():
+            if not getattr(self, name):
+                object.__setattr__(self, name, value)
+        if not self.classifier:
+            object.__setattr__(self, "classifier", "logistic")
         self.validate()
+
+    @property
+    def architecture(self):
+        """The model class name the network is built as: `student_architecture` for a
+        DistilledStudentModel, `model` otherwise."""
+        return self.student_architecture if self.is_student else self.model
+
+    @property
+    def family(self):
+        """The architecture's family name, e.g. "hierarchical", "nextvlad" (FAMILIES)."""
+        return family_of(self.architecture)
+
+    def check_student_architecture(self):
+        """Raises utils.UserInputError unless --student_architecture names a model a student
+        can be built as (STUDENT_ARCHITECTURES)."""
+        if self.student_architecture not in STUDENT_ARCHITECTURES:
+            raise utils.UserInputError(
+                f"--student_architecture={self.student_architecture}: a DistilledStudentModel "
+                f"is built as one of {', '.join(STUDENT_ARCHITECTURES)}."
+            )
 
     def validate(self):
         """Raises utils.UserInputError naming the flag of the first bad value."""
@@ -172,8 +228,17 @@ class RunConfig:
                 ("prediction_weight", self.prediction_weight >= 0.0),
                 ("student_label_weight", self.student_label_weight >= 0.0),
                 ("teacher_block_size", self.teacher_block_size >= 1),
+                ("moe_num_mixtures", self.moe_num_mixtures >= 1),
+                ("cluster_size", self.cluster_size >= 0),
+                ("hidden_size", self.hidden_size >= 0),
+                ("groups", self.groups >= 1),
+                ("expansion", self.expansion >= 1),
+                ("gating_reduction", self.gating_reduction >= 1),
             ],
         )
+        classifiers.check_classifier(self.classifier, self.moe_num_mixtures)
+        check_choice("dbof_pooling", self.dbof_pooling, DBOF_POOLINGS)
+        self.check_family_sizes()
         if self.frame_stride > self.max_frames:
             raise utils.UserInputError(
                 f"--frame_stride={self.frame_stride} is larger than --max_frames="
@@ -184,6 +249,16 @@ class RunConfig:
             self.random_frame_offset, self.frame_stride, self.frame_sampling
         )
         check_choice("distill_mode", self.distill_mode, DISTILL_MODES)
+        if (
+            self.is_student
+            and self.distill_mode == "intermediate"
+            and self.family != "hierarchical"
+        ):
+            raise utils.UserInputError(
+                "--distill_mode=intermediate matches the hierarchical model's lower-level "
+                f"outputs; --student_architecture={self.student_architecture} has none: use "
+                "--distill_mode=final."
+            )
         check_choice("distill_recipe", self.distill_recipe, tuple(RECIPES))
         losses.LOSSES.get(self.label_loss)
         input_kind = model_zoo.MODELS.get(self.model).input_kind
@@ -195,6 +270,22 @@ class RunConfig:
                 f"--frame_features={str(frame_level).lower()} and matching --feature_names."
             )
         return self
+
+    def check_family_sizes(self):
+        """Raises utils.UserInputError for sizes the architecture cannot be built with."""
+        if self.family not in ("netvlad", "nextvlad", "dbof"):
+            return
+        for name in ("cluster_size", "hidden_size"):
+            if getattr(self, name) < 1:
+                raise utils.UserInputError(f"--{name}={getattr(self, name)} must be >= 1.")
+        if self.family == "nextvlad":
+            for feature_size in self.feature_sizes:
+                if (self.expansion * feature_size) % self.groups:
+                    raise utils.UserInputError(
+                        f"--groups={self.groups} does not divide --expansion={self.expansion} x "
+                        f"the feature width {feature_size} (--feature_sizes): NeXtVLAD cuts each "
+                        "expanded frame into equal groups."
+                    )
 
     @property
     def feature_size(self):
@@ -326,9 +417,21 @@ def resolve_run_config(train_dir, requested, given, start_new_model):
 
 # What --teacher_train_dir must hold, said by every refusal of one.
 TEACHER_NEEDED = (
-    f"distillation needs the train_dir of a trained {TEACHER_MODEL} that reads every frame "
-    "(--frame_stride=1), or no --teacher_train_dir: the default recipe trains its own teacher"
+    "distillation needs the train_dir of a trained teacher that reads every frame "
+    f"(--frame_stride=1), a model of one of {', '.join(STUDENT_ARCHITECTURES)}, or no "
+    "--teacher_train_dir: the default recipe trains its own teacher"
 )
+# The flags that size each family's network (the student inherits them from a teacher of its
+# family unless given, and must match them to take its output layer).
+FAMILY_SIZE_FLAGS = {
+    "hierarchical": ("lstm_cells", "lstm_layers"),
+    "netvlad": ("cluster_size", "hidden_size"),
+    "nextvlad": ("cluster_size", "hidden_size", "groups", "expansion", "gating_reduction"),
+    "dbof": ("cluster_size", "hidden_size", "dbof_pooling"),
+}
+# What a student shares with a teacher of its family: its output layer reads the same
+# representation.
+CLASSIFIER_FLAGS = ("classifier", "moe_num_mixtures")
 
 
 def load_teacher_config(teacher_train_dir):
@@ -355,13 +458,13 @@ def load_teacher_config(teacher_train_dir):
         held = f"a student ({teacher.model} that {strided}), not a teacher"
         if tf.io.gfile.exists(os.path.join(own_teacher, MODEL_FLAGS_FILE)):
             held += f"; its own teacher is in {own_teacher}"
-    elif teacher.model != TEACHER_MODEL:
+    elif teacher.model not in STUDENT_ARCHITECTURES:
         held = f"a {teacher.model}"
     elif teacher.frame_stride != 1:
         baseline = f"TEACHER-{teacher.frame_sampling.upper()}"
-        held = f"a {TEACHER_MODEL} that {strided} (a {baseline} baseline)"
+        held = f"a {teacher.model} that {strided} (a {baseline} baseline)"
     elif not tf.train.latest_checkpoint(teacher_train_dir):
-        held = f"a {TEACHER_MODEL} with no checkpoint yet"
+        held = f"a {teacher.model} with no checkpoint yet"
     else:
         return teacher
     raise utils.UserInputError(f"{flag} holds {held}: {TEACHER_NEEDED}.")
@@ -370,8 +473,9 @@ def load_teacher_config(teacher_train_dir):
 def student_run_config(requested, given, teacher_train_dir=""):
     """A DistilledStudentModel's RunConfig: its recipe's loss weights and frame offsets for the
     flags not given (RECIPE_FLAGS), the paper's student block size (5) unless --block_size is
-    given, and, when distilling from a trained teacher, the teacher's classes, features, LSTM
-    sizes and max_frames for the flags not given."""
+    given, and, when distilling from a trained teacher, the teacher's classes, features and
+    max_frames for the flags not given, and its architecture (--student_architecture) with
+    its sizes and output layer unless another architecture is given."""
     recipe_values = recipe_flag_values(
         requested.distill_recipe, requested.frame_stride, requested.frame_sampling
     )
@@ -380,30 +484,42 @@ def student_run_config(requested, given, teacher_train_dir=""):
         changes["block_size"] = STUDENT_BLOCK_SIZE
     if teacher_train_dir:
         teacher = load_teacher_config(teacher_train_dir)
-        for name in TEACHER_INHERITED_FLAGS:
+        inherited = list(TEACHER_INHERITED_FLAGS)
+        architecture = requested.student_architecture
+        if "student_architecture" not in given:
+            architecture = teacher.model
+            changes["student_architecture"] = architecture
+        if architecture == teacher.model:
+            inherited += FAMILY_SIZE_FLAGS[teacher.family] + CLASSIFIER_FLAGS
+        elif "classifier" not in given:
+            # Across families the student keeps its own architecture's output layer.
+            changes["classifier"] = model_zoo.MODELS.get(architecture).published_defaults[
+                "classifier"
+            ]
+        for name in inherited:
             if name not in given:
                 changes[name] = getattr(teacher, name)
     return requested.replace(**changes)
 
 
 def own_teacher_run_config(student):
-    """The RunConfig of the teacher a serial student trains first (in `train_dir/teacher`): a
-    HierarchicalTeacherModel over every frame, blocks of `teacher_block_size`, with the
-    student's features, classes, LSTM sizes, dropout, output layer and label loss."""
+    """The RunConfig of the teacher a serial student trains first (in `train_dir/teacher`): its
+    architecture over every frame (blocks of `teacher_block_size` for the hierarchical one),
+    with the student's features, classes, sizes, dropout, output layer and label loss."""
     shared = (
         "frame_features",
         "feature_names",
         "feature_sizes",
         "num_classes",
         "max_frames",
-        "lstm_cells",
-        "lstm_layers",
         "dropout",
         "l2_penalty",
         "label_loss",
+        *FAMILY_SIZE_FLAGS[student.family],
+        *CLASSIFIER_FLAGS,
     )
     return RunConfig(
-        model=TEACHER_MODEL,
+        model=student.architecture,
         block_size=student.teacher_block_size,
         **{name: getattr(student, name) for name in shared},
     )

@@ -18,10 +18,15 @@ def test_zoo_lists_the_models_and_their_input_kinds():
         "FrameLevelLogisticModel",
         "DistilledStudentModel",
         "LogisticModel",
+        "MoeModel",
+        "DbofModel",
+        "NetVLADModel",
+        "NeXtVLADModel",
     }
     assert set(names) == expected and names == sorted(names)
     assert model_zoo.MODELS.get("HierarchicalTeacherModel").input_kind == utils.FRAME_INPUT
     assert model_zoo.MODELS.get("LogisticModel").input_kind == utils.VIDEO_INPUT
+    assert model_zoo.MODELS.get("MoeModel").input_kind == utils.VIDEO_INPUT
 
 
 def test_unknown_model_lists_the_choices():

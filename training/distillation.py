@@ -9,9 +9,11 @@ student's selected frames (1 in `frame_stride`) of the same videos:
 - Beyond the paper, both schemes can add prediction_weight * the cross-entropy of the
   student's sigmoid outputs against the teacher's (as the authors' released code does), and
   student_label_weight * the student's own label loss; both weights are 0 by default.
-- Serial: the teacher is a trained HierarchicalTeacherModel, frozen (`load_frozen_teacher`). The
-  student starts with the teacher's output layer and its encoder is trained on the distillation
-  terms alone.
+- Serial: the teacher is a trained model, frozen (`load_frozen_teacher`), of any family
+  (runs.config.FAMILIES). A student of the teacher's family starts with the teacher's output
+  layer and its encoder is trained on the distillation terms alone. A student of another family
+  (its representation is not the teacher's) learns through the prediction and label terms only,
+  with its own output layer, all its variables trained.
 Phase 2 ("finetune") is plain supervised training of the student on its own frames.
 """
 
@@ -22,26 +24,55 @@ import frame_level_models
 import losses
 import utils
 from runs import checkpoints, distribution
-from runs.config import load_teacher_config
+from runs.config import CLASSIFIER_FLAGS, FAMILY_SIZE_FLAGS, load_teacher_config
 from training import optimization
 
-# What the student must share with a frozen teacher.
-SHARED_WITH_TEACHER = ("num_classes", "feature_names", "feature_sizes", "lstm_cells", "lstm_layers")
+# What the student must share with any frozen teacher.
+SHARED_WITH_TEACHER = ("num_classes", "feature_names", "feature_sizes")
+
+
+def same_family(teacher_config, config):
+    """True when the student (`config`) is built as the teacher's architecture."""
+    return teacher_config.architecture == config.architecture
+
+
+def check_teacher_family(teacher_config, config, teacher_train_dir):
+    """The flags the student must share with its teacher: classes and features always; for a
+    teacher of its family, the family's sizes and the output layer (the student's representation
+    is matched to the teacher's and starts with its output layer).
+
+    Raises:
+      utils.UserInputError: for a teacher of another family while the representation term
+        (--distill_weight) is on, naming both architectures.
+    """
+    if same_family(teacher_config, config):
+        return SHARED_WITH_TEACHER + FAMILY_SIZE_FLAGS[config.family] + CLASSIFIER_FLAGS
+    if config.distill_weight:
+        raise utils.UserInputError(
+            f"The teacher in {teacher_train_dir} is a {teacher_config.architecture}, the "
+            f"student a {config.architecture} (--student_architecture): their representations "
+            "differ, so --distill_weight (||E_T - E_S||^2) cannot compare them. Build the "
+            f"student as the teacher (--student_architecture={teacher_config.architecture}), "
+            "or distil across families through the predictions alone: --distill_weight=0 "
+            "--prediction_weight=1."
+        )
+    return SHARED_WITH_TEACHER
 
 
 def load_frozen_teacher(teacher_train_dir, config):
     """Restores a trained teacher for serial distillation and checks that it fits the student.
 
     Raises:
-      utils.UserInputError: when the directory holds no trained HierarchicalTeacherModel that
-        reads every frame (the message says what it holds: `load_teacher_config`), or its
-        representation, classes or features differ from the student's (`config`).
+      utils.UserInputError: when the directory holds no trained teacher that reads every frame
+        (the message says what it holds: `load_teacher_config`), or its classes, features,
+        sizes or family do not fit the student's (`config`; `check_teacher_family`).
     """
-    load_teacher_config(teacher_train_dir)
+    teacher_config = load_teacher_config(teacher_train_dir)
+    shared = check_teacher_family(teacher_config, config, teacher_train_dir)
     teacher, teacher_config, checkpoint_path = checkpoints.restore_model(
         teacher_train_dir, flag_name="--teacher_train_dir"
     )
-    for name in SHARED_WITH_TEACHER:
+    for name in shared:
         if getattr(teacher_config, name) != getattr(config, name):
             raise utils.UserInputError(
                 f"--{name}={getattr(config, name)} differs from the teacher's "
@@ -55,7 +86,18 @@ def load_frozen_teacher(teacher_train_dir, config):
 
 def build_teacher_encoder(config, student):
     """The joint teacher: a hierarchical encoder over every frame, blocks of
-    `config.teacher_block_size` (it shares the student's output layer), variables created."""
+    `config.teacher_block_size` (it shares the student's output layer), variables created.
+
+    Raises:
+      utils.UserInputError: for a student of another family (the joint scheme is the paper's,
+        for its hierarchical model).
+    """
+    if config.family != "hierarchical":
+        raise utils.UserInputError(
+            f"--distill_recipe={config.distill_recipe} trains the paper's hierarchical teacher "
+            f"beside the student; --student_architecture={config.student_architecture} distils "
+            "from a trained teacher of its family: --distill_recipe=serial (the default)."
+        )
     encoder = frame_level_models.HierarchicalEncoder(
         config.teacher_block_size, config.lstm_cells, config.lstm_layers, name="teacher_encoder"
     )
@@ -81,8 +123,10 @@ def distill_loss(student, teacher, joint, config, regularization_penalty):
     intermediate = config.distill_mode == "intermediate"
     if joint:
         variables = teacher.trainable_variables + student.trainable_variables
+    elif same_family(teacher.config, config):
+        variables = student.encoder.trainable_variables  # the output layer is the teacher's
     else:
-        variables = student.encoder.trainable_variables
+        variables = student.trainable_variables
 
     def loss(batch):
         labels = batch["labels"]

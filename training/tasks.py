@@ -117,7 +117,9 @@ class DistillationTask:
             )
 
     def start(self):
-        if not self.distill_options.joint:
+        if not self.distill_options.joint and distillation.same_family(
+            self.teacher.config, self.config
+        ):
             # The student starts with the teacher's output layer (the paper's shared layer).
             for student_weight, teacher_weight in zip(
                 self.student.classifier.weights, self.teacher.classifier.weights, strict=True
