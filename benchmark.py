@@ -15,6 +15,7 @@ from absl import flags
 import utils
 from experiments import benchmark_input, benchmark_report
 from experiments.benchmark_suite import QUICK_SETTINGS, run_benchmark
+from runs import config
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -34,6 +35,12 @@ def define_flags(flag_values=flags.FLAGS):
         "ks",
         ["5", "10", "25", "50"],
         "Students' % of frames (stride = 100 / k).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_list(
+        "families",
+        list(config.FAMILIES),
+        "Model families measured: each one's teacher and student-10 (hierarchical: every k).",
         flag_values=flag_values,
     )
     flags.DEFINE_integer(
@@ -116,6 +123,7 @@ def main(unused_argv):
             train_epochs=flag_values.train_epochs,
             train_batch_size=flag_values.train_batch_size,
             quick=flag_values.quick,
+            families=flag_values.families,
         )
     print(benchmark_report.benchmark_markdown(report))
     print(f"Wrote {os.path.join(flag_values.output_dir, 'benchmark.json')}")

@@ -5,12 +5,14 @@ goes stale.
     python results_report.py --import_grid=proxy=/tmp/grid_proxy \
         --import_benchmark=/tmp/bench/benchmark.json --import_demo=demo_out/demo_results.json
     python results_report.py --import_recipe=proxy:L_rep=/tmp/grid_proxy_serial
+    python results_report.py --import_family=proxy:nextvlad:grid=/tmp/grids/nextvlad
 
 The measurements live in `results/`: `benchmark.json` (benchmark.py's report), `demo.json`
 (demo.py's `demo_results.json`), one directory
 per grid run, `grid_<name>/` (reproduce.py's `config.json`, `results.json`, `results.md`), and
 `recipes_<regime>.json`, the ablation of distillation recipes on one kind of data (rows of grid
-runs, experiments/recipe_report.py). Each
+runs, experiments/recipe_report.py), and `families_<regime>.json`, the model families side by
+side (rows of grid runs, experiments/family_report.py). Each
 records the commit it ran on and the machine. Each measurement has one generated block, between
 `<!-- generated:NAME -->` and `<!-- /generated:NAME -->` lines, in README.md, BUILD_NOTES.md or
 a page of `docs/` (the page whose text explains it; a block may appear on several pages); this
@@ -29,7 +31,14 @@ import re
 from absl import flags
 
 import utils
-from experiments import benchmark_report, demo_job, grid, grid_report, recipe_report
+from experiments import (
+    benchmark_report,
+    demo_job,
+    family_report,
+    grid,
+    grid_report,
+    recipe_report,
+)
 
 REPO_DIR = utils.REPO_DIR
 RESULTS_DIR = os.path.join(REPO_DIR, "results")
@@ -38,6 +47,7 @@ DEMO_FILE = "demo.json"
 GRID_FILES = ("config.json", "results.json", "results.md")
 GRID_PREFIX = "grid_"
 RECIPES_PREFIX = "recipes_"
+FAMILIES_PREFIX = "families_"
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -63,6 +73,14 @@ def define_flags(flag_values=flags.FLAGS):
         "REGIME:LABEL=DIR: add (or replace) the row LABEL of results/recipes_REGIME.json from "
         "a reproduce.py output directory's config.json and results.json first. The baselines "
         "are the rows labelled uniform and uniform-offset.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_multi_string(
+        "import_family",
+        [],
+        "REGIME:FAMILY:LABEL=DIR: add (or replace) the row of FAMILY labelled LABEL (grid: "
+        "TEACHER-FULL, UNIFORM-10 and STUDENT-10-DEFAULT; uniform-offset: UNIFORM-10 from "
+        "random offsets) of results/families_REGIME.json from a reproduce.py output directory.",
         flag_values=flag_values,
     )
     flags.DEFINE_string(
@@ -189,6 +207,11 @@ def generated_blocks(results_dir):
     for path in sorted(glob.glob(os.path.join(results_dir, RECIPES_PREFIX + "*.json"))):
         regime = os.path.basename(path).removeprefix(RECIPES_PREFIX).removesuffix(".json")
         blocks[f"recipes-{regime}"] = recipe_report.ablation_markdown(read_json(path))
+    for path in sorted(glob.glob(os.path.join(results_dir, FAMILIES_PREFIX + "*.json"))):
+        regime = os.path.basename(path).removeprefix(FAMILIES_PREFIX).removesuffix(".json")
+        recipes_path = os.path.join(results_dir, f"{RECIPES_PREFIX}{regime}.json")
+        recipes = read_json(recipes_path) if os.path.exists(recipes_path) else None
+        blocks[f"families-{regime}"] = family_report.families_markdown(read_json(path), recipes)
     return blocks
 
 
@@ -245,6 +268,25 @@ def import_grid(spec, results_dir):
             utils.write_text_atomically(os.path.join(target, file_name), handle.read())
 
 
+def read_grid_run(flag, spec, source):
+    """(config.json, results.json) of the reproduce.py output directory `source`."""
+    paths = [os.path.join(source, name) for name in ("config.json", "results.json")]
+    for path in paths:
+        if not os.path.exists(path):
+            raise utils.UserInputError(f"{flag}={spec}: {path} not found.")
+    return read_json(paths[0]), read_json(paths[1])
+
+
+def add_row(path, row, key_names):
+    """Adds `row` to the rows of the JSON at `path`, replacing a row with its `key_names`."""
+    table = read_json(path) if os.path.exists(path) else {"rows": []}
+    key = [row[name] for name in key_names]
+    rows = [old for old in table["rows"] if [old.get(name) for name in key_names] != key]
+    table["rows"] = rows + [row]
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    utils.write_text_atomically(path, json.dumps(table, indent=1) + "\n")
+
+
 def import_recipe(spec, results_dir):
     """Adds (or replaces) row LABEL of results_dir/recipes_REGIME.json from REGIME:LABEL=DIR."""
     target, separator, source = spec.partition("=")
@@ -253,18 +295,38 @@ def import_recipe(spec, results_dir):
         raise utils.UserInputError(
             f"--import_recipe={spec}: give REGIME:LABEL=DIR, REGIME in [a-z0-9_-]."
         )
-    paths = [os.path.join(source, name) for name in ("config.json", "results.json")]
-    for path in paths:
-        if not os.path.exists(path):
-            raise utils.UserInputError(f"--import_recipe={spec}: {path} not found.")
-    settings, stored = read_json(paths[0]), read_json(paths[1])
-    path = os.path.join(results_dir, f"{RECIPES_PREFIX}{regime}.json")
-    recipes = read_json(path) if os.path.exists(path) else {"rows": []}
+    settings, stored = read_grid_run("--import_recipe", spec, source)
     row = {"label": label, "settings": settings, "models": stored["models"]}
-    rows = [existing for existing in recipes["rows"] if existing["label"] != label]
-    recipes["rows"] = rows + [row]
-    os.makedirs(results_dir, exist_ok=True)
-    utils.write_text_atomically(path, json.dumps(recipes, indent=1) + "\n")
+    add_row(os.path.join(results_dir, f"{RECIPES_PREFIX}{regime}.json"), row, ["label"])
+
+
+def import_family(spec, results_dir):
+    """Adds (or replaces) the FAMILY, LABEL row of results_dir/families_REGIME.json from
+    REGIME:FAMILY:LABEL=DIR."""
+    target, separator, source = spec.partition("=")
+    parts = target.split(":")
+    labels = ("grid", "uniform-offset")
+    if not (
+        separator
+        and len(parts) == 3
+        and re.fullmatch(r"[a-z0-9_-]+", parts[0])
+        and parts[1] in family_report.FAMILIES
+        and parts[2] in labels
+    ):
+        raise utils.UserInputError(
+            f"--import_family={spec}: give REGIME:FAMILY:LABEL=DIR, REGIME in [a-z0-9_-], "
+            f"FAMILY one of {', '.join(family_report.FAMILIES)}, LABEL one of "
+            f"{', '.join(labels)}."
+        )
+    regime, family, label = parts
+    settings, stored = read_grid_run("--import_family", spec, source)
+    if settings.get("family", "hierarchical") != family:
+        raise utils.UserInputError(
+            f"--import_family={spec}: {source} holds a grid of the "
+            f"{settings.get('family', 'hierarchical')} family."
+        )
+    row = {"family": family, "label": label, "settings": settings, "models": stored["models"]}
+    add_row(os.path.join(results_dir, f"{FAMILIES_PREFIX}{regime}.json"), row, ["family", "label"])
 
 
 def main(unused_argv):
@@ -275,6 +337,8 @@ def main(unused_argv):
             import_grid(spec, results_dir)
         for spec in flag_values.import_recipe:
             import_recipe(spec, results_dir)
+        for spec in flag_values.import_family:
+            import_family(spec, results_dir)
         if flag_values.import_benchmark:
             with open(flag_values.import_benchmark) as handle:
                 report = json.load(handle)

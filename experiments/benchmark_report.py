@@ -124,6 +124,7 @@ def benchmark_markdown(report):
                     f"{entry['end_to_end_videos_per_second']:,.1f} | "
                     f"{entry['end_to_end_speedup']:.2f}x |"
                 )
+    lines += family_cost_lines(report)
     for name, row in report.get("memory", {}).items():
         copies = [
             key for key in row if key.startswith("peak_rss_mib_") and key != "peak_rss_mib_1x"
@@ -138,3 +139,57 @@ def benchmark_markdown(report):
                 f"({row['growth']:.2f}x).",
             ]
     return "\n".join(lines)
+
+
+def family_cost_rows(report):
+    """[(preset, family, teacher entry, student-10 entry)] of every family measured with its
+    cost, the hierarchical one first."""
+    rows = []
+    for preset, entries in report.get("presets", {}).items():
+        by_name = {entry["name"]: entry for entry in entries}
+        if "gflops_per_video" in by_name.get("teacher", {}) and "student-10" in by_name:
+            rows.append((preset, "hierarchical", by_name["teacher"], by_name["student-10"]))
+    for family, presets in report.get("families", {}).items():
+        for preset, entries in presets.items():
+            by_name = {entry["name"]: entry for entry in entries}
+            rows.append((preset, family, by_name["teacher"], by_name["student-10"]))
+    order = {preset: index for index, preset in enumerate(report.get("presets", {}))}
+    return sorted(rows, key=lambda row: order.get(row[0], len(order)))
+
+
+def family_cost_lines(report):
+    """The cost of each family's teacher and student-10: parameters, operations per video and
+    videos/s, each student's ratios to its teacher measured in the same run."""
+    rows = family_cost_rows(report)
+    if not rows:
+        return []
+    lines = [
+        "",
+        "Cost per family. GFLOPs per video are counted on the models as built (2 per "
+        "multiply-add of their matrix products: dense layers, LSTM gates, VLAD assignments and "
+        "residual sums; elementwise operations, softmaxes and normalizations not counted), on "
+        "the frames each model reads, split into the part that grows with the frames and the "
+        "fixed part per video (hidden layer, gating, output layer). Rates are on this machine's "
+        "CPU; the GPU projection above covers the hierarchical family only (no GPU rates of the "
+        "other families are measured yet).",
+        "",
+        "| preset | family | model | parameters | GFLOPs per video: frames + fixed | model v/s "
+        "| end-to-end v/s | student / teacher: GFLOPs, end-to-end |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for preset, family, teacher, student in rows:
+        for entry in (teacher, student):
+            ratios = ""
+            if entry is student:
+                rate = "end_to_end_videos_per_second"
+                ratios = (
+                    f"{entry['gflops_per_video'] / teacher['gflops_per_video']:.3f}, "
+                    f"{entry[rate] / teacher[rate]:.2f}x"
+                )
+            lines.append(
+                f"| {preset} | {family} | {entry['name']} | {entry['parameters']:,} | "
+                f"{entry['gflops_frames']:.3f} + {entry['gflops_fixed']:.3f} | "
+                f"{entry['model_videos_per_second']:,.1f} | "
+                f"{entry['end_to_end_videos_per_second']:,.1f} | {ratios} |"
+            )
+    return lines

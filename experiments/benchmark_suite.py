@@ -47,6 +47,7 @@ import model_zoo
 import utils
 from datasets import synthetic
 from experiments import benchmark_input, benchmark_training
+from experiments import grid as experiments_grid
 from pipeline import corrupt_records
 from runs import config
 from serving import predictor
@@ -68,6 +69,14 @@ PRESETS = {
     "small": {"lstm_cells": 64, "lstm_layers": 2, "num_classes": 10},
     "paper": {"lstm_cells": 1024, "lstm_layers": 2, "num_classes": 3862},
 }
+# The other families' sizes per preset: the grid's small ones; the published ones (RunConfig's
+# 0) at the paper's size.
+FAMILY_PRESET_SIZES = {
+    "small": experiments_grid.FAMILY_SIZES["small"],
+    "paper": {},
+}
+# The other families are measured for their teacher and this student.
+FAMILY_STUDENT_K = 10
 
 
 def parse_ks(values):
@@ -86,20 +95,56 @@ def parse_ks(values):
     return sorted(set(ks))
 
 
-def benchmark_models(preset, ks):
-    """[(name, RunConfig)] of the teacher and the students of `preset`."""
+def benchmark_models(preset, ks, family="hierarchical"):
+    """[(name, RunConfig)] of the teacher and the students of `preset` in `family` (the other
+    families: the teacher and student-10)."""
     if preset not in PRESETS:
         raise utils.UserInputError(f"--presets: unknown preset '{preset}' (small, paper).")
     teacher = config.RunConfig(block_size=benchmark_training.TEACHER_BLOCK_SIZE, **PRESETS[preset])
+    if family != "hierarchical":
+        sizes = FAMILY_PRESET_SIZES[preset].get(family, {})
+        teacher = config.RunConfig(
+            model=config.FAMILIES[family], num_classes=teacher.num_classes, **sizes
+        )
+        ks = [FAMILY_STUDENT_K]
     entries = [("teacher", teacher)]
     for k in sorted(ks, reverse=True):
         student = teacher.replace(
             model=config.STUDENT_MODEL,
+            student_architecture=teacher.model,
             block_size=config.STUDENT_BLOCK_SIZE,
             frame_stride=100 // k,
         )
         entries.append((f"student-{k}", student))
     return entries
+
+
+def parse_families(values):
+    """`--families` -> the families in config.FAMILIES' order."""
+    unknown = sorted(set(values) - set(config.FAMILIES))
+    if unknown:
+        raise utils.UserInputError(
+            f"--families: '{unknown[0]}' is not one of {', '.join(config.FAMILIES)}."
+        )
+    return [family for family in config.FAMILIES if family in values]
+
+
+def model_cost(model, cached_batches):
+    """Parameters and operations of a built model on the videos of `cached_batches`: the mean
+    per video of its `flops(frames read)` (2 per multiply-add of its matrix products: dense
+    layers, LSTM gates, VLAD assignments and residual sums; elementwise operations, softmaxes
+    and normalizations are not counted), split into the part that grows with the frames and the
+    fixed part (hidden layers, gating and output layer, once per video)."""
+    counts = [int(count) for _, num_frames in cached_batches for count in num_frames.numpy()]
+    frame_parts, fixed_parts = zip(*(model.flops(count) for count in counts), strict=True)
+    frame_flops = statistics.fmean(frame_parts)
+    fixed_flops = statistics.fmean(fixed_parts)
+    return {
+        "parameters": int(sum(int(tf.size(weight)) for weight in model.weights)),
+        "gflops_frames": frame_flops / 1e9,
+        "gflops_fixed": fixed_flops / 1e9,
+        "gflops_per_video": (frame_flops + fixed_flops) / 1e9,
+    }
 
 
 def write_benchmark_data(data_dir, num_videos, num_classes):
@@ -160,9 +205,19 @@ def end_to_end_rate(reader, predict, pattern, batch_size, num_readers, min_secon
 
 
 def measure_preset(
-    preset, ks, pattern, work_dir, batch_size, repeats, num_readers, min_seconds, reader_epochs=1
+    preset,
+    ks,
+    pattern,
+    work_dir,
+    batch_size,
+    repeats,
+    num_readers,
+    min_seconds,
+    reader_epochs=1,
+    family="hierarchical",
 ):
-    """Per model: median videos/s of the pipeline, the model alone and end to end.
+    """Per model of `family`: median videos/s of the pipeline, the model alone and end to end,
+    and its cost (`model_cost`).
 
     A timed pass of a reader alone (the plain read, `pipeline`) reads the data `reader_epochs`
     times.
@@ -173,10 +228,11 @@ def measure_preset(
     Returns:
       (per-model result dicts, teacher first; the plain read's samples in videos/s).
     """
-    entries = benchmark_models(preset, ks)
+    entries = benchmark_models(preset, ks, family)
     prepared = []
     for name, run_config in entries:
-        train_dir = save_untrained(run_config, os.path.join(work_dir, preset, name))
+        place = name if family == "hierarchical" else f"{family}-{name}"
+        train_dir = save_untrained(run_config, os.path.join(work_dir, preset, place))
         reader, predict = predictor.checkpoint_predictor(train_dir, 20, "id")
         dataset, _ = reader.make_dataset(pattern, batch_size, num_readers=num_readers)
         cached = [(batch["video_matrix"], batch["num_frames"]) for batch in dataset]
@@ -212,6 +268,7 @@ def measure_preset(
             "frames_per_video": sum(int(tf.reduce_sum(n)) for _, n in cached)
             / sum(int(n.shape[0]) for _, n in cached),
             "train_dir": train_dir,
+            **model_cost(model_zoo.build_model(run_config), cached),
         }
         for measure, values in samples[name].items():
             entry[f"{measure}_videos_per_second"] = statistics.median(values)
@@ -308,8 +365,12 @@ def run_benchmark(
     train_sizes=None,
     reader_pass_videos=benchmark_input.READER_PASS_VIDEOS,
     quick=False,
+    families=tuple(config.FAMILIES),
 ):
     """Runs every measurement and writes `output_dir/benchmark.json`; returns the report.
+
+    Besides the hierarchical models of each preset, each of the other `families` is measured
+    (its teacher and student-10, `families` in the report, per family and preset).
 
     `presets` may be empty (no inference measurement); `measure_input_too` measures the readers
     (`input`, and `gpu_projection` when `gpu_measurements` exists); `train_epochs` > 0 times
@@ -332,6 +393,7 @@ def run_benchmark(
     if train_epochs < 0:
         raise utils.UserInputError(f"--train_epochs={train_epochs} must be >= 0.")
     ks = parse_ks(ks)
+    families = parse_families(families)
     for preset in presets:
         if preset not in PRESETS:
             raise utils.UserInputError(f"--presets: unknown preset '{preset}' (small, paper).")
@@ -392,6 +454,22 @@ def run_benchmark(
         )
         report["presets"][preset] = results
         report["plain_read_samples"][preset] = plain_samples
+        for family in families:
+            if family == "hierarchical":
+                continue
+            family_results, _ = measure_preset(
+                preset,
+                ks,
+                pattern,
+                work_dir,
+                batch_size,
+                repeats,
+                num_readers,
+                min_seconds,
+                benchmark_input.epochs_per_pass(num_videos, reader_pass_videos),
+                family=family,
+            )
+            report.setdefault("families", {}).setdefault(family, {})[preset] = family_results
     if presets:
         every_plain_sample = [
             rate for rates in report["plain_read_samples"].values() for rate in rates

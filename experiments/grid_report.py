@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 import eval_util
 import utils
 from experiments import grid
-from runs.config import DEFAULT_RECIPE, RECIPES
+from runs.config import DEFAULT_RECIPE, FAMILIES, RECIPES
 
 RESULTS_MARKDOWN_FILE = "results.md"
 GAP_PLOT_FILE = "gap_vs_frames.png"
@@ -73,9 +73,17 @@ def describe_data(config):
             f"`{config.train_data_pattern}` (train) and `{config.eval_data_pattern}` (eval), "
             f"{config.num_classes} classes"
         )
+    family = getattr(config, "family", "hierarchical")
+    if family == "hierarchical":
+        network = f"LSTM {config.lstm_cells} cells x {config.lstm_layers} layers"
+    else:
+        network = (
+            f"the {family} family ({FAMILIES[family]}: {config.cluster_size or 'published'} "
+            f"clusters, hidden {config.hidden_size or 'published'}; its students are built as "
+            "it and distilled by the default recipe)"
+        )
     return (
-        f"Preset `{config.preset}` on {data}; LSTM {config.lstm_cells} cells x "
-        f"{config.lstm_layers} layers, batch {config.batch_size}, learning rate "
+        f"Preset `{config.preset}` on {data}; {network}, batch {config.batch_size}, learning rate "
         f"{config.base_learning_rate:g}; {config.distill_scheme} distillation. Every model gets "
         f"{config.total_epochs} passes: teachers {config.total_epochs} epochs, students "
         f"{config.joint_epochs} joint + {config.finetune_epochs} fine-tuning. Teacher blocks "

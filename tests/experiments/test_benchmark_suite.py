@@ -23,6 +23,7 @@ def test_tiny_benchmark_reports_every_model_and_memory(tmp_path):
         reader_pass_videos=0,
         measure_input_too=False,
         quick=True,
+        families=["nextvlad", "hierarchical"],
     )
     with open(f"{output_dir}/benchmark.json") as handle:
         assert json.load(handle) == json.loads(json.dumps(report))
@@ -56,8 +57,19 @@ def test_tiny_benchmark_reports_every_model_and_memory(tmp_path):
     for row in memory.values():
         assert row["videos_1x"] == 32 and row["videos_4x"] == 128
         assert row["growth"] == row["peak_rss_mib_4x"] / row["peak_rss_mib_1x"]
+    # The NeXtVLAD family beside it: its teacher and student-10, with their costs.
+    family = report["families"]["nextvlad"]["small"]
+    assert [entry["name"] for entry in family] == ["teacher", "student-10"]
+    assert family[0]["parameters"] == family[1]["parameters"]
+    for entries in (results, family):
+        frames_read = entries[1]["frames_per_video"] / entries[0]["frames_per_video"]
+        assert entries[1]["gflops_frames"] == pytest.approx(
+            entries[0]["gflops_frames"] * frames_read, rel=0.15
+        )
+        assert entries[1]["gflops_fixed"] == entries[0]["gflops_fixed"]
     table = benchmark_report.benchmark_markdown(report)
     assert "student-10" in table and "Peak RSS" in table
+    assert "| small | nextvlad | student-10 |" in table and "| small | hierarchical |" in table
     # benchmark.py --quick's table says what it is.
     heading = table.splitlines()[0]
     assert heading.startswith("`make bench-quick`, a quick run") and "one timed repeat" in heading

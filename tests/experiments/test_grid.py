@@ -205,3 +205,26 @@ def test_every_model_trains_the_same_epochs_and_students_split_them_in_phases(tm
         preset="tiny", train_data_pattern="train*", eval_data_pattern="validate*"
     )
     assert grid.train_options_for(real, "dir", "train*").checkpoint_steps == 1000
+
+
+def test_a_family_grid_builds_every_model_as_the_family_and_refuses_the_papers_methods():
+    config = grid.resolve_config(preset="small", family="nextvlad")
+    assert (config.cluster_size, config.hidden_size) == (16, 128)
+    teacher = grid.run_config_for(grid.GridModel("teacher", 100), config)
+    assert (teacher.model, teacher.cluster_size, teacher.classifier) == ("NeXtVLADModel", 16, "moe")
+    student = grid.run_config_for(grid.GridModel("default", 10), config)
+    assert student.model == "DistilledStudentModel"
+    assert (student.student_architecture, student.hidden_size) == ("NeXtVLADModel", 128)
+    uniform = grid.run_config_for(grid.GridModel("uniform", 10), config)
+    assert (uniform.model, uniform.frame_stride) == ("NeXtVLADModel", 10)
+    grid.check_methods_for_family(config, ["uniform", "default"])
+    with pytest.raises(utils.UserInputError, match="intermediate is not trained for the nextvlad"):
+        grid.check_methods_for_family(config, ["uniform", "intermediate"])
+    with pytest.raises(utils.UserInputError, match="--families: 'lstm'"):
+        grid.resolve_config(preset="small", family="lstm")
+    # The paper's preset takes the published sizes.
+    assert grid.resolve_config(preset="paper", family="netvlad").cluster_size == 0
+    published = grid.run_config_for(
+        grid.GridModel("teacher", 100), grid.resolve_config(preset="paper", family="netvlad")
+    )
+    assert (published.cluster_size, published.hidden_size) == (256, 1024)

@@ -228,6 +228,26 @@ def test_serial_grid_on_the_real_samples(tmp_path):
     assert "STUDENT-k-DEFAULT: train.py's default recipe" in markdown
 
 
+def test_a_tiny_grid_of_another_family(tmp_path):
+    """The DBoF family: its teacher, baseline and default student, data shared from a root."""
+    config = grid.resolve_config(preset="tiny", family="dbof")
+    outcome = grid_runner.run_grid(
+        config,
+        [50],
+        str(tmp_path / "dbof"),
+        report=lambda line: None,
+        methods=["uniform", "default"],
+        data_root=str(tmp_path),
+    )
+    names = [entry["name"] for entry in outcome["results"]]
+    assert names == ["TEACHER-FULL", "TEACHER-UNIFORM-50", "STUDENT-50-DEFAULT"]
+    student = RunConfig.load(grid.model_dir(str(tmp_path / "dbof"), "STUDENT-50-DEFAULT", 1))
+    assert (student.student_architecture, student.cluster_size) == ("DbofModel", 16)
+    assert os.path.isdir(tmp_path / "data") and not os.path.exists(tmp_path / "dbof" / "data")
+    for entry in outcome["results"]:
+        assert 0.0 <= entry["gap"] <= 1.0
+
+
 def test_other_settings_in_the_same_output_dir_are_refused(tmp_path):
     assert not grid_runner.check_config(str(tmp_path), grid.resolve_config(preset="tiny"))
     assert grid_runner.check_config(str(tmp_path), grid.resolve_config(preset="tiny"))

@@ -213,3 +213,72 @@ def test_serial_teacher_must_match_the_student(tmp_path, train_pattern):
     phases = config.DistillOptions(teacher_train_dir=str(strided_dir))
     with pytest.raises(utils.UserInputError, match="reads 1 frame in 2"):
         distill(tmp_path / "student2", train_pattern, student_config(), phases)
+
+
+# Small NeXtVLAD sizes for the family tests (rgb 1024 + audio 128 split in 8 groups).
+NEXTVLAD_SIZES = {"cluster_size": 2, "hidden_size": 8}
+
+
+def test_a_nextvlad_student_from_a_nextvlad_teacher_and_across_families(tmp_path, train_pattern):
+    teacher_dir = tmp_path / "nextvlad_teacher"
+    teacher_config = student_config(model="NeXtVLADModel", frame_stride=1, **NEXTVLAD_SIZES)
+    trainer.train(
+        tasks.SupervisedTask(teacher_config), tiny_options(train_pattern, teacher_dir, max_steps=2)
+    )
+    # The student inherits the teacher's architecture, sizes and output layer.
+    student = config.student_run_config(
+        student_config(), {"model", "frame_stride"}, str(teacher_dir)
+    )
+    assert (student.student_architecture, student.classifier, student.hidden_size) == (
+        "NeXtVLADModel",
+        "moe",
+        8,
+    )
+    phases = config.DistillOptions(
+        joint_epochs=1, finetune_epochs=0, teacher_train_dir=str(teacher_dir)
+    )
+    result = distill(tmp_path / "student", train_pattern, student, phases)
+    assert result["global_step"] == 4
+    restored, _, _ = checkpoints.restore_model(str(tmp_path / "student"))
+    teacher, _, _ = checkpoints.restore_model(str(teacher_dir))
+    assert type(restored).__name__ == "NeXtVLADModel"
+    np.testing.assert_array_equal(
+        restored.classifier.experts.kernel.numpy(), teacher.classifier.experts.kernel
+    )
+
+    # A hierarchical student of the NeXtVLAD teacher: not through the representations...
+    across = student_config(student_architecture="HierarchicalTeacherModel")
+    with pytest.raises(utils.UserInputError, match="is a NeXtVLADModel, the student a Hier"):
+        distill(tmp_path / "across", train_pattern, across, phases)
+    # ... but through the predictions alone, its own output layer trained.
+    across = across.replace(distill_weight=0.0, prediction_weight=1.0)
+    result = distill(tmp_path / "across", train_pattern, across, phases)
+    assert result["global_step"] == 4
+    restored, _, _ = checkpoints.restore_model(str(tmp_path / "across"))
+    assert type(restored).__name__ == "DistilledStudentModel"
+    assert restored.classifier.kernel.shape == (8, NUM_CLASSES)
+
+
+def test_families_outside_the_hierarchical_one_refuse_the_papers_joint_scheme(
+    tmp_path, train_pattern
+):
+    joint = config.DistillOptions(joint_epochs=1, finetune_epochs=0)
+    nextvlad = student_config(student_architecture="NeXtVLADModel", **NEXTVLAD_SIZES)
+    with pytest.raises(utils.UserInputError, match="--distill_recipe=serial"):
+        distill(tmp_path / "student", train_pattern, nextvlad, joint)
+    with pytest.raises(utils.UserInputError, match="--distill_mode=intermediate matches"):
+        nextvlad.replace(distill_mode="intermediate")
+    with pytest.raises(utils.UserInputError, match="--student_architecture=LstmModel"):
+        student_config(student_architecture="LstmModel")
+
+
+def test_own_teacher_of_a_family(tmp_path):
+    student = student_config(student_architecture="DbofModel", cluster_size=16, hidden_size=8)
+    teacher = config.own_teacher_run_config(student)
+    assert (teacher.model, teacher.cluster_size, teacher.hidden_size, teacher.classifier) == (
+        "DbofModel",
+        16,
+        8,
+        "moe",
+    )
+    assert teacher.frame_stride == 1
