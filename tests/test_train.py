@@ -61,6 +61,30 @@ def test_the_default_recipe_is_serial_and_a_given_flag_wins(tmp_path):
     assert run_config.distill_recipe == config.RunConfig.distill_recipe
 
 
+def test_a_student_of_another_family_and_its_own_teacher(tmp_path):
+    run_config, _, _ = configure(
+        f"--train_dir={tmp_path}",
+        "--model=DistilledStudentModel",
+        "--frame_stride=10",
+        "--student_architecture=NeXtVLADModel",
+    )
+    # The published sizes and output layer, resolved into what model_flags.json will hold.
+    assert (run_config.architecture, run_config.family) == ("NeXtVLADModel", "nextvlad")
+    assert (run_config.cluster_size, run_config.hidden_size, run_config.classifier) == (
+        128,
+        2048,
+        "moe",
+    )
+    teacher = config.own_teacher_run_config(run_config)
+    assert (teacher.model, teacher.hidden_size, teacher.frame_stride) == ("NeXtVLADModel", 2048, 1)
+    with pytest.raises(utils.UserInputError, match="--student_architecture is for"):
+        configure(f"--train_dir={tmp_path}", "--student_architecture=NeXtVLADModel")
+    run_config, _, _ = configure(
+        f"--train_dir={tmp_path}", "--model=DbofModel", "--cluster_size=64"
+    )
+    assert (run_config.cluster_size, run_config.hidden_size) == (64, 1024)
+
+
 def test_a_missing_teacher_is_named_by_its_own_flag(tmp_path):
     with pytest.raises(utils.UserInputError, match="--teacher_train_dir=.* does not exist"):
         configure(
