@@ -5,7 +5,7 @@ YouTube-8M sample and on hand-made records."""
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import FRAME_SAMPLE, random_frames, sequence_example, write_records
+from conftest import FRAME_SAMPLE, random_frames, sequence_example, tiny_config, write_records
 
 import readers
 import utils
@@ -352,3 +352,63 @@ def test_bad_selection_flags_are_rejected():
         readers.YT8MFrameFeatureReader(frame_stride=0)
     with pytest.raises(utils.UserInputError, match="--frame_sampling"):
         readers.YT8MFrameFeatureReader(frame_sampling="sometimes")
+
+
+@pytest.fixture(scope="module")
+def short_and_long_videos(tmp_path_factory):
+    """Records of videos of 2, 9 and 40 random frames: (pattern, {video id: [N, D] uint8})."""
+    rng = np.random.default_rng(11)
+    records, frames_by_video = [], {}
+    for video_id, num_frames in (("two", 2), ("nine", 9), ("forty", 40)):
+        frames = random_frames(rng, num_frames)
+        records.append(sequence_example(video_id, [1], frames))
+        frames_by_video[video_id.encode()] = np.concatenate(
+            [
+                np.frombuffer(b"".join(frames[name]), np.uint8).reshape(num_frames, -1)
+                for name in ("rgb", "audio")
+            ],
+            axis=1,
+        )
+    path = tmp_path_factory.mktemp("videos") / "videos.tfrecord"
+    return write_records(path, records), frames_by_video
+
+
+# k = 6 frames of the videos of 9 and 40 frames; the 2-frame one gives both of its frames.
+K_FRAMES_OF_NINE_AND_FORTY = {
+    "uniform": ([0, 1, 3, 4, 6, 7], [0, 6, 13, 20, 26, 33]),
+    "first": ([0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5]),
+    "last": ([3, 4, 5, 6, 7, 8], [34, 35, 36, 37, 38, 39]),
+    "first_middle_last": ([0, 1, 3, 4, 7, 8], [0, 1, 19, 20, 38, 39]),
+}
+
+
+@pytest.mark.parametrize(
+    "frame_sampling, slice_records",
+    [
+        ("first", True),
+        ("last", True),
+        ("first_middle_last", True),
+        ("first_middle_last", False),
+        ("uniform", False),
+    ],
+)
+def test_a_model_reading_k_frames_decodes_the_frames_its_sampling_places(
+    short_and_long_videos, frame_sampling, slice_records
+):
+    """Cut out of the records (slicing) or gathered after the parser, the same frames."""
+    pattern, frames_by_video = short_and_long_videos
+    nine, forty = K_FRAMES_OF_NINE_AND_FORTY[frame_sampling]
+    config = tiny_config(num_classes=10, frames_per_video=6, frame_sampling=frame_sampling)
+    reader = readers.reader_for(config, slice_records=slice_records)
+    assert (reader.frames_per_video, reader.frame_sampling) == (6, frame_sampling)
+    batch = read_all(reader, pattern)[0]
+    assert batch["video_matrix"].shape[1] == 6  # min(k, T)
+    for row, video_id in enumerate(batch["video_ids"].numpy()):
+        count = int(batch["num_frames"][row])
+        indices = batch["frame_indices"][row, :count].numpy().tolist()
+        assert indices == {b"two": [0, 1], b"nine": nine, b"forty": forty}[video_id]
+        np.testing.assert_array_equal(
+            batch["video_matrix"][row, :count], frames_by_video[video_id][indices]
+        )
+        assert not batch["video_matrix"][row, count:].numpy().any()
+        assert not batch["frame_indices"][row, count:].numpy().any()
