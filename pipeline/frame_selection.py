@@ -58,8 +58,8 @@ def random_offset_problem(frame_stride, frame_sampling, frames_per_video=0, max_
     if frame_sampling in FIXED_PLACES:
         return (
             f"--random_frame_offset shifts the phase of uniform sampling; "
-            f"--frame_sampling={frame_sampling} reads {FIXED_PLACES[frame_sampling]}, which "
-            "has no phase to shift: pass --norandom_frame_offset."
+            f"--frame_sampling={frame_sampling} reads {FIXED_PLACES[frame_sampling]}, fixed "
+            "places with no phase to shift: pass --norandom_frame_offset."
         )
     if frames_per_video:
         if max_frames is not None and frames_per_video >= max_frames:
