@@ -141,9 +141,9 @@ def draw_below(draws, limits):
 
 
 def selected_frame_counts(num_frames, num_input_frames, frame_stride, frames_per_video=0):
-    """How many frames a selection takes: (selected_num_frames `[B]` int32, each video's: ceil(N
-    / j) with a stride j, min(k, N) with a count k; the batch's width T' scalar int32: ceil(T /
-    j), or min(k, T)), for `[B]` frame counts N of a batch padded to T frames."""
+    """How many frames a selection takes of `[B]` videos of N frames padded to T:
+    (selected_num_frames `[B]` int32, ceil(N / j) at a stride j or min(k, N) at a count k; the
+    batch's width T', a scalar int32, ceil(T / j) or min(k, T))."""
     if frames_per_video:
         return (
             tf.minimum(num_frames, frames_per_video),
@@ -187,7 +187,7 @@ def select_frame_indices(
     - uniform, stride: i * j (frames 0, j, 2j, ...). With `random_offset` (training only) each
       video starts at its own offset o, drawn uniformly from [0, min(j, N)): frames o + i * j
       below N, i.e. n = ceil((N - o) / j) frames, the same spacing at another phase.
-    - uniform, count: floor(i * N / n), k equally spaced frames from frame 0 (for N = k * j the
+    - uniform, count: floor(i * N / n), n equally spaced frames from frame 0 (for N = k * j the
       stride's frames 0, j, 2j, ...). With `random_offset` floor((i * N + m) / n), m drawn
       uniformly from the integers [0, N): a phase in [0, N / n) of the spacing N / n.
     - random: n frames drawn without replacement from the N, kept in time order.
@@ -253,16 +253,13 @@ def select_frame_indices(
     video_frames = num_frames[:, tf.newaxis]  # N, [B, 1]
     selected = selected_num_frames[:, tf.newaxis]  # n, [B, 1]
     if frame_sampling == "uniform":
-        phase = tf.zeros_like(video_frames)
+        phase = tf.zeros_like(num_frames)  # m
         if random_offset:
-            phase = draw_below(offset_draws(video_ids, sampling_seed), tf.maximum(num_frames, 1))[
-                :, tf.newaxis
-            ]
-        # In int64: i * N overflows int32 for videos of more than 46,340 frames.
-        spaced = (
-            tf.cast(position, tf.int64) * tf.cast(video_frames, tf.int64) + tf.cast(phase, tf.int64)
-        ) // tf.cast(tf.maximum(selected, 1), tf.int64)
-        indices = tf.cast(spaced, tf.int32)
+            phase = draw_below(offset_draws(video_ids, sampling_seed), tf.maximum(num_frames, 1))
+        # i * N + m in int64: i * N overflows int32 for videos of more than 46,340 frames.
+        spread = tf.cast(position, tf.int64) * tf.cast(video_frames, tf.int64)
+        shifted = spread + tf.cast(phase, tf.int64)[:, tf.newaxis]
+        indices = tf.cast(shifted // tf.cast(tf.maximum(selected, 1), tf.int64), tf.int32)
     elif frame_sampling == "first":
         indices = position + tf.zeros_like(video_frames)
     elif frame_sampling == "middle":
