@@ -7,7 +7,10 @@ The command line of frame_cache.py. A model with `--frame_stride=10` (uniform se
 reads `data/stride10/train*.tfrecord` wherever it read the full records (train.py's fine-tuning,
 eval.py, inference.py) and reads about a tenth of the bytes. The cache is a set of ordinary
 YouTube-8M frame-level TFRecords with `frame_stride` and `original_num_frames` added to each
-record's context; a model with another stride, a teacher and random frame sampling refuse it.
+record's context. It holds frames 0, j, 2j, ... only, so every other model refuses it: another
+stride, a teacher, any other `--frame_sampling` (random, first, middle, last,
+first_middle_last) and a count of frames (`--frames_per_video`, whose frames depend on each
+video's length).
 """
 
 import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)
@@ -31,7 +34,8 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_integer(
         "frame_stride",
         10,
-        "The --frame_stride of the model that will read the cache (>= 2).",
+        "The --frame_stride of the model that will read the cache (>= 2; uniform sampling, "
+        "no --frames_per_video).",
         flag_values=flag_values,
     )
     flags.DEFINE_integer(

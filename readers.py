@@ -13,14 +13,15 @@ Both turn a file pattern into a `tf.data.Dataset` of batches:
    "num_frames": [B] int32, "labels": [B, C] bool multi-hot}
 Files are interleaved, records are batched first (record_batches.py) and parsed a batch at
 a time (`tf.io.parse_sequence_example`), and batches are prefetched. A model that reads 1 frame
-in j gets the frames `frame_selection.py` chooses, and only those are decoded; records laid out
-as YouTube-8M writes them are not parsed at all: `record_slicing.py` cuts the selected frames
-straight out of the serialized bytes, and a batch with any other record is parsed. Records of
-a frame cache (frame_cache.py: `frame_stride` in their context) already hold only the frames a
-model with that stride reads, and are read as they are; other models refuse them. Frame
-features stay uint8 by default: the model dequantizes them inside its compiled step, which is
-cheaper than converting every frame here (`dequantize=True` gives the starter's float32
-matrices instead).
+in j, or k frames of each video, gets the frames `frame_selection.py` chooses, and only those
+are decoded; records laid out as YouTube-8M writes them are not parsed at all:
+`record_slicing.py` cuts the selected frames straight out of the serialized bytes, and a batch
+with any other record is parsed. Records of a frame cache (frame_cache.py: `frame_stride` in
+their context) already hold only the frames a model with that stride and uniform sampling
+reads, and are read as they are; other models (another stride, sampling or a count of frames)
+refuse them. Frame features stay uint8 by default: the model dequantizes them inside its
+compiled step, which is cheaper than converting every frame here (`dequantize=True` gives the
+starter's float32 matrices instead).
 
 Bad data (a frame of the wrong size, a label out of range, a missing feature list, a damaged
 shard) is failed on or skipped by `corrupt_record_policy` (corrupt_records.py); iterate a
@@ -181,9 +182,9 @@ class BaseReader:
 class YT8MFrameFeatureReader(BaseReader):
     """Reads frame-level SequenceExamples into `[B, T, D]` matrices (T <= max_frames).
 
-    With `frame_stride` j > 1 only 1 frame in j is selected
-    (`frame_selection.select_frame_indices`), and only the selected frames are decoded: the cost
-    of what follows the parse falls with j.
+    With `frame_stride` j > 1 only 1 frame in j is selected, with `frames_per_video` k only k
+    frames of each video (`frame_selection.select_frame_indices`), and only the selected frames
+    are decoded: the cost of what follows the parse falls with the frames selected.
     """
 
     input_kind = utils.FRAME_INPUT
@@ -200,6 +201,7 @@ class YT8MFrameFeatureReader(BaseReader):
         frame_sampling="uniform",
         sampling_seed=None,
         random_frame_offset=False,
+        frames_per_video=0,
         keep_all_frames=False,
         corrupt_record_policy="fail",
         slice_records=True,
@@ -213,11 +215,15 @@ class YT8MFrameFeatureReader(BaseReader):
         video_id_key: context key of the video id ("id" in 2018, "video_id" in 2017).
         dequantize: yield float32 dequantized features instead of uint8.
         frame_stride: select 1 frame in this many (j).
-        frame_sampling: "uniform" (frames 0, j, 2j, ...) or "random" (as many, at random).
+        frame_sampling: one of `frame_selection.FRAME_SAMPLINGS`: "uniform" (frames 0, j, 2j,
+          ...), "random" (as many, at random), "first", "middle", "last" or
+          "first_middle_last" (as many consecutive frames at those places of the video).
         sampling_seed: for "random": None draws anew each time (training); an int makes the
           draw a fixed function of the video id (eval, inference).
         random_frame_offset: uniform sampling from a random offset per video, drawn anew each
           time (training with --random_frame_offset; `frame_selection.select_frame_indices`).
+        frames_per_video: select k frames of each video (min(k, N) of a video of N frames)
+          instead of 1 in `frame_stride`; 0: use the stride.
         keep_all_frames: also yield every frame (`full_video_matrix`, `full_num_frames`), for a
           teacher that is distilled into a model reading the selected frames.
         corrupt_record_policy: "fail" or "skip" (see corrupt_records.py).
@@ -235,14 +241,19 @@ class YT8MFrameFeatureReader(BaseReader):
         )
         if max_frames < 1:
             raise utils.UserInputError(f"--max_frames must be >= 1, got {max_frames}.")
-        frame_selection.check_frame_selection(frame_stride, frame_sampling)
-        frame_selection.check_random_frame_offset(random_frame_offset, frame_stride, frame_sampling)
+        frame_selection.check_frame_selection(
+            frame_stride, frame_sampling, frames_per_video, max_frames
+        )
+        frame_selection.check_random_frame_offset(
+            random_frame_offset, frame_stride, frame_sampling, frames_per_video, max_frames
+        )
         self.max_frames = max_frames
         self.dequantize = dequantize
         self.frame_stride = frame_stride
         self.frame_sampling = frame_sampling
         self.sampling_seed = sampling_seed
         self.random_frame_offset = random_frame_offset
+        self.frames_per_video = frames_per_video
         self.keep_all_frames = keep_all_frames
         self.slice_records = slice_records
 
@@ -257,6 +268,7 @@ class YT8MFrameFeatureReader(BaseReader):
             "frame_sampling": config.frame_sampling,
             "sampling_seed": None if training else config.frame_sampling_seed,
             "random_frame_offset": config.random_frame_offset and training,
+            "frames_per_video": config.frames_per_video,
         }
 
     def _context_features(self):
@@ -268,8 +280,9 @@ class YT8MFrameFeatureReader(BaseReader):
 
     @property
     def selects_frames(self):
-        """True when the reader passes on fewer frames than the video has."""
-        return self.frame_stride > 1
+        """True when the reader may pass on fewer frames than the video has (a count of at
+        least `max_frames` takes every frame read, whatever the sampling)."""
+        return self.frame_stride > 1 or 0 < self.frames_per_video < self.max_frames
 
     def parse_serialized(self, serialized, draw_seed=None):
         """Parses serialized SequenceExamples.
@@ -284,7 +297,8 @@ class YT8MFrameFeatureReader(BaseReader):
           `dequantize`), `num_frames [B]` int32 (selected frames; 0 for an empty video),
           `frame_indices [B, T']` int32 (each selected frame's index in the video) and
           `labels [B, C]` bool. T is the longest video of the batch capped at `max_frames` and
-          T' = ceil(T / frame_stride); shorter videos are zero-padded. With `keep_all_frames`,
+          T' = ceil(T / frame_stride), or min(frames_per_video, T); shorter videos are
+          zero-padded. With `keep_all_frames`,
           also `full_video_matrix [B, T, D]` and `full_num_frames [B]`.
 
         Records laid out as YouTube-8M writes them (every frame of a feature list the same
@@ -300,8 +314,8 @@ class YT8MFrameFeatureReader(BaseReader):
         )
 
     def _select_frames(self, num_frames, num_input_frames, video_ids, record_strides, draw_seed):
-        """`frame_selection.select_frame_positions` with this reader's stride, sampling and
-        seed (or `draw_seed`): (positions in the records, frame_indices in the videos,
+        """`frame_selection.select_frame_positions` with this reader's selection and seed (or
+        `draw_seed`): (positions in the records, frame_indices in the videos,
         selected_num_frames)."""
         return frame_selection.select_frame_positions(
             num_frames,
@@ -313,10 +327,11 @@ class YT8MFrameFeatureReader(BaseReader):
             cached=tf.not_equal(record_strides, 1),
             max_frames=self.max_frames,
             random_offset=self.random_frame_offset,
+            frames_per_video=self.frames_per_video,
         )
 
     def _cache_problem(self, video_ids, record_strides):
-        """`frame_cache.cache_stride_problem` for this reader's stride, sampling and frames."""
+        """`frame_cache.cache_stride_problem` for this reader's selection and frames."""
         return frame_cache.cache_stride_problem(
             video_ids,
             record_strides,
@@ -324,6 +339,7 @@ class YT8MFrameFeatureReader(BaseReader):
             self.frame_sampling,
             self.keep_all_frames,
             self.random_frame_offset,
+            self.frames_per_video,
         )
 
     def check_files(self, files, flag_name):
@@ -336,6 +352,7 @@ class YT8MFrameFeatureReader(BaseReader):
             self.keep_all_frames,
             flag_name,
             self.random_frame_offset,
+            self.frames_per_video,
         )
 
     def parse_by_slicing(self, serialized, draw_seed=None):
@@ -584,9 +601,9 @@ def reader_for(config, video_id_key="id", training=False, **options):
     """The reader a model of `config` (a config.RunConfig) reads with: the format of its input
     kind, with its classes, features and frame selection.
 
-    The frame selection (`frame_stride`, `frame_sampling`) is part of the model's config, so
-    train, eval and inference select the same frames. Random sampling draws anew in training and
-    is a fixed function of the video id (`frame_sampling_seed`) otherwise.
+    The frame selection (`frame_stride` or `frames_per_video`, `frame_sampling`) is part of the
+    model's config, so train, eval and inference select the same frames. Random sampling draws
+    anew in training and is a fixed function of the video id (`frame_sampling_seed`) otherwise.
 
     Args:
       config: the model's RunConfig.

@@ -21,7 +21,7 @@ import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)
 from absl import flags, logging
 
 import utils
-from pipeline import corrupt_records, data_service_input
+from pipeline import corrupt_records, data_service_input, frame_selection
 from runs import config, distribution
 from training import tasks, trainer
 
@@ -61,8 +61,10 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_enum(
         "frame_sampling",
         "uniform",
-        ["uniform", "random"],
-        "Frames 0, j, 2j... or random.",
+        list(frame_selection.FRAME_SAMPLINGS),
+        "Which frames: uniform (0, j, 2j, ...; with --frames_per_video k equally spaced), "
+        "random (as many, in time order), first, middle, last (as many consecutive frames "
+        "there) or first_middle_last (a third at each).",
         flag_values=flag_values,
     )
     flags.DEFINE_integer(
@@ -71,11 +73,20 @@ def define_flags(flag_values=flags.FLAGS):
         "Seed of random sampling at eval/inference.",
         flag_values=flag_values,
     )
+    flags.DEFINE_integer(
+        "frames_per_video",
+        0,
+        "Read k frames of each video (all of a shorter one), whatever its length, instead of "
+        "1 in --frame_stride (the follow-up paper's k). 0: use --frame_stride.",
+        flag_values=flag_values,
+    )
     flags.DEFINE_bool(
         "random_frame_offset",
         False,
-        "Uniform sampling: in training each video's frames start at a random offset in "
-        "[0, j), drawn anew every epoch (o, o + j, ...); eval and inference read 0, j, 2j, ...",
+        "Uniform sampling: in training each video's frames start at a random offset o, "
+        "drawn anew every epoch: o, o + j, ... with o in [0, j) (with --frames_per_video=k, "
+        "a phase in [0, N/k) of the spacing N/k of a video of N frames); eval and inference "
+        "read from frame 0.",
         flag_values=flag_values,
     )
     flags.DEFINE_string(
@@ -341,10 +352,10 @@ def configure(flag_values):
     requested = config.RunConfig.from_flags(flag_values)
     given = config.RunConfig.flags_given(flag_values)
     if requested.is_student:
-        if "frame_stride" not in given:
+        if "frame_stride" not in given and "frames_per_video" not in given:
             logging.warning(
                 "--model=%s without --frame_stride reads every frame, as its teacher does; "
-                "give --frame_stride=j to read 1 frame in j.",
+                "give --frame_stride=j to read 1 frame in j, or --frames_per_video=k.",
                 requested.model,
             )
         requested = config.student_run_config(requested, given, flag_values.teacher_train_dir)

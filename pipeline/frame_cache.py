@@ -10,9 +10,10 @@ is the original one plus `frame_stride` (j) and `original_num_frames` (the frame
 and each feature list holds the selected frames in order.
 
 The readers recognise a cache by `frame_stride` in a record's context: a model reading 1 frame
-in j reads a cache written for j as it is (no second selection); any other model refuses it
-(`check_cache_stride`): a cache cannot give a teacher every frame, another stride's frames or a
-random draw.
+in j uniformly from frame 0 reads a cache written for j as it is (no second selection); any
+other model refuses it (`check_cache_stride`): a cache cannot give a teacher every frame,
+another stride's frames, a random draw, frames at other places of the video (first, middle,
+last, first_middle_last) or k frames spread over each whole video (`--frames_per_video`).
 """
 
 import os
@@ -22,7 +23,7 @@ import tensorflow as tf
 from absl import logging
 
 import utils
-from pipeline import corrupt_records
+from pipeline import corrupt_records, frame_selection
 
 CACHE_STRIDE_KEY = "frame_stride"  # context key: the stride a cache was written for
 ORIGINAL_FRAMES_KEY = "original_num_frames"  # context key: the frames of the original video
@@ -56,7 +57,12 @@ def first_record_cache_stride(files):
 
 
 def stride_mismatch(
-    cache_stride, frame_stride, frame_sampling, keep_all_frames, random_frame_offset=False
+    cache_stride,
+    frame_stride,
+    frame_sampling,
+    keep_all_frames,
+    random_frame_offset=False,
+    frames_per_video=0,
 ):
     """Why a model cannot read records cached for `cache_stride`, or "" when it can.
 
@@ -66,20 +72,33 @@ def stride_mismatch(
     if cache_stride == 1:
         return ""
     written = f"a frame cache written for --frame_stride={cache_stride}"
-    if frame_stride == 1 or keep_all_frames:
+    if keep_all_frames or (frame_stride == 1 and not frames_per_video):
         return (
             f"{written}, but the model reads every frame (--frame_stride=1; a teacher in "
             "distillation too): give it the full records"
+        )
+    if frames_per_video:
+        return (
+            f"{written}, which holds frames 0, j, 2j, ... only, but --frames_per_video="
+            f"{frames_per_video} (--frame_sampling={frame_sampling}) reads {frames_per_video} "
+            f"frames of each video, not 1 in {cache_stride}: give the full records (a cache "
+            "serves uniform sampling at a --frame_stride only)"
         )
     if frame_stride != cache_stride:
         return (
             f"{written}, but the model reads --frame_stride={frame_stride}: give the full "
             f"records or write a cache for {frame_stride} with prepare_frames.py"
         )
-    if frame_sampling != "uniform":
+    if frame_sampling == "random":
         return (
             f"{written}, but --frame_sampling={frame_sampling} draws frames the cache does not "
             "hold: give the full records"
+        )
+    if frame_sampling != "uniform":
+        return (
+            f"{written}, which holds frames 0, j, 2j, ... only, but --frame_sampling="
+            f"{frame_sampling} reads {frame_selection.FIXED_PLACES[frame_sampling]}: give the "
+            "full records"
         )
     if random_frame_offset:
         return (
@@ -97,6 +116,7 @@ def cache_stride_problem(
     frame_sampling,
     keep_all_frames,
     random_frame_offset=False,
+    frames_per_video=0,
 ):
     """The per-record problem (for `corrupt_records.apply_policy`) of records a model cannot
     read: full records (stride 1) serve every model, a cache only a model for which
@@ -105,14 +125,20 @@ def cache_stride_problem(
     Args:
       video_ids: `[B]` strings.
       record_strides: `[B]` int64, each record's `frame_stride` (1 for a full record).
-      frame_stride, frame_sampling, keep_all_frames, random_frame_offset: the reading model's.
+      frame_stride, frame_sampling, keep_all_frames, random_frame_offset, frames_per_video: the
+        reading model's.
 
     Returns:
       (unreadable `[B]` bool, the failure's message data, the reason).
     """
     readable = tf.equal(record_strides, 1)
-    if not stride_mismatch(
-        frame_stride, frame_stride, frame_sampling, keep_all_frames, random_frame_offset
+    if frame_stride > 1 and not stride_mismatch(
+        frame_stride,
+        frame_stride,
+        frame_sampling,
+        keep_all_frames,
+        random_frame_offset,
+        frames_per_video,
     ):
         readable = readable | tf.equal(record_strides, frame_stride)
     unreadable = tf.logical_not(readable)
@@ -123,19 +149,27 @@ def cache_stride_problem(
             tf.boolean_mask(video_ids, unreadable)[:1],
             "is in a frame cache written for --frame_stride=",
             tf.boolean_mask(record_strides, unreadable)[:1],
-            f"but the model reads --frame_stride={frame_stride} "
-            f"(--frame_sampling={frame_sampling}"
-            f"{', --random_frame_offset' if random_frame_offset else ''}"
-            f"{', with every frame for its teacher' if keep_all_frames else ''}): "
+            "but the model reads "
+            + frame_selection.describe_frame_selection(
+                frame_stride, frame_sampling, frames_per_video
+            )
+            + f"{' --random_frame_offset' if random_frame_offset else ''}"
+            f"{', with every frame for its teacher' if keep_all_frames else ''}: "
             "give the full records, or a cache written for the model's stride "
-            "(prepare_frames.py)",
+            "(prepare_frames.py; uniform sampling at a stride only)",
         ],
         "frame cache of another stride",
     )
 
 
 def check_cache_stride(
-    files, frame_stride, frame_sampling, keep_all_frames, flag_name, random_frame_offset=False
+    files,
+    frame_stride,
+    frame_sampling,
+    keep_all_frames,
+    flag_name,
+    random_frame_offset=False,
+    frames_per_video=0,
 ):
     """Refuses a cache the model cannot read, naming the file and both strides, before any
     training or evaluation starts. Looks at the first record only; the reader checks every
@@ -148,7 +182,12 @@ def check_cache_stride(
     if cache_stride is None:
         return
     reason = stride_mismatch(
-        cache_stride, frame_stride, frame_sampling, keep_all_frames, random_frame_offset
+        cache_stride,
+        frame_stride,
+        frame_sampling,
+        keep_all_frames,
+        random_frame_offset,
+        frames_per_video,
     )
     if reason:
         raise utils.UserInputError(f"{flag_name}: {path} is {reason}.")

@@ -100,14 +100,17 @@ RECIPES = {
 DEFAULT_RECIPE = "serial"
 
 
-def recipe_flag_values(name, frame_stride, frame_sampling):
+def recipe_flag_values(name, frame_stride, frame_sampling, frames_per_video=0, max_frames=None):
     """{flag: value} of RECIPE_FLAGS that recipe `name` gives a student reading 1 frame in
-    `frame_stride` by `frame_sampling`: random offsets only where a uniform stride has offsets
-    to draw."""
+    `frame_stride` (or `frames_per_video` frames of videos read to `max_frames`) by
+    `frame_sampling`: random offsets only where uniform sampling has offsets to draw, at a stride
+    j > 1 or at a count below `max_frames` (`frame_selection.random_offset_problem`)."""
     recipe = RECIPES[name]
     values = {flag: getattr(recipe, flag) for flag in RECIPE_FLAGS}
-    values["random_frame_offset"] = (
-        recipe.random_frame_offset and frame_stride > 1 and frame_sampling == "uniform"
+    values["random_frame_offset"] = recipe.random_frame_offset and not (
+        frame_selection.random_offset_problem(
+            frame_stride, frame_sampling, frames_per_video, max_frames
+        )
     )
     return values
 
@@ -128,8 +131,9 @@ def check_choice(flag_name, value, choices):
 class RunConfig:
     """Everything that decides a model and its input: model_flags.json.
 
-    Field names are the flag names of train.py. Frame selection (`frame_stride`,
-    `frame_sampling`) is part of the model, so train, eval and inference select the same frames.
+    Field names are the flag names of train.py. Frame selection (`frame_stride` or
+    `frames_per_video`, `frame_sampling`) is part of the model, so train, eval and inference
+    select the same frames.
     """
 
     model: str = "HierarchicalTeacherModel"
@@ -139,8 +143,9 @@ class RunConfig:
     num_classes: int = 3862
     max_frames: int = 300
     frame_stride: int = 1  # j: read 1 frame in j
-    frame_sampling: str = "uniform"  # frames 0, j, 2j, ... or as many at random
+    frame_sampling: str = "uniform"  # one of frame_selection.FRAME_SAMPLINGS (uniform: 0, j, 2j)
     frame_sampling_seed: int = 0  # random sampling at eval/inference is a function of this
+    frames_per_video: int = 0  # k: read k frames of each video (0: 1 in frame_stride)
     random_frame_offset: bool = False  # training: uniform frames from a random offset per video
     lstm_cells: int = 1024
     lstm_layers: int = 2
@@ -218,6 +223,7 @@ class RunConfig:
                 ("num_classes", self.num_classes >= 1),
                 ("max_frames", self.max_frames >= 1),
                 ("frame_stride", self.frame_stride >= 1),
+                ("frames_per_video", self.frames_per_video >= 0),
                 ("lstm_cells", self.lstm_cells >= 1),
                 ("lstm_layers", self.lstm_layers >= 1),
                 ("block_size", self.block_size >= 1),
@@ -245,8 +251,15 @@ class RunConfig:
                 f"{self.max_frames}: the model would read only each video's first frame."
             )
         check_choice("frame_sampling", self.frame_sampling, frame_selection.FRAME_SAMPLINGS)
+        frame_selection.check_frame_selection(
+            self.frame_stride, self.frame_sampling, self.frames_per_video, self.max_frames
+        )
         frame_selection.check_random_frame_offset(
-            self.random_frame_offset, self.frame_stride, self.frame_sampling
+            self.random_frame_offset,
+            self.frame_stride,
+            self.frame_sampling,
+            self.frames_per_video,
+            self.max_frames,
         )
         check_choice("distill_mode", self.distill_mode, DISTILL_MODES)
         if (
@@ -418,8 +431,9 @@ def resolve_run_config(train_dir, requested, given, start_new_model):
 # What --teacher_train_dir must hold, said by every refusal of one.
 TEACHER_NEEDED = (
     "distillation needs the train_dir of a trained teacher that reads every frame "
-    f"(--frame_stride=1), a model of one of {', '.join(STUDENT_ARCHITECTURES)}, or no "
-    "--teacher_train_dir: the default recipe trains its own teacher"
+    f"(--frame_stride=1, no --frames_per_video), a model of one of "
+    f"{', '.join(STUDENT_ARCHITECTURES)}, or no --teacher_train_dir: the default recipe trains "
+    "its own teacher"
 )
 # The flags that size each family's network (the student inherits them from a teacher of its
 # family unless given, and must match them to take its output layer).
@@ -439,8 +453,8 @@ def load_teacher_config(teacher_train_dir):
 
     Raises:
       utils.UserInputError: saying what the directory holds instead (nothing, a SavedModel, a
-        student, another model, a teacher that reads 1 frame in j, no checkpoint yet) and what
-        distillation needs.
+        student, another model, a teacher that reads 1 frame in j or k frames of each video, no
+        checkpoint yet) and what distillation needs.
     """
     flag = f"--teacher_train_dir={teacher_train_dir}"
     if not tf.io.gfile.isdir(teacher_train_dir):
@@ -452,7 +466,12 @@ def load_teacher_config(teacher_train_dir):
             held = f"no model written by train.py (no {MODEL_FLAGS_FILE})"
         raise utils.UserInputError(f"{flag} holds {held}: {TEACHER_NEEDED}.")
     teacher = RunConfig.load(teacher_train_dir, "--teacher_train_dir")
-    strided = f"reads 1 frame in {teacher.frame_stride}"
+    if teacher.frames_per_video:
+        strided = f"reads {teacher.frames_per_video} frames of each video"
+    else:
+        strided = f"reads 1 frame in {teacher.frame_stride}"
+    # A count of at least max_frames takes every frame read.
+    selects = teacher.frame_stride != 1 or 0 < teacher.frames_per_video < teacher.max_frames
     if teacher.is_student:
         own_teacher = os.path.join(teacher_train_dir, TEACHER_DIR)
         held = f"a student ({teacher.model} that {strided}), not a teacher"
@@ -460,7 +479,7 @@ def load_teacher_config(teacher_train_dir):
             held += f"; its own teacher is in {own_teacher}"
     elif teacher.model not in STUDENT_ARCHITECTURES:
         held = f"a {teacher.model}"
-    elif teacher.frame_stride != 1:
+    elif selects:
         baseline = f"TEACHER-{teacher.frame_sampling.upper()}"
         held = f"a {teacher.model} that {strided} (a {baseline} baseline)"
     elif not tf.train.latest_checkpoint(teacher_train_dir):
@@ -476,10 +495,7 @@ def student_run_config(requested, given, teacher_train_dir=""):
     given, and, when distilling from a trained teacher, the teacher's classes, features and
     max_frames for the flags not given, and its architecture (--student_architecture) with
     its sizes and output layer unless another architecture is given."""
-    recipe_values = recipe_flag_values(
-        requested.distill_recipe, requested.frame_stride, requested.frame_sampling
-    )
-    changes = {name: value for name, value in recipe_values.items() if name not in given}
+    changes = {}
     if "block_size" not in given:
         changes["block_size"] = STUDENT_BLOCK_SIZE
     if teacher_train_dir:
@@ -499,6 +515,14 @@ def student_run_config(requested, given, teacher_train_dir=""):
         for name in inherited:
             if name not in given:
                 changes[name] = getattr(teacher, name)
+    recipe_values = recipe_flag_values(
+        requested.distill_recipe,
+        requested.frame_stride,
+        requested.frame_sampling,
+        requested.frames_per_video,
+        changes.get("max_frames", requested.max_frames),
+    )
+    changes.update({name: value for name, value in recipe_values.items() if name not in given})
     return requested.replace(**changes)
 
 

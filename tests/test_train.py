@@ -39,6 +39,17 @@ def test_a_student_without_a_stride_is_warned_and_takes_block_5(tmp_path, caplog
     caplog.clear()
     configure(f"--train_dir={tmp_path}", "--model=DistilledStudentModel", "--frame_stride=10")
     assert "reads every frame" not in caplog.text
+    run_config, _, _ = configure(
+        f"--train_dir={tmp_path}",
+        "--model=DistilledStudentModel",
+        "--frames_per_video=10",
+        "--frame_sampling=first_middle_last",
+    )
+    assert "reads every frame" not in caplog.text
+    assert (run_config.frames_per_video, run_config.frame_sampling) == (10, "first_middle_last")
+    assert not run_config.random_frame_offset  # fixed places: no phase to draw
+    with pytest.raises(utils.UserInputError, match="--frames_per_video=10 and --frame_stride=4"):
+        configure(f"--train_dir={tmp_path}", "--frames_per_video=10", "--frame_stride=4")
 
 
 def test_the_default_recipe_is_serial_and_a_given_flag_wins(tmp_path):

@@ -145,6 +145,8 @@ def test_the_same_student_checkpoint_predicts_the_same_from_the_cache(stride10_c
         ({"frame_stride": 1}, "reads every frame"),
         ({"frame_stride": 5}, "reads --frame_stride=5"),
         ({"frame_stride": 10, "frame_sampling": "random"}, "--frame_sampling=random"),
+        ({"frame_stride": 10, "frame_sampling": "last"}, "--frame_sampling=last reads the last"),
+        ({"frames_per_video": 30}, "--frames_per_video=30 (--frame_sampling=uniform) reads 30"),
     ],
 )
 def test_a_model_that_cannot_read_the_cache_refuses_it_naming_the_file_and_strides(
@@ -199,6 +201,33 @@ def test_a_cached_record_of_another_stride_behind_a_full_first_file_fails_naming
     message = str(error.value)
     assert "frame cache written for --frame_stride=" in message and "10" in message
     assert "--frame_stride=5" in message
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({"frame_stride": 10, "frame_sampling": "first_middle_last"}, "--frame_stride=10"),
+        ({"frames_per_video": 6, "frame_sampling": "first"}, "--frames_per_video=6"),
+    ],
+)
+def test_a_cached_record_behind_a_full_first_file_fails_a_selection_it_does_not_hold(
+    stride10_cache, overrides, expected, tmp_path
+):
+    """The cache's own stride, but frames at other places or a count: every record refused."""
+    _, paths = stride10_cache
+    import shutil
+
+    from pipeline import corrupt_records
+
+    shutil.copy(FRAME_SAMPLE / "clippedtrain0093.tfrecord", tmp_path / "a-full.tfrecord")
+    shutil.copy(paths[1], tmp_path / "b-cached.tfrecord")
+    reader = readers.reader_for(tiny_config(**overrides))
+    dataset, files = reader.make_dataset(str(tmp_path / "*.tfrecord"), 64)
+    with pytest.raises(utils.UserInputError) as error:
+        list(corrupt_records.iterate_batches(dataset, files))
+    message = str(error.value)
+    assert "frame cache written for --frame_stride=" in message and expected in message
+    assert f"--frame_sampling={overrides['frame_sampling']}" in message
 
 
 def test_prepare_frames_skips_records_it_cannot_cache_and_fails_naming_them(tmp_path):

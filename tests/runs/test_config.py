@@ -16,6 +16,8 @@ def test_json_round_trip_keeps_every_field():
     original = tiny_config(model="DistilledStudentModel", frame_stride=4, distill_mode="final")
     restored = config.RunConfig.from_json(original.to_json())
     assert restored == original
+    counted = tiny_config(frames_per_video=6, frame_sampling="first_middle_last")
+    assert config.RunConfig.from_json(counted.to_json()) == counted
     written = json.loads(original.to_json())
     assert written["version"] == config.CONFIG_VERSION
     assert written["feature_names"] == ["rgb", "audio"] and written["feature_sizes"] == [1024, 128]
@@ -80,11 +82,39 @@ def test_load_names_the_file_for_a_newer_version_an_unknown_key_or_bad_json(tmp_
         ({"model": "LogisticModel"}, "--model=LogisticModel is a video-level"),
         ({"feature_sizes": "1024"}, "--feature_names"),
         ({"frame_stride": 50, "max_frames": 40}, "--frame_stride=50 is larger than --max_frames"),
+        ({"frames_per_video": -1}, "--frames_per_video"),
+        ({"frames_per_video": 6, "frame_stride": 10}, "--frames_per_video=6 and --frame_stride=10"),
+        ({"frames_per_video": 50}, "--frames_per_video=50 is larger than --max_frames=40"),
+        (
+            {"frame_stride": 10, "frame_sampling": "first", "random_frame_offset": True},
+            "--random_frame_offset .*--frame_sampling=first",
+        ),
+        (
+            {"frames_per_video": 40, "random_frame_offset": True},
+            "--random_frame_offset needs --frames_per_video below --max_frames=40",
+        ),
     ],
 )
 def test_bad_values_name_the_flag(change, flag):
     with pytest.raises(utils.UserInputError, match=flag):
         tiny_config(**change)
+
+
+def test_random_offsets_of_a_recipe_go_where_uniform_spacing_has_a_phase_to_draw():
+    def offsets(*selection):
+        return config.recipe_flag_values("serial", *selection)["random_frame_offset"]
+
+    assert offsets(10, "uniform") and offsets(1, "uniform", 10, 300)
+    assert not offsets(1, "uniform") and not offsets(1, "uniform", 300, 300)
+    for frame_sampling in ("random", "first", "middle", "last", "first_middle_last"):
+        assert not offsets(10, frame_sampling) and not offsets(1, frame_sampling, 10, 300)
+    assert not config.recipe_flag_values("paper", 1, "uniform", 10, 300)["random_frame_offset"]
+    student = tiny_config(
+        model="DistilledStudentModel", frames_per_video=10, distill_recipe="serial"
+    )
+    assert config.student_run_config(student, set()).random_frame_offset
+    last = student.replace(frame_sampling="last")
+    assert not config.student_run_config(last, set()).random_frame_offset
 
 
 def test_the_config_is_frozen_and_derives_the_feature_width():
@@ -159,6 +189,12 @@ def test_a_student_takes_block_5_and_a_trained_teachers_sizes(tmp_path):
     assert student.lstm_cells == requested.lstm_cells  # given: kept
     joint = config.student_run_config(requested, {"block_size"})
     assert joint.block_size == requested.block_size
+    # A count as large as the teacher's max_frames reads every frame: no offset to draw.
+    counted = tiny_config(model="DistilledStudentModel", frames_per_video=50, max_frames=60)
+    counted = config.student_run_config(
+        counted.replace(distill_recipe="serial"), set(), str(tmp_path)
+    )
+    assert counted.max_frames == 50 and not counted.random_frame_offset
 
 
 def test_a_teacher_train_dir_that_holds_no_teacher_is_refused_saying_what_it_holds(tmp_path):
@@ -198,6 +234,8 @@ def test_a_teacher_train_dir_that_holds_no_teacher_is_refused_saying_what_it_hol
     assert "holds a LogisticModel" in refusal(logistic)
     uniform = trained("uniform", tiny_config(frame_stride=10))
     assert "reads 1 frame in 10 (a TEACHER-UNIFORM baseline)" in refusal(uniform)
+    first = trained("first", tiny_config(frames_per_video=6, frame_sampling="first"))
+    assert "reads 6 frames of each video (a TEACHER-FIRST baseline)" in refusal(first)
     tiny_config().save(str(tmp_path / "untrained"))
     assert "with no checkpoint yet" in refusal(tmp_path / "untrained")
     teacher = trained("teacher", tiny_config())
