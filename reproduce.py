@@ -120,10 +120,11 @@ def define_flags(flag_values=flags.FLAGS):
     )
     flags.DEFINE_string(
         "methods",
-        ",".join(grid.METHODS[1:]),
+        ",".join(grid.DEFAULT_METHODS),
         "Comma list of the methods run at each k: uniform, random, final, intermediate "
-        "(the paper's), default (train.py's default recipe; TEACHER-FULL is always in the "
-        "grid).",
+        "(the paper's), default (train.py's default recipe), first, middle, last, "
+        "first_middle_last (the follow-up's frame-selection baselines; not run by default). "
+        "TEACHER-FULL is always in the grid.",
         flag_values=flag_values,
     )
     flags.DEFINE_string(

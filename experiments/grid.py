@@ -1,8 +1,9 @@
 """The paper's grid, defined: its methods and models, presets, settings and each model's flags.
 
-A grid model is a method (METHODS: the teacher, the uniform and random baselines, the final and
-intermediate students) and k, the % of the frames it reads (1 frame in 100 / k). `GridConfig`
-holds every setting that decides the models and the data (a preset in PRESETS, then the user's
+A grid model is a method (METHODS: the teacher, the uniform and random baselines, the
+follow-up's frame-selection baselines, the final, intermediate and default students) and k, the
+% of the frames it reads (1 frame in 100 / k), in a model family (`GridConfig.family`: every
+model of a grid is the family's architecture). `GridConfig` holds every setting that decides the models and the data (a preset in PRESETS, then the user's
 overrides, by `resolve_config`); `run_config_for`, `train_options_for` and
 `distill_options_for` turn one grid model into the configuration the training loop takes.
 Definitions only: grid_runner.py trains and evaluates, grid_report.py writes the tables and plots.
@@ -32,8 +33,21 @@ DISTILL_SCHEMES = ("joint", "serial")
 DATA_REGIMES = ("synthetic", "proxy")
 # "default": a student trained by train.py's default recipe (runs.config.RECIPES), beside the
 # paper's two students; serial from the grid's TEACHER-FULL whatever --distill_scheme says.
-METHODS = ("teacher", "uniform", "random", "final", "intermediate", "default")
+# The follow-up's frame-selection baselines (First-k, Middle-k, Last-k, First-Middle-Last-k): the
+# teacher's architecture trained from scratch on those frames (train.py's --frame_sampling).
+SELECTION_METHODS = ("first", "middle", "last", "first_middle_last")
+METHODS = (
+    "teacher",
+    "uniform",
+    "random",
+    *SELECTION_METHODS,
+    "final",
+    "intermediate",
+    "default",
+)
 STUDENT_METHODS = ("final", "intermediate", "default")
+# What reproduce.py trains without --methods: the paper's grid and the default recipe's row.
+DEFAULT_METHODS = ("uniform", "random", "final", "intermediate", "default")
 # Methods of the paper's hierarchical family only: the intermediate term matches its lower-level
 # outputs, and the joint scheme trains its teacher beside the student.
 HIERARCHICAL_ONLY_METHODS = ("intermediate",)
@@ -234,8 +248,8 @@ def model_name(method, k):
     """Table 1's name of a method's model reading k % of the frames (k may be "k")."""
     if method == "teacher":
         return "TEACHER-FULL"
-    if method in ("uniform", "random"):
-        return f"TEACHER-{method.upper()}-{k}"
+    if method in ("uniform", "random", *SELECTION_METHODS):
+        return f"TEACHER-{method.upper().replace('_', '-')}-{k}"
     return f"STUDENT-{k}-{method.upper()}"
 
 
@@ -253,6 +267,12 @@ class GridModel:
     @property
     def name(self):
         return model_name(self.method, self.k)
+
+    @property
+    def frame_sampling(self):
+        """Which frames it reads (train.py's --frame_sampling): its method's for the random and
+        selection baselines, uniform otherwise."""
+        return self.method if self.method in ("random", *SELECTION_METHODS) else "uniform"
 
     @property
     def is_student(self):
@@ -305,7 +325,7 @@ def parse_methods(text):
     return [method for method in METHODS[1:] if method in names]
 
 
-def grid_models(ks, methods=METHODS[1:]):
+def grid_models(ks, methods=DEFAULT_METHODS):
     """The grid in Table 1's order: the teacher, then each of `methods` for k descending."""
     models = [GridModel("teacher", 100)]
     for method in methods:
@@ -493,7 +513,7 @@ def run_config_for(model, config):
         num_classes=config.num_classes,
         max_frames=config.max_frames,
         frame_stride=model.frame_stride,
-        frame_sampling="random" if model.method == "random" else "uniform",
+        frame_sampling=model.frame_sampling,
         lstm_cells=config.lstm_cells,
         lstm_layers=config.lstm_layers,
         dropout=0.5,
@@ -506,7 +526,7 @@ def run_config_for(model, config):
     )
     if model.method != "teacher":
         run_config = run_config.replace(block_size=config.student_block_size)
-        if config.random_frame_offset and model.method != "random":
+        if config.random_frame_offset and model.frame_sampling == "uniform":
             run_config = run_config.replace(random_frame_offset=True)
     if model.method == "default":
         recipe_values = recipe_flag_values(DEFAULT_RECIPE, model.frame_stride, "uniform")

@@ -320,7 +320,7 @@ def write_results(results_path, results):
 
 
 def run_grid(
-    config, ks, output_dir, report=print, methods=grid.METHODS[1:], seeds=None, data_root=None
+    config, ks, output_dir, report=print, methods=grid.DEFAULT_METHODS, seeds=None, data_root=None
 ):
     """Trains and evaluates every model of the grid for `ks` and each training seed, reusing
     finished ones.

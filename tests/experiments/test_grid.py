@@ -141,7 +141,10 @@ def test_aligned_teacher_blocks_span_the_students_blocks_in_video_frames():
 def test_a_random_offset_trains_the_uniform_baselines_and_students_only():
     config = grid.resolve_config(preset="small", random_frame_offset=True)
     # The default row follows its recipe, not the grid's setting.
-    models = {model.name: model for model in grid.grid_models([10], grid.METHODS[1:5])}
+    models = {
+        model.name: model
+        for model in grid.grid_models([10], ["uniform", "random", "final", "intermediate"])
+    }
     shifted = {
         name
         for name, model in models.items()
@@ -228,3 +231,23 @@ def test_a_family_grid_builds_every_model_as_the_family_and_refuses_the_papers_m
         grid.GridModel("teacher", 100), grid.resolve_config(preset="paper", family="netvlad")
     )
     assert (published.cluster_size, published.hidden_size) == (256, 1024)
+
+
+def test_the_follow_ups_frame_selection_baselines():
+    config = grid.resolve_config(preset="tiny", random_frame_offset=True)
+    methods = grid.parse_methods("first_middle_last,last,middle,first")
+    assert methods == list(grid.SELECTION_METHODS)
+    models = grid.grid_models([10], methods)
+    assert [model.name for model in models] == [
+        "TEACHER-FULL",
+        "TEACHER-FIRST-10",
+        "TEACHER-MIDDLE-10",
+        "TEACHER-LAST-10",
+        "TEACHER-FIRST-MIDDLE-LAST-10",
+    ]
+    for model in models[1:]:
+        run_config = grid.run_config_for(model, config)
+        assert run_config.frame_sampling == model.method and run_config.frame_stride == 10
+        assert not run_config.random_frame_offset  # fixed places have no offset to draw
+    # Not in the grid unless asked for.
+    assert not set(grid.SELECTION_METHODS) & set(grid.DEFAULT_METHODS)
