@@ -3,9 +3,10 @@
 A grid model is a method (METHODS: the teacher, the uniform and random baselines, the
 follow-up's frame-selection baselines, the final, intermediate and default students) and k, the
 % of the frames it reads (1 frame in 100 / k), in a model family (`GridConfig.family`: every
-model of a grid is the family's architecture). `GridConfig` holds every setting that decides the models and the data (a preset in PRESETS, then the user's
-overrides, by `resolve_config`); `run_config_for`, `train_options_for` and
-`distill_options_for` turn one grid model into the configuration the training loop takes.
+model of a grid is the family's architecture). `GridConfig` holds every setting that decides
+the models and the data (a preset in PRESETS, then the user's overrides, by `resolve_config`);
+`run_config_for`, `train_options_for` and `distill_options_for` turn one grid model into the
+configuration the training loop takes.
 Definitions only: grid_runner.py trains and evaluates, grid_report.py writes the tables and plots.
 """
 
