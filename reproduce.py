@@ -19,6 +19,15 @@ teacher is always in). Every model gets the same number of
 passes over the training data: the teachers and baselines train joint_epochs + finetune_epochs
 epochs, the students joint_epochs + finetune_epochs.
 
+Families (`--families`, runs.config.FAMILIES): every model of a grid is one family's
+architecture; `hierarchical` (the paper's, the default), `nextvlad`, `netvlad` or `dbof`. For the
+last three TEACHER-FULL is that model over every frame, TEACHER-UNIFORM-k the same model on 1
+frame in j and STUDENT-k-DEFAULT a DistilledStudentModel built as it; the paper's intermediate
+students and joint scheme are the hierarchical family's. Several families each get their own
+grid in `--output_dir/FAMILY/`, sharing `--output_dir/data/`. `--methods` also takes the
+follow-up's frame-selection baselines (first, middle, last, first_middle_last), not run by
+default.
+
 The code: grid.py defines the grid (methods, models, presets, settings, each model's flags),
 grid_runner.py trains, evaluates and reuses its models, grid_report.py writes results.md and
 the plots; this file is the command line.
