@@ -211,9 +211,10 @@ class DbofModel(EncoderModel):
     `hidden_size` units (relu6), then the classifier (a mixture of experts by default, as the
     starter's). Published (the starter): 8,192 clusters, hidden 1,024, max pooling, 2 mixtures.
 
-    The starter's batch normalization of the frames and of the projection is replaced by
-    biases (its `dbof_add_batch_norm=False` path): statistics over frames would count padding.
-    Padding frames are excluded from the pooling; a video with 0 frames pools to 0.
+    The starter's batch normalization of the frames and of the projection is replaced by a bias
+    (statistics over frame positions would count padding); the pooled vector and the hidden
+    layer are batch-normalized, one vector per video. Padding frames are excluded from the
+    pooling; a video with 0 frames pools to 0.
 
     Call with `video_matrix [batch, frames, features]` and `num_frames [batch]`; returns
     `predictions`, `logits` `[batch, num_classes]`, `representation [batch, hidden_size]`.
@@ -236,14 +237,18 @@ class DbofModel(EncoderModel):
 
 
 class BagOfFramesEncoder(tf.keras.layers.Layer):
-    """Per-frame projection (relu6), masked pooling, hidden layer (relu6): `frames [batch,
-    frames, features]`, `mask [batch, frames]` -> `representation [batch, hidden_size]`."""
+    """Per-frame projection (relu6), masked pooling, batch normalization of the pooled vector,
+    hidden layer (batch-normalized, relu6): `frames [batch, frames, features]`, `mask [batch,
+    frames]` -> `representation [batch, hidden_size]`. Both normalizations act on one vector
+    per video, so padding frames never enter their statistics."""
 
     def __init__(self, cluster_size, hidden_size, pooling, **kwargs):
         super().__init__(**kwargs)
         self.pooling = pooling
         self.projection = tf.keras.layers.Dense(cluster_size, name="projection")
-        self.hidden = tf.keras.layers.Dense(hidden_size, name="hidden")
+        self.pooled_normalization = tf.keras.layers.BatchNormalization(name="pooled_normalization")
+        self.hidden = tf.keras.layers.Dense(hidden_size, use_bias=False, name="hidden")
+        self.hidden_normalization = tf.keras.layers.BatchNormalization(name="hidden_normalization")
 
     def call(self, frames, mask, training=False):
         weights = tf.cast(mask, tf.float32)[:, :, tf.newaxis]
@@ -253,4 +258,6 @@ class BagOfFramesEncoder(tf.keras.layers.Layer):
         else:
             frame_count = tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
             pooled = tf.reduce_sum(projected, axis=1) / frame_count
-        return tf.nn.relu6(self.hidden(pooled))
+        pooled = self.pooled_normalization(pooled, training=training)
+        hidden = self.hidden_normalization(self.hidden(pooled), training=training)
+        return tf.nn.relu6(hidden)
