@@ -17,8 +17,8 @@ student-10, block 5), each quantization of litert_export.QUANTIZATIONS that conv
 - `latency_ms` (`median`, `p95`): one video per call, one thread (XNNPACK), `latency_calls`
   calls, the variants of a preset called in turn within each round so that the machine's load
   falls on all of them alike;
-- `peak_rss_mib`: the peak RSS of a child process that imports only the LiteRT interpreter,
-  loads the model and runs it (`baseline_rss_mib`: the same child without a model).
+- `peak_rss_mib`: the peak RSS of a child process that imports only litert_runtime (numpy and
+  LiteRT), loads the model and runs it (`baseline_rss_mib`: the same child without a model).
 
 A full int8 model is calibrated on `representative_videos` training videos. A quantization that
 does not convert is recorded with its error (`error`) instead of figures.
@@ -45,23 +45,20 @@ from training import tasks, trainer
 STUDENT_K = 10
 EVAL_SHARDS = 2  # the benchmark's last shards, held out for GAP
 TRAIN_BATCH_SIZE = 32
-# Runs in a child process: imports only the LiteRT interpreter, loads a .tflite (or nothing),
-# runs it `calls` times on zeros, prints the process's peak RSS (VmHWM) in kB.
+# Runs in a child process: imports only litert_runtime (numpy and LiteRT, no TensorFlow), loads
+# a .tflite (or nothing), runs it `calls` times on zeros, prints the peak RSS (VmHWM) in kB.
 PEAK_RSS_SCRIPT = """
 import sys
 import numpy as np
-from ai_edge_litert import interpreter
+sys.path.insert(0, sys.argv[3])
+from serving import litert_runtime
 
 path, calls = sys.argv[1], int(sys.argv[2])
 if path:
-    model = interpreter.Interpreter(model_path=path, num_threads=1)
-    runner = model.get_signature_runner()
-    inputs = {
-        name: np.zeros(detail["shape"], detail["dtype"])
-        for name, detail in runner.get_input_details().items()
-    }
+    model = litert_runtime.LiteRTModel(path, num_threads=1)
+    matrix = np.zeros(model.matrix_shape, model.matrix_type)
     for _ in range(calls):
-        runner(**inputs)
+        model.predict_video(matrix, np.int32([1]))
 with open("/proc/self/status") as status:
     print(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
 """
@@ -152,7 +149,7 @@ def max_score_difference(model, device_model, run_config, pattern, max_videos):
 def child_peak_rss_mib(litert_model, calls=3):
     """Peak RSS (MiB) of a child that loads `litert_model` ("" for none) and runs it."""
     completed = subprocess.run(
-        [sys.executable, "-c", PEAK_RSS_SCRIPT, litert_model, str(calls)],
+        [sys.executable, "-c", PEAK_RSS_SCRIPT, litert_model, str(calls), utils.REPO_DIR],
         capture_output=True,
         text=True,
         check=False,
@@ -162,20 +159,24 @@ def child_peak_rss_mib(litert_model, calls=3):
     return round(int(completed.stdout.split()[-1]) / 1024.0, 1)
 
 
-def one_video(device_model, pattern):
+def one_video(device_model, run_config, pattern):
     """The first video of `pattern` as the device model takes it: (`video_matrix [1, frames,
     features]`, `num_frames [1]`)."""
-    reader = readers.reader_for(device_model.run_config, check_labels=False)
+    reader = readers.reader_for(run_config, check_labels=False)
     dataset, _ = reader.make_dataset(pattern, 1, num_readers=1)
     batch = next(iter(dataset))
-    matrix = litert_export.pad_frames(batch["video_matrix"].numpy(), device_model.frame_count)
+    matrix = litert_runtime.pad_frames(batch["video_matrix"].numpy(), device_model.frame_count)
     return matrix.astype(device_model.matrix_type), batch["num_frames"].numpy().astype(np.int32)
 
 
 def measure_latencies(device_models, pattern, calls):
-    """{variant: [seconds per call]}: each variant called once per round, in turn, `calls`
-    rounds after two untimed calls each."""
-    inputs = {name: one_video(model, pattern) for name, model in device_models.items()}
+    """{variant: [seconds per call]}: each variant (`(LiteRTModel, RunConfig)`) called once per
+    round, in turn, `calls` rounds after two untimed calls each."""
+    inputs = {
+        name: one_video(model, run_config, pattern)
+        for name, (model, run_config) in device_models.items()
+    }
+    device_models = {name: model for name, (model, _) in device_models.items()}
     for name, model in device_models.items():
         for _ in range(2):
             model.predict_video(*inputs[name])
@@ -239,7 +240,7 @@ def measure_preset(
                 rows.append(dict(row, error=str(error)))
                 continue
             row["export_s"] = time.perf_counter() - started
-            device_model = litert_runtime.LiteRTModel(path, num_threads=1)
+            device_model, _, _ = litert_export.load_litert(path, num_threads=1)
             row.update(
                 frames=device_model.frame_count,
                 bytes=os.path.getsize(path),
@@ -251,7 +252,7 @@ def measure_preset(
                 metrics = evaluator.evaluate_litert(path, eval_pattern, batch_size=64)
                 row.update(gap=metrics["gap"], saved_model_gap=saved_gap)
             row["peak_rss_mib"] = child_peak_rss_mib(path)
-            device_models[f"{name} {quantization}"] = device_model
+            device_models[f"{name} {quantization}"] = (device_model, run_config)
             rows.append(row)
     latencies = measure_latencies(device_models, eval_pattern, latency_calls)
     for row in rows:

@@ -172,18 +172,18 @@ def evaluate_litert(
     video matching `eval_data_pattern`, read through the frame selection of the model_flags.json
     beside it; `evaluate_checkpoint`'s metrics, with `global_step` the exported checkpoint's
     (-1 when unknown) and `checkpoint` the .tflite file."""
-    from serving import litert_runtime  # LiteRT is loaded only when a .tflite is evaluated
+    from serving import litert_export  # LiteRT is loaded only when a .tflite is evaluated
 
-    model = litert_runtime.LiteRTModel(litert_model)
+    model, run_config, info = litert_export.load_litert(litert_model)
     reader = readers.reader_for(
-        model.run_config, video_id_key=video_id_key, corrupt_record_policy=corrupt_record_policy
+        run_config, video_id_key=video_id_key, corrupt_record_policy=corrupt_record_policy
     )
     dataset, files = reader.make_dataset(
         eval_data_pattern, batch_size, num_readers=num_readers, flag_name="--eval_data_pattern"
     )
     results = evaluate_predictions(
         model.predict,
-        model.run_config,
+        run_config,
         reader,
         dataset,
         files,
@@ -193,11 +193,11 @@ def evaluate_litert(
         video_id_key,
         clock,
     )
-    exported = model.info.get("checkpoint") or ""
+    exported = info.get("checkpoint") or ""
     results.update(
         global_step=checkpoints.checkpoint_step(exported) if exported else -1,
         checkpoint=litert_model,
-        quantization=model.info.get("quantization", ""),
+        quantization=info.get("quantization", ""),
     )
     return results
 

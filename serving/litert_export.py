@@ -43,14 +43,13 @@ import readers
 import utils
 from frame_level_models import StackedLSTM
 from runs import config as run_config_module
+from serving.litert_runtime import INPUT_NAMES, OUTPUT_NAMES, LiteRTModel, pad_frames
 
 QUANTIZATIONS = ("float32", "float16", "int8_weights", "int8")
 LITERT_MODEL_FILE = "model.tflite"
 LITERT_INFO_FILE = "litert.json"
 # Videos read from --representative_data_pattern to calibrate a full int8 model.
 REPRESENTATIVE_VIDEOS = 100
-INPUT_NAMES = ("video_matrix", "num_frames")
-OUTPUT_NAMES = ("predictions", "logits")
 
 
 def device_frame_count(run_config):
@@ -72,20 +71,6 @@ def input_specs(run_config):
     else:
         matrix = tf.TensorSpec([1, frames, run_config.feature_size], tf.uint8, name=INPUT_NAMES[0])
     return [matrix, tf.TensorSpec([1], tf.int32, name=INPUT_NAMES[1])]
-
-
-def pad_frames(video_matrix, frame_count):
-    """`[batch, frames, features]` -> `[batch, frame_count, features]`, zeros after the frames
-    given (numpy; a video-level `[batch, features]`, frame_count None, is returned as it is)."""
-    video_matrix = np.asarray(video_matrix)
-    if frame_count is None:
-        return video_matrix
-    missing = frame_count - video_matrix.shape[1]
-    if missing < 0:
-        raise ValueError(
-            f"{video_matrix.shape[1]} frames given to a device model of {frame_count} frames"
-        )
-    return np.pad(video_matrix, [(0, 0), (0, missing), (0, 0)])
 
 
 def unrolled_lstm_call(self, inputs, mask, training=False):
@@ -301,3 +286,34 @@ def load_run_config(litert_model, flag_name="--litert_model"):
             "(export_model.py --format=litert writes it): the frames it reads are unknown."
         )
     return run_config_module.RunConfig.load(directory, flag_name)
+
+
+def load_litert(litert_model, num_threads=None, flag_name="--litert_model"):
+    """(the LiteRTModel, the RunConfig saved beside it, the export's `litert.json` ({} when
+    missing)) of a .tflite file.
+
+    Raises:
+      utils.UserInputError: when the file or its model_flags.json is missing, or the file is
+        not a model of one video's frames.
+    """
+    run_config = load_run_config(litert_model, flag_name)
+    info_path = os.path.join(os.path.dirname(litert_model) or ".", LITERT_INFO_FILE)
+    info = {}
+    if tf.io.gfile.exists(info_path):
+        with tf.io.gfile.GFile(info_path) as handle:
+            info = json.load(handle)
+    try:
+        model = LiteRTModel(litert_model, num_threads)
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise utils.UserInputError(
+            f"{flag_name}={litert_model} is not a model of export_model.py --format=litert: "
+            f"{str(error).strip().splitlines()[0][:200] if str(error).strip() else error!r}"
+        ) from None
+    expected = device_frame_count(run_config)
+    if model.frame_count != expected or model.num_classes != run_config.num_classes:
+        raise utils.UserInputError(
+            f"{flag_name}={litert_model} takes {model.frame_count} frames and gives "
+            f"{model.num_classes} classes, its model_flags.json {expected} and "
+            f"{run_config.num_classes}: export it again."
+        )
+    return model, run_config, info

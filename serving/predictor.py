@@ -119,12 +119,12 @@ def top_classes(predictions, top_k):
 def litert_predictor(litert_model, top_k, video_id_key, corrupt_record_policy="fail"):
     """Returns (reader, predict) for a .tflite file, as `checkpoint_predictor` does: the reader
     of the model_flags.json beside it and a predict of top-k indexes and scores."""
-    from serving import litert_runtime  # LiteRT is loaded only when a .tflite is served
+    from serving import litert_export  # LiteRT is loaded only when a .tflite is served
 
-    model = litert_runtime.LiteRTModel(litert_model)
-    logging.info("Loaded %s (%s)", litert_model, model.info.get("quantization", "?"))
+    model, run_config, info = litert_export.load_litert(litert_model)
+    logging.info("Loaded %s (%s)", litert_model, info.get("quantization", "?"))
     reader = readers.reader_for(
-        model.run_config,
+        run_config,
         video_id_key=video_id_key,
         corrupt_record_policy=corrupt_record_policy,
         check_labels=False,

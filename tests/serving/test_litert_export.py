@@ -74,13 +74,9 @@ def test_each_quantization_scores_the_videos_as_the_model_does(models, kind, tmp
         )
         sizes[quantization] = os.path.getsize(path)
         device_model = litert_runtime.LiteRTModel(path)
-        inputs = device_model.runner.get_input_details()
-        assert inputs["video_matrix"]["shape"].tolist() == [
-            1,
-            litert_export.device_frame_count(run_config),
-            run_config.feature_size,
-        ]
-        assert inputs["video_matrix"]["dtype"] == np.uint8
+        frames = litert_export.device_frame_count(run_config)
+        assert device_model.matrix_shape == [1, frames, run_config.feature_size]
+        assert device_model.matrix_type == np.uint8
         scores = device_model.predict(batch["video_matrix"], batch["num_frames"])["predictions"]
         assert scores.shape == (59, NUM_CLASSES)
         difference = np.abs(scores - expected.numpy()).max()
@@ -150,10 +146,13 @@ def test_a_model_that_cannot_be_converted_names_the_operation_and_the_layer(monk
 
 def test_a_missing_tflite_or_model_flags_is_a_user_error(tmp_path):
     with pytest.raises(utils.UserInputError, match="--litert_model=.* is not a .tflite file"):
-        litert_runtime.LiteRTModel(str(tmp_path / "none.tflite"))
-    (tmp_path / "model.tflite").write_bytes(b"")
+        litert_export.load_litert(str(tmp_path / "none.tflite"))
+    (tmp_path / "model.tflite").write_bytes(b"not a model")
     with pytest.raises(utils.UserInputError, match="no model_flags.json beside it"):
-        litert_runtime.LiteRTModel(str(tmp_path / "model.tflite"))
+        litert_export.load_litert(str(tmp_path / "model.tflite"))
+    tiny_config().save(str(tmp_path))
+    with pytest.raises(utils.UserInputError, match="is not a model of export_model.py"):
+        litert_export.load_litert(str(tmp_path / "model.tflite"))
     with pytest.raises(utils.UserInputError, match="--litert_quantization=int4"):
         litert_export.convert(None, tiny_config(), "int4")
 
@@ -181,6 +180,5 @@ def test_the_export_command_line_writes_a_calibrated_int8_model(models, tmp_path
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert f"to {export_dir / 'model.tflite'}" in completed.stdout
     assert config.RunConfig.load(str(export_dir)) == run_config
-    device_model = litert_runtime.LiteRTModel(str(export_dir / "model.tflite"))
-    assert device_model.info["quantization"] == "int8"
-    assert device_model.info["checkpoint"].endswith("ckpt-1")
+    _, _, info = litert_export.load_litert(str(export_dir / "model.tflite"))
+    assert info["quantization"] == "int8" and info["checkpoint"].endswith("ckpt-1")
