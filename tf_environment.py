@@ -31,12 +31,8 @@ BANNER_MARKERS = (
     "oneDNN custom operations are on",
     "All log messages before absl::InitializeLog() is called",
 )
-# Lines the C++ runtime writes while a command runs, dropped by `filter_stderr`: TensorFlow's
-# oneDNN note, and LiteRT's accelerators torn down as a command that ran a .tflite ends.
-RUNTIME_MARKERS = (
-    "oneDNN supports DT_BOOL only on platforms with AVX-512",
-    "] DestroyAccelerator: ",
-)
+# Lines the C++ runtime writes while a command runs, dropped by `filter_stderr`.
+RUNTIME_MARKERS = ("oneDNN supports DT_BOOL only on platforms with AVX-512",)
 # Messages of TensorFlow's Python logger that are dropped.
 SAVER_MESSAGES = ("Sharding callback duration",)
 # Seconds a finished command waits for the filter process to pass on what is left.

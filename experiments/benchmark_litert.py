@@ -53,9 +53,9 @@ import numpy as np
 sys.path.insert(0, sys.argv[3])
 from serving import litert_runtime
 
-path, calls = sys.argv[1], int(sys.argv[2])
+path, calls, weight_cache = sys.argv[1], int(sys.argv[2]), sys.argv[4] == "cache"
 if path:
-    model = litert_runtime.LiteRTModel(path, num_threads=1)
+    model = litert_runtime.LiteRTModel(path, num_threads=1, weight_cache=weight_cache)
     matrix = np.zeros(model.matrix_shape, model.matrix_type)
     for _ in range(calls):
         model.predict_video(matrix, np.int32([1]))
@@ -146,10 +146,12 @@ def max_score_difference(model, device_model, run_config, pattern, max_videos):
     return largest
 
 
-def child_peak_rss_mib(litert_model, calls=3):
-    """Peak RSS (MiB) of a child that loads `litert_model` ("" for none) and runs it."""
+def child_peak_rss_mib(litert_model, calls=3, weight_cache=True):
+    """Peak RSS (MiB) of a child that loads `litert_model` ("" for none) and runs it, with the
+    XNNPACK weight cache or without (litert_runtime.py)."""
+    cache = "cache" if weight_cache else "none"
     completed = subprocess.run(
-        [sys.executable, "-c", PEAK_RSS_SCRIPT, litert_model, str(calls), utils.REPO_DIR],
+        [sys.executable, "-c", PEAK_RSS_SCRIPT, litert_model, str(calls), utils.REPO_DIR, cache],
         capture_output=True,
         text=True,
         check=False,
@@ -251,7 +253,7 @@ def measure_preset(
             if trained:
                 metrics = evaluator.evaluate_litert(path, eval_pattern, batch_size=64)
                 row.update(gap=metrics["gap"], saved_model_gap=saved_gap)
-            row["peak_rss_mib"] = child_peak_rss_mib(path)
+            row["peak_rss_mib"] = child_peak_rss_mib(path, weight_cache=quantization != "int8")
             device_models[f"{name} {quantization}"] = (device_model, run_config)
             rows.append(row)
     latencies = measure_latencies(device_models, eval_pattern, latency_calls)

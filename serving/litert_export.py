@@ -303,7 +303,10 @@ def load_litert(litert_model, num_threads=None, flag_name="--litert_model"):
         with tf.io.gfile.GFile(info_path) as handle:
             info = json.load(handle)
     try:
-        model = LiteRTModel(litert_model, num_threads)
+        # The weight cache gives a full int8 model wrong scores (litert_runtime.py).
+        model = LiteRTModel(
+            litert_model, num_threads, weight_cache=info.get("quantization") != "int8"
+        )
     except (RuntimeError, ValueError, KeyError) as error:
         raise utils.UserInputError(
             f"{flag_name}={litert_model} is not a model of export_model.py --format=litert: "

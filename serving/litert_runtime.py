@@ -10,10 +10,14 @@ frames, features]` with up to the model's frames and `num_frames [batch]`, pads 
 runs them in turn: `{predictions, logits}` `[batch, num_classes]`, the contract of a checkpoint's
 compiled model (runs/distribution.py), so evaluator.py and predictor.py run either.
 
-It runs on LiteRT's CompiledModel with XNNPACK and an XNNPACK weight cache: the unrolled LSTM
-steps of the hierarchical models share their weight matrices, and without the cache XNNPACK
-packs a copy of each for every step that uses it (the paper-size teacher then needs 1.4 GB, 0.3 GB
-with it). The cache is a file in a temporary directory, removed by `close`.
+It runs on LiteRT's CompiledModel with XNNPACK and, unless told otherwise, an XNNPACK weight
+cache: the unrolled LSTM steps of the hierarchical models share their weight matrices, and
+without the cache XNNPACK packs a copy of each for every step that uses it (the paper-size
+teacher in float32 then needs 1.4 GB, 0.3 GB with it). The cache is a file in a temporary
+directory, removed by `close`. A full int8 model runs without it (`weight_cache=False`): with
+LiteRT 2.3.0 the cache gives it wrong scores (0.54 off on a small teacher), likely because the
+packed int8 weights fold in the zero point of each step's input, which differs from step to
+step, while the cache shares one packing per weight matrix.
 
 Only numpy and LiteRT are imported here, not TensorFlow: this is the part a device needs.
 """
@@ -89,12 +93,13 @@ class LiteRTModel:
     """A .tflite model of one video per call (`frame_count`: its fixed frames, None for a
     video-level model; `num_classes`)."""
 
-    def __init__(self, litert_model, num_threads=None):
+    def __init__(self, litert_model, num_threads=None, weight_cache=True):
         self.path = litert_model
         self.cache_dir = tempfile.mkdtemp(prefix="xnnpack-weights-")
+        cache_path = os.path.join(self.cache_dir, "weights.cache") if weight_cache else ""
         cpu = CpuOptions(
             num_threads=num_threads or len(os.sched_getaffinity(0)),
-            xnnpack_weight_cache_path=os.path.join(self.cache_dir, "weights.cache"),
+            xnnpack_weight_cache_path=cache_path,
         )
         with quiet_loading():
             self.environment = Environment.create(options=EnvironmentOptions())
