@@ -12,7 +12,8 @@ students on 1 frame in j = 100/k, block 5, for k in `--ks`), it measures videos 
 - `pipeline`: the model's reader alone (read, parse, select frames, decode to uint8);
 - `model`: the model alone (dequantize, LSTMs, output layer, top-k) on batches already in memory;
 - `end_to_end`: what `inference.py` does per batch (`corrupt_records.iterate_batches`, the compiled
-  model and top-k of `predictor.checkpoint_predictor`, results to numpy), from the TFRecords.
+  model and top-k of `predictor.checkpoint_predictor`, results to numpy), from the TFRecords,
+  with inference's input options (cpu_inference.py).
 
 Every figure is the median of `--repeats` repeats; within a repeat the plain read and all
 models are measured one after the other, so drift in the machine's speed affects them alike.
@@ -53,7 +54,7 @@ from experiments import benchmark_input, benchmark_litert, benchmark_training
 from experiments import grid as experiments_grid
 from pipeline import corrupt_records
 from runs import config
-from serving import predictor
+from serving import cpu_inference, predictor
 
 NUM_SHARDS = 8
 # What --quick sets (it overrides these flags).
@@ -195,10 +196,11 @@ def model_rate(predict, cached_batches, min_seconds):
 
 
 def end_to_end_rate(reader, predict, pattern, batch_size, num_readers, min_seconds):
-    """inference.py's loop (predictor.py): reader, model, top-k, numpy (the compiled model
-    already traced)."""
+    """inference.py's loop (predictor.py): reader (with inference's input options,
+    cpu_inference.py), model, top-k, numpy (the compiled model already traced)."""
 
     dataset, files = reader.make_dataset(pattern, batch_size, num_readers=num_readers)
+    dataset = cpu_inference.input_dataset(dataset)
 
     def make_batches():
         for batch in corrupt_records.iterate_batches(dataset, files):

@@ -25,6 +25,7 @@ import readers
 import utils
 from pipeline import corrupt_records, data_service_input
 from runs import checkpoints, distribution
+from serving import cpu_inference
 
 EVAL_METRICS_FILE = "eval_metrics.json"
 PROGRESS_SECONDS = 30.0  # a progress line at most this often while a checkpoint is evaluated
@@ -88,7 +89,11 @@ def evaluate_checkpoint(
             tf_data_service_job_name and f"{tf_data_service_job_name}-{checkpoint_name}", "eval"
         )
         dataset = data_service_input.distribute_dataset(dataset, tf_data_service_address, job_name)
-    predict = distribution.predict_on_replicas(strategy, model)
+    else:
+        dataset = cpu_inference.input_dataset(dataset)
+    predict = cpu_inference.predict_function(
+        model, distribution.predict_on_replicas(strategy, model)
+    )
     results = evaluate_predictions(
         predict,
         config,
@@ -181,6 +186,7 @@ def evaluate_litert(
     dataset, files = reader.make_dataset(
         eval_data_pattern, batch_size, num_readers=num_readers, flag_name="--eval_data_pattern"
     )
+    dataset = cpu_inference.input_dataset(dataset)
     results = evaluate_predictions(
         model.predict,
         run_config,

@@ -14,7 +14,7 @@ frame, ceil(max_frames / frame_stride) for a student that reads 1 frame in j, or
 min(frames_per_video, max_frames) for a model that reads k frames of each video. A video with
 fewer frames is padded with zeros; the padding changes no score.
 
-The LSTMs of the hierarchical models are converted unrolled (`static_lstms`): over the fixed
+The LSTMs of the hierarchical models are converted unrolled (unrolled_lstm.py): over the fixed
 frame count every step is a fully connected layer on the step's input (all steps at once) and
 one on the previous output, and a masked step keeps the previous state, as the Keras LSTM does.
 The graph is then made of LiteRT builtin operations only (no select TensorFlow operations), all
@@ -30,19 +30,17 @@ the same frame selection: readers.reader_for) and `litert.json` (`LITERT_INFO_FI
 quantization, frame count, checkpoint and input and output names).
 """
 
-import contextlib
 import json
 import os
 import re
-import types
 
 import numpy as np
 import tensorflow as tf
 
 import readers
 import utils
-from frame_level_models import StackedLSTM
 from runs import config as run_config_module
+from serving import unrolled_lstm
 from serving.litert_runtime import INPUT_NAMES, OUTPUT_NAMES, LiteRTModel, pad_frames
 
 QUANTIZATIONS = ("float32", "float16", "int8_weights", "int8")
@@ -73,54 +71,6 @@ def input_specs(run_config):
     return [matrix, tf.TensorSpec([1], tf.int32, name=INPUT_NAMES[1])]
 
 
-def unrolled_lstm_call(self, inputs, mask, training=False):
-    """`StackedLSTM.call` with every step spelled out, for a fixed number of steps: the same
-    outputs (`[batch, steps, units]`, the last valid output held over padded steps) and final
-    state (`[batch, num_layers * units]`), zeros for a fully masked sequence. Each layer's
-    input transformation is one matrix product over all steps; a masked step keeps the state."""
-    del training  # the LSTMs have no dropout
-    steps = inputs.shape[1]
-    batch_size = tf.shape(inputs)[0]
-    layer_inputs = inputs
-    final_hidden = []
-    for lstm in self.lstms:
-        cell = lstm.cell
-        projected = tf.einsum("btd,dg->btg", layer_inputs, cell.kernel) + cell.bias
-        hidden = tf.zeros(tf.stack([batch_size, self.units]), inputs.dtype)
-        carry = hidden
-        step_outputs = []
-        for step in range(steps):
-            gates = projected[:, step] + tf.matmul(hidden, cell.recurrent_kernel)
-            input_gate, forget_gate, candidate, output_gate = tf.split(gates, 4, axis=-1)
-            new_carry = tf.sigmoid(forget_gate) * carry + tf.sigmoid(input_gate) * tf.tanh(
-                candidate
-            )
-            new_hidden = tf.sigmoid(output_gate) * tf.tanh(new_carry)
-            present = mask[:, step, tf.newaxis]
-            carry = tf.where(present, new_carry, carry)
-            hidden = tf.where(present, new_hidden, hidden)
-            step_outputs.append(hidden)
-        layer_inputs = tf.stack(step_outputs, axis=1)
-        final_hidden.append(hidden)
-    final_state = final_hidden[0] if len(final_hidden) == 1 else tf.concat(final_hidden, -1)
-    return layer_inputs, final_state
-
-
-@contextlib.contextmanager
-def static_lstms(model):
-    """Within the block, every StackedLSTM of `model` runs unrolled (`unrolled_lstm_call`): the
-    Keras LSTM's loop, and the gathering of the sequences present, need shapes known only at
-    run time, which LiteRT's builtin operations do not cover."""
-    patched = [layer for layer in model._flatten_layers() if isinstance(layer, StackedLSTM)]
-    for layer in patched:
-        layer.call = types.MethodType(unrolled_lstm_call, layer)
-    try:
-        yield
-    finally:
-        for layer in patched:
-            del layer.call
-
-
 def device_function(model, run_config):
     """The traced `serve(video_matrix, num_frames)` -> {predictions, logits} of one video."""
 
@@ -129,7 +79,7 @@ def device_function(model, run_config):
         outputs = model(video_matrix, num_frames=num_frames, training=False)
         return {name: outputs[name] for name in OUTPUT_NAMES}
 
-    with static_lstms(model):
+    with unrolled_lstm.unrolled_lstms(model):
         return serve.get_concrete_function()
 
 

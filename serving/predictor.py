@@ -30,6 +30,7 @@ import readers
 import utils
 from pipeline import corrupt_records, data_service_input, record_batches
 from runs import checkpoints, distribution
+from serving import cpu_inference
 
 CSV_HEADER = "VideoId,LabelConfidencePairs\n"
 
@@ -105,7 +106,8 @@ def checkpoint_predictor(
     def finish(outputs):
         return top_classes(outputs["predictions"], top_k)
 
-    return reader, distribution.predict_on_replicas(strategy, model, finish)
+    predict = distribution.predict_on_replicas(strategy, model, finish)
+    return reader, cpu_inference.predict_function(model, predict)
 
 
 def top_classes(predictions, top_k):
@@ -220,7 +222,11 @@ def iterate_predictions(
             num_readers=num_readers,
             flag_name="--input_data_pattern",
         )
-        for batch in corrupt_records.iterate_batches(through_service(dataset), files, skipped):
+        if tf_data_service_address:
+            dataset = through_service(dataset)
+        else:
+            dataset = cpu_inference.input_dataset(dataset)
+        for batch in corrupt_records.iterate_batches(dataset, files, skipped):
             indexes, scores = predict(batch["video_matrix"], batch["num_frames"])
             yield batch["video_ids"].numpy(), np.asarray(indexes), np.asarray(scores)
 
