@@ -1,4 +1,4 @@
-"""Exports a trained model as a SavedModel that reads serialized YouTube-8M records, or as a
+r"""Exports a trained model as a SavedModel that reads serialized YouTube-8M records, or as a
 LiteRT model for a device's CPU.
 
     python export_model.py --train_dir=/tmp/teacher --export_dir=/tmp/teacher/export/final
