@@ -92,6 +92,19 @@ def define_flags(flag_values=flags.FLAGS):
         "--num_videos, so that every epoch ends on a partial batch, as real data does.",
         flag_values=flag_values,
     )
+    flags.DEFINE_list(
+        "litert_presets",
+        ["small", "paper"],
+        "Model sizes whose teacher and student-10 are exported to LiteRT with each quantization "
+        "and measured on one thread (the small ones trained for GAP); empty: none.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "litert_latency_calls",
+        30,
+        "Timed calls of each LiteRT model (median and 95th percentile reported).",
+        flag_values=flag_values,
+    )
     flags.DEFINE_bool(
         "quick",
         False,
@@ -124,6 +137,8 @@ def main(unused_argv):
             train_batch_size=flag_values.train_batch_size,
             quick=flag_values.quick,
             families=flag_values.families,
+            litert_presets=flag_values.litert_presets,
+            litert_options={"latency_calls": flag_values.litert_latency_calls},
         )
     print(benchmark_report.benchmark_markdown(report))
     print(f"Wrote {os.path.join(flag_values.output_dir, 'benchmark.json')}")

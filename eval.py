@@ -10,9 +10,18 @@ TensorBoard under `train_dir/eval`. Without --run_once it waits for new checkpoi
 starter does. With --tf_data_service_address=grpc://host:port the data is read and parsed by
 that tf.data service (data_service.py), each file by one of its workers: every video is still
 evaluated once, unless a service worker fails.
+
+    python eval.py --litert_model=/tmp/student10_litert/model.tflite \
+        --eval_data_pattern='data/validate*.tfrecord'
+
+evaluates a LiteRT model of export_model.py --format=litert instead, once, reading the videos
+through the frame selection of the model_flags.json beside it; the metrics are written beside
+it (`eval_metrics.json`).
 """
 
 import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)
+
+import os
 
 from absl import flags, logging
 
@@ -27,6 +36,12 @@ def define_flags(flag_values=flags.FLAGS):
     )
     flags.DEFINE_string(
         "eval_data_pattern", "", "File glob of the labelled TFRecords.", flag_values=flag_values
+    )
+    flags.DEFINE_string(
+        "litert_model",
+        "",
+        "Evaluate this .tflite file (export_model.py --format=litert) instead of checkpoints.",
+        flag_values=flag_values,
     )
     flags.DEFINE_bool(
         "run_once", False, "Evaluate the latest checkpoint once and exit.", flag_values=flag_values
@@ -66,6 +81,23 @@ def main(unused_argv):
         data_service_input.check_service_options(
             flag_values.tf_data_service_address, flag_values.corrupt_record_policy
         )
+        if flag_values.litert_model:
+            if flag_values.tf_data_service_address:
+                raise utils.UserInputError(
+                    "--litert_model reads its data here: leave out --tf_data_service_address."
+                )
+            metrics = evaluator.evaluate_litert(
+                flag_values.litert_model,
+                flag_values.eval_data_pattern,
+                batch_size=flag_values.batch_size,
+                top_k=flag_values.top_k,
+                video_id_key=flag_values.video_id_key,
+                num_readers=flag_values.num_readers,
+                corrupt_record_policy=flag_values.corrupt_record_policy,
+            )
+            evaluator.write_metrics(os.path.dirname(flag_values.litert_model) or ".", metrics)
+            print(evaluator.format_metrics(metrics), flush=True)
+            return
         evaluator.evaluate_checkpoints(
             flag_values.train_dir,
             flag_values.eval_data_pattern,

@@ -1,10 +1,17 @@
-"""Exports a trained model as a SavedModel that reads serialized YouTube-8M records.
+r"""Exports a trained model as a SavedModel that reads serialized YouTube-8M records, or as a
+LiteRT model for a device's CPU.
 
     python export_model.py --train_dir=/tmp/teacher --export_dir=/tmp/teacher/export/final
+    python export_model.py --train_dir=/tmp/student10 --format=litert \
+        --litert_quantization=int8_weights --export_dir=/tmp/student10_litert
 
-The command line of serving.py, which documents the signatures: `serving_default` takes
+The command line of saved_model.py, which documents the signatures: `serving_default` takes
 `serialized_examples [batch]` and returns `video_ids`, `class_indexes [batch, top_k]` and
 `class_scores [batch, top_k]`; `predict` returns the full `predictions [batch, num_classes]`.
+With --format=litert, of litert_export.py: `export_dir/model.tflite` takes one video's decoded
+frames, `video_matrix [1, frames, features]` uint8 (the frames its reader selects, padded to a
+fixed count) and `num_frames [1]`, and returns `predictions` and `logits [1, num_classes]`;
+`model_flags.json` beside it says which frames it reads.
 """
 
 import tf_environment  # noqa: F401 (first: quiets TensorFlow before it loads)
@@ -16,7 +23,9 @@ from absl import flags, logging
 import readers
 import utils
 from runs import checkpoints
-from serving import saved_model
+from serving import litert_export, saved_model
+
+EXPORT_FORMATS = ("saved_model", "litert")
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -34,6 +43,35 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string(
         "video_id_key", "id", "Context key of the video id.", flag_values=flag_values
     )
+    flags.DEFINE_enum(
+        "format",
+        "saved_model",
+        EXPORT_FORMATS,
+        "saved_model: a SavedModel that reads serialized records; litert: a .tflite model of "
+        "one video's decoded frames, for a device's CPU.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_enum(
+        "litert_quantization",
+        "float32",
+        litert_export.QUANTIZATIONS,
+        "With --format=litert: float32; float16 (weights); int8_weights (dynamic range: int8 "
+        "weights); int8 (weights and activations, calibrated on --representative_data_pattern).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "representative_data_pattern",
+        "",
+        "With --litert_quantization=int8: training TFRecords whose videos calibrate the "
+        "activations' ranges.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "representative_videos",
+        litert_export.REPRESENTATIVE_VIDEOS,
+        "Videos read from --representative_data_pattern.",
+        flag_values=flag_values,
+    )
 
 
 def main(unused_argv):
@@ -41,17 +79,41 @@ def main(unused_argv):
     with utils.exit_on_user_error():
         if not flag_values.train_dir:
             raise utils.UserInputError("--train_dir is required.")
+        litert = flag_values.format == "litert"
+        default_dir = f"litert_{flag_values.litert_quantization}" if litert else "final"
         export_dir = flag_values.export_dir or os.path.join(
-            flag_values.train_dir, "export", "final"
+            flag_values.train_dir, "export", default_dir
         )
+        if flag_values.representative_videos < 1:
+            raise utils.UserInputError(
+                f"--representative_videos={flag_values.representative_videos} must be >= 1."
+            )
+        if litert and flag_values.litert_quantization == "int8":
+            if not flag_values.representative_data_pattern:
+                raise utils.UserInputError(
+                    "--litert_quantization=int8 calibrates on videos: give "
+                    "--representative_data_pattern (training records)."
+                )
         model, config, checkpoint_path = checkpoints.restore_model(
             flag_values.train_dir, flag_values.checkpoint_path or None
         )
-        # A SavedModel serves whatever labels its input has (or none).
-        reader = readers.reader_for(config, flag_values.video_id_key, check_labels=False)
-        saved_model.export_saved_model(model, reader, export_dir, flag_values.top_k)
+        if litert:
+            written = litert_export.export_litert(
+                model,
+                config,
+                export_dir,
+                flag_values.litert_quantization,
+                flag_values.representative_data_pattern,
+                flag_values.representative_videos,
+                flag_values.video_id_key,
+                checkpoint_path,
+            )
+        else:
+            # A SavedModel serves whatever labels its input has (or none).
+            reader = readers.reader_for(config, flag_values.video_id_key, check_labels=False)
+            written = saved_model.export_saved_model(model, reader, export_dir, flag_values.top_k)
     logging.info("Exported %s", checkpoint_path)
-    print(f"Exported {checkpoint_path} to {export_dir}")
+    print(f"Exported {checkpoint_path} to {written}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ r"""Writes top-k predictions for every video of a data set as a Kaggle-format CS
         --input_data_pattern='data/test*.tfrecord' --output_file=/tmp/predictions.csv
 
 The command line of predictor.py. The model comes from the latest checkpoint of --train_dir
-(rebuilt from model_flags.json) or from a SavedModel (--saved_model_dir, see export_model.py).
+(rebuilt from model_flags.json), from a SavedModel (--saved_model_dir, see export_model.py) or
+from a LiteRT model (--litert_model, a .tflite file of export_model.py --format=litert, whose
+videos are read through the frame selection of the model_flags.json beside it).
 The CSV is the starter's:
 
     VideoId,LabelConfidencePairs
@@ -37,6 +39,12 @@ def define_flags(flag_values=flags.FLAGS):
     )
     flags.DEFINE_string(
         "saved_model_dir", "", "A SavedModel from export_model.py instead.", flag_values=flag_values
+    )
+    flags.DEFINE_string(
+        "litert_model",
+        "",
+        "A .tflite file from export_model.py --format=litert instead.",
+        flag_values=flag_values,
     )
     flags.DEFINE_string(
         "input_data_pattern", "", "File glob of the TFRecords to predict.", flag_values=flag_values
@@ -77,6 +85,7 @@ def main(unused_argv):
             flag_values.output_file,
             train_dir=flag_values.train_dir or None,
             saved_model_dir=flag_values.saved_model_dir or None,
+            litert_model=flag_values.litert_model or None,
             top_k=flag_values.top_k,
             batch_size=flag_values.batch_size,
             vocabulary_file=flag_values.vocabulary_file or None,

@@ -1,5 +1,5 @@
 """A benchmark.json as markdown: the readers side by side, the GPU projection, the training step
-times and the inference speed-ups.
+times, the inference speed-ups and the LiteRT device models.
 
     print(benchmark_report.benchmark_markdown(report))
 
@@ -125,6 +125,7 @@ def benchmark_markdown(report):
                     f"{entry['end_to_end_speedup']:.2f}x |"
                 )
     lines += family_cost_lines(report)
+    lines += litert_lines(report)
     for name, row in report.get("memory", {}).items():
         copies = [
             key for key in row if key.startswith("peak_rss_mib_") and key != "peak_rss_mib_1x"
@@ -192,4 +193,46 @@ def family_cost_lines(report):
                 f"{entry['model_videos_per_second']:,.1f} | "
                 f"{entry['end_to_end_videos_per_second']:,.1f} | {ratios} |"
             )
+    return lines
+
+
+def litert_lines(report):
+    """The LiteRT table (benchmark_litert.py): per preset, model and quantization, the file's
+    size, GAP beside the SavedModel's (trained models), the largest score difference from the
+    TensorFlow model, one-thread latency and peak RSS; then student-10's speed-ups. Nothing for
+    a benchmark.json without `litert`."""
+    litert = report.get("litert")
+    if not litert or not litert.get("rows"):
+        return []
+    lines = [
+        "",
+        f"LiteRT device models, one video per call on {litert.get('threads', 1)} thread "
+        f"(XNNPACK), {litert.get('latency_calls', '?')} timed calls each, the variants of a "
+        "preset called in turn; GAP on the held-out shards for the trained models (the "
+        "SavedModel's in brackets); peak RSS of a process that loads only the LiteRT "
+        f"interpreter and the model (without a model: {litert.get('baseline_rss_mib', 0):,.0f} "
+        "MiB):",
+        "",
+        "| preset | model | quantization | frames | MB | GAP (SavedModel) | max score diff "
+        "| latency ms, median / p95 | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in litert["rows"]:
+        head = f"| {row['preset']} | {row['model']} | {row['quantization']} |"
+        if "error" in row:
+            lines.append(f"{head} does not convert: {row['error']} | | | | | |")
+            continue
+        gap = f"{row['gap']:.4f} ({row['saved_model_gap']:.4f})" if "gap" in row else "untrained"
+        latency = row.get("latency_ms")
+        timing = f"{latency['median']:,.2f} / {latency['p95']:,.2f}" if latency else ""
+        lines.append(
+            f"{head} {row['frames']} | {row['bytes'] / 1e6:,.1f} | {gap} | "
+            f"{row['max_score_difference']:.1e} | {timing} | {row['peak_rss_mib']:,.0f} |"
+        )
+    for preset, ratios in litert.get("student_over_teacher_float32", {}).items():
+        shown = ", ".join(f"{name} {ratio:.1f}x" for name, ratio in ratios.items())
+        lines += [
+            "",
+            f"{preset}: student-10 per video against the teacher's float32 model: {shown}.",
+        ]
     return lines

@@ -12,7 +12,8 @@ students on 1 frame in j = 100/k, block 5, for k in `--ks`), it measures videos 
 - `pipeline`: the model's reader alone (read, parse, select frames, decode to uint8);
 - `model`: the model alone (dequantize, LSTMs, output layer, top-k) on batches already in memory;
 - `end_to_end`: what `inference.py` does per batch (`corrupt_records.iterate_batches`, the compiled
-  model and top-k of `predictor.checkpoint_predictor`, results to numpy), from the TFRecords.
+  model and top-k of `predictor.checkpoint_predictor`, results to numpy), from the TFRecords,
+  with inference's input options (cpu_inference.py).
 
 Every figure is the median of `--repeats` repeats; within a repeat the plain read and all
 models are measured one after the other, so drift in the machine's speed affects them alike.
@@ -26,7 +27,10 @@ preset; its peak RSS must not grow with the number of videos (inference streams)
 
 With the small preset's teacher and student-10, it also measures the input for a GPU (`input`,
 and the projection `gpu_projection`: benchmark_input.py, where the timer and the readers' rates
-above live too) and training step times (`training`: benchmark_training.py).
+above live too) and training step times (`training`: benchmark_training.py). For the presets of
+`litert_presets`, the teacher and student-10 exported to LiteRT with each quantization: size,
+score difference, GAP of the trained small models, one-thread latency and peak memory
+(`litert`: benchmark_litert.py).
 
     python benchmark.py --quick --output_dir=/tmp/bq        (`make bench-quick`, about 1 min)
 
@@ -46,11 +50,11 @@ from absl import logging
 import model_zoo
 import utils
 from datasets import synthetic
-from experiments import benchmark_input, benchmark_training
+from experiments import benchmark_input, benchmark_litert, benchmark_training
 from experiments import grid as experiments_grid
 from pipeline import corrupt_records
 from runs import config
-from serving import predictor
+from serving import cpu_inference, predictor
 
 NUM_SHARDS = 8
 # What --quick sets (it overrides these flags).
@@ -62,6 +66,7 @@ QUICK_SETTINGS = {
     "ks": [str(benchmark_training.STUDENT_K)],
     "measure_memory": False,
     "train_epochs": 2,
+    "litert_presets": [],
 }
 MEMORY_DATA_COPIES = 4
 # Model sizes. `small` is the reproduction's small preset; `paper` the paper's section 4.
@@ -191,10 +196,11 @@ def model_rate(predict, cached_batches, min_seconds):
 
 
 def end_to_end_rate(reader, predict, pattern, batch_size, num_readers, min_seconds):
-    """inference.py's loop (predictor.py): reader, model, top-k, numpy (the compiled model
-    already traced)."""
+    """inference.py's loop (predictor.py): reader (with inference's input options,
+    cpu_inference.py), model, top-k, numpy (the compiled model already traced)."""
 
     dataset, files = reader.make_dataset(pattern, batch_size, num_readers=num_readers)
+    dataset = cpu_inference.input_dataset(dataset)
 
     def make_batches():
         for batch in corrupt_records.iterate_batches(dataset, files):
@@ -366,6 +372,8 @@ def run_benchmark(
     reader_pass_videos=benchmark_input.READER_PASS_VIDEOS,
     quick=False,
     families=tuple(config.FAMILIES),
+    litert_presets=(),
+    litert_options=None,
 ):
     """Runs every measurement and writes `output_dir/benchmark.json`; returns the report.
 
@@ -377,7 +385,9 @@ def run_benchmark(
     training (`training`) at `train_batch_size`, with the model sizes `train_sizes` (RunConfig
     fields; the small preset's when None). A timed pass of a reader alone reads the data as
     often as it takes to give `reader_pass_videos` videos. `quick` marks the report as
-    benchmark.py --quick's (QUICK_SETTINGS), so that its table says so.
+    benchmark.py --quick's (QUICK_SETTINGS), so that its table says so. `litert_presets` are
+    measured as device models (`litert`; `litert_options`: benchmark_litert.measure_litert's
+    keyword arguments).
     """
     if num_videos < 2 * batch_size:
         raise utils.UserInputError(
@@ -397,6 +407,11 @@ def run_benchmark(
     for preset in presets:
         if preset not in PRESETS:
             raise utils.UserInputError(f"--presets: unknown preset '{preset}' (small, paper).")
+    for preset in litert_presets:
+        if preset not in PRESETS:
+            raise utils.UserInputError(
+                f"--litert_presets: unknown preset '{preset}' (small, paper)."
+            )
     data_dir = os.path.join(output_dir, f"data-{num_videos}videos")
     pattern = write_benchmark_data(data_dir, num_videos, num_classes=10)
     machine = utils.machine_facts()
@@ -496,6 +511,10 @@ def run_benchmark(
             train_batch_size,
             train_epochs,
             num_readers,
+        )
+    if litert_presets:
+        report["litert"] = benchmark_litert.measure_litert(
+            pattern, os.path.join(output_dir, "litert"), litert_presets, **(litert_options or {})
         )
     utils.write_text_atomically(
         os.path.join(output_dir, "benchmark.json"), json.dumps(report, indent=2) + "\n"

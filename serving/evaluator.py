@@ -25,6 +25,7 @@ import readers
 import utils
 from pipeline import corrupt_records, data_service_input
 from runs import checkpoints, distribution
+from serving import cpu_inference
 
 EVAL_METRICS_FILE = "eval_metrics.json"
 PROGRESS_SECONDS = 30.0  # a progress line at most this often while a checkpoint is evaluated
@@ -88,8 +89,41 @@ def evaluate_checkpoint(
             tf_data_service_job_name and f"{tf_data_service_job_name}-{checkpoint_name}", "eval"
         )
         dataset = data_service_input.distribute_dataset(dataset, tf_data_service_address, job_name)
+    else:
+        dataset = cpu_inference.input_dataset(dataset)
+    predict = cpu_inference.predict_function(
+        model, distribution.predict_on_replicas(strategy, model)
+    )
+    results = evaluate_predictions(
+        predict,
+        config,
+        reader,
+        dataset,
+        files,
+        eval_data_pattern,
+        checkpoint_path,
+        top_k,
+        video_id_key,
+        clock,
+    )
+    results.update(
+        global_step=checkpoints.checkpoint_step(checkpoint_path), checkpoint=checkpoint_path
+    )
+    return results
+
+
+def evaluate_predictions(
+    predict, config, reader, dataset, files, data_pattern, name, top_k, video_id_key, clock
+):
+    """The metrics of `predict(video_matrix, num_frames)` -> `{predictions, logits}` over every
+    batch of `dataset` (read by `reader` from `files`, matching `data_pattern`); `name` is the
+    model in progress lines.
+
+    Returns:
+      `EvaluationMetrics.get()`'s dict plus `eval_seconds`, `videos_per_second`,
+      `skipped_records` and `skipped`.
+    """
     label_loss_fn = losses.LOSSES.get(config.label_loss)()
-    predict = distribution.predict_on_replicas(strategy, model)
     metrics = eval_util.EvaluationMetrics(config.num_classes, top_k, None)
     start = last_progress = clock()
     estimated_videos = None  # estimated at the first progress line: a short eval never pays
@@ -99,9 +133,11 @@ def evaluate_checkpoint(
     for batch in batches:
         outputs = predict(batch["video_matrix"], batch["num_frames"])
         loss = label_loss_fn.calculate_loss(
-            outputs["predictions"], batch["labels"], logits=outputs["logits"]
+            tf.convert_to_tensor(outputs["predictions"]),
+            batch["labels"],
+            logits=tf.convert_to_tensor(outputs["logits"]),
         )
-        metrics.accumulate(outputs["predictions"].numpy(), batch["labels"].numpy(), float(loss))
+        metrics.accumulate(np.asarray(outputs["predictions"]), batch["labels"].numpy(), float(loss))
         now = clock()
         if now - last_progress >= PROGRESS_SECONDS:
             last_progress = now
@@ -109,22 +145,65 @@ def evaluate_checkpoint(
                 estimated_videos = estimate_video_count(files) or 0
             logging.info(
                 "Evaluating %s: %s",
-                checkpoint_path,
+                name,
                 describe_progress(metrics.num_examples, now - start, estimated_videos),
             )
     elapsed = clock() - start
     if metrics.num_examples == 0:
-        raise utils.UserInputError(f"--eval_data_pattern={eval_data_pattern} holds no videos.")
+        raise utils.UserInputError(f"--eval_data_pattern={data_pattern} holds no videos.")
     results = metrics.get()
     results.update({name: float(results[name]) for name in eval_util.METRIC_LABELS})
     results.update(
         num_examples=int(results["num_examples"]),
-        global_step=checkpoints.checkpoint_step(checkpoint_path),
-        checkpoint=checkpoint_path,
         eval_seconds=elapsed,
         videos_per_second=results["num_examples"] / max(elapsed, 1e-9),
         skipped_records=reader.skipped_records.count,
         skipped=reader.skipped_records.summary(),
+    )
+    return results
+
+
+def evaluate_litert(
+    litert_model,
+    eval_data_pattern,
+    batch_size=256,
+    top_k=20,
+    video_id_key="id",
+    num_readers=4,
+    corrupt_record_policy="fail",
+    clock=time.monotonic,
+):
+    """Evaluates a LiteRT model (a .tflite file of export_model.py --format=litert) on every
+    video matching `eval_data_pattern`, read through the frame selection of the model_flags.json
+    beside it; `evaluate_checkpoint`'s metrics, with `global_step` the exported checkpoint's
+    (-1 when unknown) and `checkpoint` the .tflite file."""
+    from serving import litert_export  # LiteRT is loaded only when a .tflite is evaluated
+
+    model, run_config, info = litert_export.load_litert(litert_model)
+    reader = readers.reader_for(
+        run_config, video_id_key=video_id_key, corrupt_record_policy=corrupt_record_policy
+    )
+    dataset, files = reader.make_dataset(
+        eval_data_pattern, batch_size, num_readers=num_readers, flag_name="--eval_data_pattern"
+    )
+    dataset = cpu_inference.input_dataset(dataset)
+    results = evaluate_predictions(
+        model.predict,
+        run_config,
+        reader,
+        dataset,
+        files,
+        eval_data_pattern,
+        litert_model,
+        top_k,
+        video_id_key,
+        clock,
+    )
+    exported = info.get("checkpoint") or ""
+    results.update(
+        global_step=checkpoints.checkpoint_step(exported) if exported else -1,
+        checkpoint=litert_model,
+        quantization=info.get("quantization", ""),
     )
     return results
 

@@ -2,8 +2,9 @@
 
     predictor.run_inference("data/test*.tfrecord", "/tmp/predictions.csv", train_dir=...)
 
-The model comes from the latest checkpoint of a train_dir (checkpoints.py) or from a SavedModel
-(serving.py). The CSV is the starter's:
+The model comes from the latest checkpoint of a train_dir (checkpoints.py), from a SavedModel
+(saved_model.py) or from a LiteRT model (litert_runtime.py, read through the frame selection of
+the model_flags.json beside it). The CSV is the starter's:
 
     VideoId,LabelConfidencePairs
     <id>,<label> <score> <label> <score> ...      (top_k pairs, highest score first)
@@ -21,6 +22,7 @@ import os
 import time
 import uuid
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -28,6 +30,7 @@ import readers
 import utils
 from pipeline import corrupt_records, data_service_input, record_batches
 from runs import checkpoints, distribution
+from serving import cpu_inference
 
 CSV_HEADER = "VideoId,LabelConfidencePairs\n"
 
@@ -99,13 +102,40 @@ def checkpoint_predictor(
         corrupt_record_policy=corrupt_record_policy,
         check_labels=False,
     )
-    k = min(top_k, config.num_classes)
 
-    def top_classes(outputs):
-        class_scores, class_indexes = tf.math.top_k(outputs["predictions"], k=k, sorted=True)
-        return class_indexes, class_scores
+    def finish(outputs):
+        return top_classes(outputs["predictions"], top_k)
 
-    return reader, distribution.predict_on_replicas(strategy, model, top_classes)
+    predict = distribution.predict_on_replicas(strategy, model, finish)
+    return reader, cpu_inference.predict_function(model, predict)
+
+
+def top_classes(predictions, top_k):
+    """(class_indexes, class_scores) `[batch, k]` of `predictions [batch, num_classes]`, highest
+    first (ties: lower class index first), k = min(top_k, num_classes)."""
+    k = min(top_k, predictions.shape[1])
+    class_scores, class_indexes = tf.math.top_k(predictions, k=k, sorted=True)
+    return class_indexes, class_scores
+
+
+def litert_predictor(litert_model, top_k, video_id_key, corrupt_record_policy="fail"):
+    """Returns (reader, predict) for a .tflite file, as `checkpoint_predictor` does: the reader
+    of the model_flags.json beside it and a predict of top-k indexes and scores."""
+    from serving import litert_export  # LiteRT is loaded only when a .tflite is served
+
+    model, run_config, info = litert_export.load_litert(litert_model)
+    logging.info("Loaded %s (%s)", litert_model, info.get("quantization", "?"))
+    reader = readers.reader_for(
+        run_config,
+        video_id_key=video_id_key,
+        corrupt_record_policy=corrupt_record_policy,
+        check_labels=False,
+    )
+
+    def predict(video_matrix, num_frames):
+        return top_classes(model.predict(video_matrix, num_frames)["predictions"], top_k)
+
+    return reader, predict
 
 
 def iterate_predictions(
@@ -121,12 +151,14 @@ def iterate_predictions(
     strategy=None,
     tf_data_service_address="",
     tf_data_service_job_name="",
+    litert_model=None,
 ):
     """Yields (video_ids, class_indexes, class_scores) numpy arrays per batch, in input order.
 
     With `corrupt_record_policy="skip"` what is left out is tallied in `skipped` (a
     corrupt_records.SkippedRecords). A SavedModel parses the records itself, with the "fail" checks:
-    there only damaged shards can be skipped.
+    there only damaged shards can be skipped. A LiteRT model (`litert_model`, a .tflite file)
+    reads the records as its checkpoint's model does, one video per call.
 
     With `tf_data_service_address` (`grpc://host:port`) the records are read, and for a
     checkpoint's model parsed, by that tf.data service (data_service_input.py) in the job
@@ -175,9 +207,14 @@ def iterate_predictions(
             scores = outputs["class_scores"].numpy()[:, :top_k]
             yield outputs["video_ids"].numpy(), indexes, scores
     else:
-        reader, predict = checkpoint_predictor(
-            train_dir, top_k, video_id_key, corrupt_record_policy, strategy
-        )
+        if litert_model:
+            reader, predict = litert_predictor(
+                litert_model, top_k, video_id_key, corrupt_record_policy
+            )
+        else:
+            reader, predict = checkpoint_predictor(
+                train_dir, top_k, video_id_key, corrupt_record_policy, strategy
+            )
         reader.skipped_records = skipped
         dataset, files = reader.make_dataset(
             input_data_pattern,
@@ -185,9 +222,13 @@ def iterate_predictions(
             num_readers=num_readers,
             flag_name="--input_data_pattern",
         )
-        for batch in corrupt_records.iterate_batches(through_service(dataset), files, skipped):
+        if tf_data_service_address:
+            dataset = through_service(dataset)
+        else:
+            dataset = cpu_inference.input_dataset(dataset)
+        for batch in corrupt_records.iterate_batches(dataset, files, skipped):
             indexes, scores = predict(batch["video_matrix"], batch["num_frames"])
-            yield batch["video_ids"].numpy(), indexes.numpy(), scores.numpy()
+            yield batch["video_ids"].numpy(), np.asarray(indexes), np.asarray(scores)
 
 
 def run_inference(
@@ -204,6 +245,7 @@ def run_inference(
     strategy=None,
     tf_data_service_address="",
     tf_data_service_job_name="",
+    litert_model=None,
 ):
     """Writes the Kaggle CSV (and the named CSV with a vocabulary) for every input video.
 
@@ -221,8 +263,8 @@ def run_inference(
     skipped = corrupt_records.SkippedRecords()
     if not output_file:
         raise utils.UserInputError("--output_file is required.")
-    if not train_dir and not saved_model_dir:
-        raise utils.UserInputError("Give --train_dir or --saved_model_dir.")
+    if not train_dir and not saved_model_dir and not litert_model:
+        raise utils.UserInputError("Give --train_dir, --saved_model_dir or --litert_model.")
     if top_k < 1 or batch_size < 1:
         raise utils.UserInputError("--top_k and --batch_size must be >= 1.")
     if output_file.endswith("/") or tf.io.gfile.isdir(output_file):
@@ -255,6 +297,7 @@ def run_inference(
                     strategy=strategy,
                     tf_data_service_address=tf_data_service_address,
                     tf_data_service_job_name=tf_data_service_job_name,
+                    litert_model=litert_model,
                 ):
                     out.write("".join(format_lines(video_ids, indexes, scores)))
                     if named_out:

@@ -19,8 +19,9 @@ PACKAGE_NAME = "youtube-8m"
 VERTEX_CONFIGS = ("vertex_job.yaml", "vertex_multiworker.yaml")
 # Pins of requirements.txt that requirements-cloud.txt leaves out: TensorFlow and TensorBoard come
 # with the base image (tensorflow/tensorflow:VERSION-gpu); matplotlib draws grid_report.py's plots
-# and is not needed to train.
-NOT_IN_CLOUD_REQUIREMENTS = {"tensorflow-cpu", "tensorboard", "matplotlib"}
+# and ai-edge-litert runs the device models of export_model.py --format=litert: neither is needed
+# to train.
+NOT_IN_CLOUD_REQUIREMENTS = {"tensorflow-cpu", "tensorboard", "matplotlib", "ai-edge-litert"}
 
 
 def load_yaml(name):
