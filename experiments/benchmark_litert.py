@@ -3,7 +3,7 @@ quantization, measured side by side on one CPU thread.
 
     litert = benchmark_litert.measure_litert(pattern, work_dir, ["small", "paper"])
 
-Per preset (benchmark_suite.PRESETS) and per model (the teacher on every frame, block 20, and
+Per preset (benchmark_models.PRESETS) and per model (the teacher on every frame, block 20, and
 student-10, block 5), each quantization of litert_export.QUANTIZATIONS that converts gives:
 
 - `bytes`: the .tflite file's size;
@@ -36,9 +36,9 @@ import tensorflow as tf
 import eval_util
 import readers
 import utils
-from experiments import benchmark_suite
+from experiments import benchmark_models
 from pipeline import record_batches
-from runs import checkpoints, config
+from runs import checkpoints, config, recipes
 from serving import evaluator, litert_export, litert_runtime, saved_model
 from training import tasks, trainer
 
@@ -75,7 +75,7 @@ def split_shards(pattern):
 
 def serial_student(student_config):
     """`student_config` distilled by the serial recipe (the default of train.py)."""
-    values = config.recipe_flag_values(
+    values = recipes.recipe_flag_values(
         "serial",
         student_config.frame_stride,
         student_config.frame_sampling,
@@ -203,13 +203,13 @@ def measure_preset(
 ):
     """The rows of one preset: per model and quantization (see the module docstring)."""
     train_pattern, eval_pattern = split_shards(pattern)
-    entries = benchmark_suite.benchmark_models(preset, [STUDENT_K])
+    entries = benchmark_models.benchmark_models(preset, [STUDENT_K])
     trained = preset == "small" and train_epochs > 0
     if trained:
         train_dirs = train_models(entries, train_pattern, work_dir, train_epochs, num_readers)
     else:
         train_dirs = {
-            name: benchmark_suite.save_untrained(run_config, os.path.join(work_dir, name))
+            name: benchmark_models.save_untrained(run_config, os.path.join(work_dir, name))
             for name, run_config in entries
         }
     rows = []

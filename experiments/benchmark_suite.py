@@ -50,8 +50,7 @@ from absl import logging
 import model_zoo
 import utils
 from datasets import synthetic
-from experiments import benchmark_input, benchmark_litert, benchmark_training
-from experiments import grid as experiments_grid
+from experiments import benchmark_input, benchmark_litert, benchmark_models, benchmark_training
 from pipeline import corrupt_records
 from runs import config
 from serving import cpu_inference, predictor
@@ -69,19 +68,6 @@ QUICK_SETTINGS = {
     "litert_presets": [],
 }
 MEMORY_DATA_COPIES = 4
-# Model sizes. `small` is the reproduction's small preset; `paper` the paper's section 4.
-PRESETS = {
-    "small": {"lstm_cells": 64, "lstm_layers": 2, "num_classes": 10},
-    "paper": {"lstm_cells": 1024, "lstm_layers": 2, "num_classes": 3862},
-}
-# The other families' sizes per preset: the grid's small ones; the published ones (RunConfig's
-# 0) at the paper's size.
-FAMILY_PRESET_SIZES = {
-    "small": experiments_grid.FAMILY_SIZES["small"],
-    "paper": {},
-}
-# The other families are measured for their teacher and this student.
-FAMILY_STUDENT_K = 10
 
 
 def parse_ks(values):
@@ -98,58 +84,6 @@ def parse_ks(values):
             )
         ks.append(k)
     return sorted(set(ks))
-
-
-def benchmark_models(preset, ks, family="hierarchical"):
-    """[(name, RunConfig)] of the teacher and the students of `preset` in `family` (the other
-    families: the teacher and student-10)."""
-    if preset not in PRESETS:
-        raise utils.UserInputError(f"--presets: unknown preset '{preset}' (small, paper).")
-    teacher = config.RunConfig(block_size=benchmark_training.TEACHER_BLOCK_SIZE, **PRESETS[preset])
-    if family != "hierarchical":
-        sizes = FAMILY_PRESET_SIZES[preset].get(family, {})
-        teacher = config.RunConfig(
-            model=config.FAMILIES[family], num_classes=teacher.num_classes, **sizes
-        )
-        ks = [FAMILY_STUDENT_K]
-    entries = [("teacher", teacher)]
-    for k in sorted(ks, reverse=True):
-        student = teacher.replace(
-            model=config.STUDENT_MODEL,
-            student_architecture=teacher.model,
-            block_size=config.STUDENT_BLOCK_SIZE,
-            frame_stride=100 // k,
-        )
-        entries.append((f"student-{k}", student))
-    return entries
-
-
-def parse_families(values):
-    """`--families` -> the families in config.FAMILIES' order."""
-    unknown = sorted(set(values) - set(config.FAMILIES))
-    if unknown:
-        raise utils.UserInputError(
-            f"--families: '{unknown[0]}' is not one of {', '.join(config.FAMILIES)}."
-        )
-    return [family for family in config.FAMILIES if family in values]
-
-
-def model_cost(model, cached_batches):
-    """Parameters and operations of a built model on the videos of `cached_batches`: the mean
-    per video of its `flops(frames read)` (2 per multiply-add of its matrix products: dense
-    layers, LSTM gates, VLAD assignments and residual sums; elementwise operations, softmaxes
-    and normalizations are not counted), split into the part that grows with the frames and the
-    fixed part (hidden layers, gating and output layer, once per video)."""
-    counts = [int(count) for _, num_frames in cached_batches for count in num_frames.numpy()]
-    frame_parts, fixed_parts = zip(*(model.flops(count) for count in counts), strict=True)
-    frame_flops = statistics.fmean(frame_parts)
-    fixed_flops = statistics.fmean(fixed_parts)
-    return {
-        "parameters": int(sum(int(tf.size(weight)) for weight in model.weights)),
-        "gflops_frames": frame_flops / 1e9,
-        "gflops_fixed": fixed_flops / 1e9,
-        "gflops_per_video": (frame_flops + fixed_flops) / 1e9,
-    }
 
 
 def write_benchmark_data(data_dir, num_videos, num_classes):
@@ -174,16 +108,6 @@ def copies_of_data(pattern, copies_dir, copies):
             if not os.path.lexists(link):
                 os.symlink(os.path.abspath(path), link)
     return os.path.join(copies_dir, "copy*-bench-*.tfrecord")
-
-
-def save_untrained(run_config, train_dir):
-    """A checkpoint of a freshly built model, loadable by eval.py and inference.py."""
-    if tf.train.latest_checkpoint(train_dir):
-        return train_dir
-    model = model_zoo.build_model(run_config)
-    tf.train.Checkpoint(model=model).save(os.path.join(train_dir, "ckpt"))
-    run_config.save(train_dir)
-    return train_dir
 
 
 def model_rate(predict, cached_batches, min_seconds):
@@ -223,7 +147,7 @@ def measure_preset(
     family="hierarchical",
 ):
     """Per model of `family`: median videos/s of the pipeline, the model alone and end to end,
-    and its cost (`model_cost`).
+    and its cost (`benchmark_models.model_cost`).
 
     A timed pass of a reader alone (the plain read, `pipeline`) reads the data `reader_epochs`
     times.
@@ -234,11 +158,13 @@ def measure_preset(
     Returns:
       (per-model result dicts, teacher first; the plain read's samples in videos/s).
     """
-    entries = benchmark_models(preset, ks, family)
+    entries = benchmark_models.benchmark_models(preset, ks, family)
     prepared = []
     for name, run_config in entries:
         place = name if family == "hierarchical" else f"{family}-{name}"
-        train_dir = save_untrained(run_config, os.path.join(work_dir, preset, place))
+        train_dir = benchmark_models.save_untrained(
+            run_config, os.path.join(work_dir, preset, place)
+        )
         reader, predict = predictor.checkpoint_predictor(train_dir, 20, "id")
         dataset, _ = reader.make_dataset(pattern, batch_size, num_readers=num_readers)
         cached = [(batch["video_matrix"], batch["num_frames"]) for batch in dataset]
@@ -274,7 +200,7 @@ def measure_preset(
             "frames_per_video": sum(int(tf.reduce_sum(n)) for _, n in cached)
             / sum(int(n.shape[0]) for _, n in cached),
             "train_dir": train_dir,
-            **model_cost(model_zoo.build_model(run_config), cached),
+            **benchmark_models.model_cost(model_zoo.build_model(run_config), cached),
         }
         for measure, values in samples[name].items():
             entry[f"{measure}_videos_per_second"] = statistics.median(values)
@@ -403,12 +329,12 @@ def run_benchmark(
     if train_epochs < 0:
         raise utils.UserInputError(f"--train_epochs={train_epochs} must be >= 0.")
     ks = parse_ks(ks)
-    families = parse_families(families)
+    families = benchmark_models.parse_families(families)
     for preset in presets:
-        if preset not in PRESETS:
+        if preset not in benchmark_models.PRESETS:
             raise utils.UserInputError(f"--presets: unknown preset '{preset}' (small, paper).")
     for preset in litert_presets:
-        if preset not in PRESETS:
+        if preset not in benchmark_models.PRESETS:
             raise utils.UserInputError(
                 f"--litert_presets: unknown preset '{preset}' (small, paper)."
             )
@@ -431,7 +357,9 @@ def run_benchmark(
         "cores": machine["cores"],
     }
     if measure_input_too:
-        teacher_config, student_config = benchmark_training.training_configs(PRESETS["small"])
+        teacher_config, student_config = benchmark_training.training_configs(
+            benchmark_models.PRESETS["small"]
+        )
         cache_pattern = benchmark_input.write_student_cache(
             pattern,
             os.path.join(output_dir, f"cache-{num_videos}videos-k{benchmark_training.STUDENT_K}"),
@@ -507,7 +435,7 @@ def run_benchmark(
         report["training"] = benchmark_training.measure_training(
             pattern,
             os.path.join(output_dir, "training"),
-            train_sizes or PRESETS["small"],
+            train_sizes or benchmark_models.PRESETS["small"],
             train_batch_size,
             train_epochs,
             num_readers,
