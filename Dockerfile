@@ -18,6 +18,7 @@ RUN python -m pip install --no-cache-dir -r requirements-cloud.txt
 COPY *.py ./
 COPY datasets/ datasets/
 COPY experiments/ experiments/
+COPY layers/ layers/
 COPY pipeline/ pipeline/
 COPY runs/ runs/
 COPY serving/ serving/

@@ -14,13 +14,12 @@ import models
 import student_models
 import utils
 import video_level_models
-import vlad_models
 from registry import Registry
 
 MODELS = Registry.of_subclasses(
     "--model",
     models.BaseModel,
-    [frame_level_models, vlad_models, student_models, video_level_models],
+    [frame_level_models, student_models, video_level_models],
 )
 
 

@@ -14,8 +14,8 @@ and `representation [batch, hidden]` (the video encoding fed to the output layer
 
 import tensorflow as tf
 
-import classifiers
 import utils
+from layers import classifiers
 
 
 def frame_mask(num_frames, max_length):
@@ -90,8 +90,9 @@ class EncoderModel(BaseModel):
 
     Subclasses set `self.encoder`, a layer called as `encoder(frames, mask, training=...)` with
     `frames [batch, frames, features]` float32 (padding zeroed) and `mask [batch, frames]` bool,
-    returning `representation [batch, hidden]`. Call returns `predictions`, `logits`
-    `[batch, num_classes]` and `representation`.
+    returning `representation [batch, encoder.output_size]`, and whose `flops(num_frames)` counts
+    its operations. Call returns `predictions`, `logits` `[batch, num_classes]` and
+    `representation`.
     """
 
     distillable = True
@@ -102,3 +103,9 @@ class EncoderModel(BaseModel):
         outputs = self.classify(representation)
         outputs["representation"] = representation
         return outputs
+
+    def flops(self, num_frames):
+        """(per-frame part for `num_frames` frames, fixed part per video), 2 per multiply-add:
+        the encoder's, and the classifier's in the fixed part."""
+        frame_part, fixed = self.encoder.flops(num_frames)
+        return frame_part, fixed + self.classifier_flops(self.encoder.output_size)

@@ -22,7 +22,7 @@ from absl import flags, logging
 
 import utils
 from pipeline import corrupt_records, data_service_input, frame_selection
-from runs import config, distribution
+from runs import config, distribution, recipes, students
 from training import tasks, trainer
 
 
@@ -185,8 +185,8 @@ def define_flags(flag_values=flags.FLAGS):
     )
     flags.DEFINE_enum(
         "distill_recipe",
-        config.DEFAULT_RECIPE,
-        list(config.RECIPES),
+        recipes.DEFAULT_RECIPE,
+        list(recipes.RECIPES),
         "How a DistilledStudentModel is distilled. serial: from a trained, frozen teacher "
         "(--teacher_train_dir, or its own, trained first in train_dir/teacher), on the teacher's "
         "representation and the labels, from random frame offsets (the best student measured). "
@@ -358,7 +358,7 @@ def configure(flag_values):
                 "give --frame_stride=j to read 1 frame in j, or --frames_per_video=k.",
                 requested.model,
             )
-        requested = config.student_run_config(requested, given, flag_values.teacher_train_dir)
+        requested = students.student_run_config(requested, given, flag_values.teacher_train_dir)
     else:
         # A model that is not a student has no recipe: it keeps the RunConfig's default.
         requested = requested.replace(distill_recipe=config.RunConfig.distill_recipe)

@@ -15,16 +15,8 @@ import math
 import os
 
 import utils
-from runs.config import (
-    DEFAULT_RECIPE,
-    FAMILIES,
-    RECIPES,
-    STUDENT_MODEL,
-    DistillOptions,
-    RunConfig,
-    TrainOptions,
-    recipe_flag_values,
-)
+from runs.config import FAMILIES, STUDENT_MODEL, DistillOptions, RunConfig, TrainOptions
+from runs.recipes import DEFAULT_RECIPE, RECIPES, recipe_flag_values
 
 YT8M_NUM_CLASSES = 3862
 DEFAULT_KS = (5, 10, 25, 50)
@@ -32,7 +24,7 @@ DISTILL_SCHEMES = ("joint", "serial")
 # The grid's data: synthetic (synthetic_data.py), the real-label proxy (proxy_data.py), or the
 # user's files (--train_data_pattern and --eval_data_pattern).
 DATA_REGIMES = ("synthetic", "proxy")
-# "default": a student trained by train.py's default recipe (runs.config.RECIPES), beside the
+# "default": a student trained by train.py's default recipe (runs.recipes.RECIPES), beside the
 # paper's two students; serial from the grid's TEACHER-FULL whatever --distill_scheme says.
 # The follow-up's frame-selection baselines (First-k, Middle-k, Last-k, First-Middle-Last-k): the
 # teacher's architecture trained from scratch on those frames (train.py's --frame_sampling).

@@ -18,7 +18,8 @@ from matplotlib.figure import Figure
 import eval_util
 import utils
 from experiments import grid
-from runs.config import DEFAULT_RECIPE, FAMILIES, RECIPES
+from runs.config import FAMILIES
+from runs.recipes import DEFAULT_RECIPE, RECIPES
 
 RESULTS_MARKDOWN_FILE = "results.md"
 GAP_PLOT_FILE = "gap_vs_frames.png"

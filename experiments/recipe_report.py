@@ -16,7 +16,7 @@ measure).
 import dataclasses
 
 from experiments import grid, grid_report
-from runs.config import DEFAULT_RECIPE, RECIPE_FLAGS, RECIPES
+from runs.recipes import DEFAULT_RECIPE, RECIPE_FLAGS, RECIPES
 
 BASELINE_LABELS = ("uniform", "uniform-offset")
 

@@ -9,6 +9,8 @@ export, reproduce and benchmark share.
   strategy).
 - `DistillOptions`: the two phases of distilling a DistilledStudentModel.
 
+A student's defaults come from its recipe (runs/recipes.py) and its teacher (runs/students.py).
+
 Each is a frozen dataclass, validated when it is built (`utils.UserInputError` names the flag),
 with `from_flags` (absl flags of the same names); RunConfig also has `from_json`/`to_json` and
 `load`/`save` on a train_dir.
@@ -20,12 +22,13 @@ import os
 
 import tensorflow as tf
 
-import classifiers
 import losses
 import model_zoo
 import utils
+from layers import classifiers
 from pipeline import corrupt_records, data_service_input, frame_selection
 from runs import distribution
+from runs.recipes import RECIPES
 
 CONFIG_VERSION = 2
 MODEL_FLAGS_FILE = "model_flags.json"
@@ -58,61 +61,6 @@ def family_of(model_name):
 
 # The paper's block size for the student (m = 5), used when --block_size is not given.
 STUDENT_BLOCK_SIZE = 5
-# What a student distilled from a trained teacher takes from it unless given (and, from a
-# teacher of its family, that family's FAMILY_SIZE_FLAGS and CLASSIFIER_FLAGS).
-TEACHER_INHERITED_FLAGS = ("num_classes", "feature_names", "feature_sizes", "max_frames")
-
-
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-    """How a DistilledStudentModel is distilled: the scheme, and the values its flags take when
-    not given (`--distill_recipe`)."""
-
-    scheme: str  # "joint" (the paper's phase 1) or "serial" (from a trained, frozen teacher)
-    distill_weight: float  # L_rep, ||E_T - E_S||^2
-    prediction_weight: float  # L_pred, the student's sigmoids against the teacher's
-    student_label_weight: float  # L_CE, the student's own label loss in phase 1
-    random_frame_offset: bool  # the student trains from a random offset per video and epoch
-
-
-# The flags a recipe sets when they are not given: every Recipe field but the scheme (each a
-# RunConfig field of the same name).
-RECIPE_FLAGS = tuple(field.name for field in dataclasses.fields(Recipe) if field.name != "scheme")
-RECIPES = {
-    # What train.py does by default: the measured best student at k = 10 on both regimes
-    # (BUILD_NOTES.md, "Which recipe is the default").
-    "serial": Recipe(
-        scheme="serial",
-        distill_weight=10.0,
-        prediction_weight=0.0,
-        student_label_weight=1.0,
-        random_frame_offset=True,
-    ),
-    # The paper's: teacher and student trained together, L_rep only, frames 0, j, 2j, ...
-    "paper": Recipe(
-        scheme="joint",
-        distill_weight=10.0,
-        prediction_weight=0.0,
-        student_label_weight=0.0,
-        random_frame_offset=False,
-    ),
-}
-DEFAULT_RECIPE = "serial"
-
-
-def recipe_flag_values(name, frame_stride, frame_sampling, frames_per_video=0, max_frames=None):
-    """{flag: value} of RECIPE_FLAGS that recipe `name` gives a student reading 1 frame in
-    `frame_stride` (or `frames_per_video` frames of videos read to `max_frames`) by
-    `frame_sampling`: random offsets only where uniform sampling has offsets to draw, at a stride
-    j > 1 or at a count below `max_frames` (`frame_selection.random_offset_problem`)."""
-    recipe = RECIPES[name]
-    values = {flag: getattr(recipe, flag) for flag in RECIPE_FLAGS}
-    values["random_frame_offset"] = recipe.random_frame_offset and not (
-        frame_selection.random_offset_problem(
-            frame_stride, frame_sampling, frames_per_video, max_frames
-        )
-    )
-    return values
 
 
 def check_ranges(config, checks):
@@ -426,127 +374,6 @@ def resolve_run_config(train_dir, requested, given, start_new_model):
             "Drop these flags to resume it, or pass --start_new_model to start over."
         )
     return stored
-
-
-# What --teacher_train_dir must hold, said by every refusal of one.
-TEACHER_NEEDED = (
-    "distillation needs the train_dir of a trained teacher that reads every frame "
-    f"(--frame_stride=1, no --frames_per_video), a model of one of "
-    f"{', '.join(STUDENT_ARCHITECTURES)}, or no --teacher_train_dir: the default recipe trains "
-    "its own teacher"
-)
-# The flags that size each family's network (the student inherits them from a teacher of its
-# family unless given, and must match them to take its output layer).
-FAMILY_SIZE_FLAGS = {
-    "hierarchical": ("lstm_cells", "lstm_layers"),
-    "netvlad": ("cluster_size", "hidden_size"),
-    "nextvlad": ("cluster_size", "hidden_size", "groups", "expansion", "gating_reduction"),
-    "dbof": ("cluster_size", "hidden_size", "dbof_pooling"),
-}
-# What a student shares with a teacher of its family: its output layer reads the same
-# representation.
-CLASSIFIER_FLAGS = ("classifier", "moe_num_mixtures")
-
-
-def load_teacher_config(teacher_train_dir):
-    """The RunConfig of the trained teacher in `teacher_train_dir` (--teacher_train_dir).
-
-    Raises:
-      utils.UserInputError: saying what the directory holds instead (nothing, a SavedModel, a
-        student, another model, a teacher that reads 1 frame in j or k frames of each video, no
-        checkpoint yet) and what distillation needs.
-    """
-    flag = f"--teacher_train_dir={teacher_train_dir}"
-    if not tf.io.gfile.isdir(teacher_train_dir):
-        raise utils.UserInputError(f"{flag} does not exist: {TEACHER_NEEDED}.")
-    if not tf.io.gfile.exists(os.path.join(teacher_train_dir, MODEL_FLAGS_FILE)):
-        if tf.io.gfile.exists(os.path.join(teacher_train_dir, "saved_model.pb")):
-            held = "a SavedModel (an export), not a train_dir with checkpoints"
-        else:
-            held = f"no model written by train.py (no {MODEL_FLAGS_FILE})"
-        raise utils.UserInputError(f"{flag} holds {held}: {TEACHER_NEEDED}.")
-    teacher = RunConfig.load(teacher_train_dir, "--teacher_train_dir")
-    if teacher.frames_per_video:
-        strided = f"reads {teacher.frames_per_video} frames of each video"
-    else:
-        strided = f"reads 1 frame in {teacher.frame_stride}"
-    # A count of at least max_frames takes every frame read.
-    selects = teacher.frame_stride != 1 or 0 < teacher.frames_per_video < teacher.max_frames
-    if teacher.is_student:
-        own_teacher = os.path.join(teacher_train_dir, TEACHER_DIR)
-        held = f"a student ({teacher.model} that {strided}), not a teacher"
-        if tf.io.gfile.exists(os.path.join(own_teacher, MODEL_FLAGS_FILE)):
-            held += f"; its own teacher is in {own_teacher}"
-    elif teacher.model not in STUDENT_ARCHITECTURES:
-        held = f"a {teacher.model}"
-    elif selects:
-        baseline = f"TEACHER-{teacher.frame_sampling.upper()}"
-        held = f"a {teacher.model} that {strided} (a {baseline} baseline)"
-    elif not tf.train.latest_checkpoint(teacher_train_dir):
-        held = f"a {teacher.model} with no checkpoint yet"
-    else:
-        return teacher
-    raise utils.UserInputError(f"{flag} holds {held}: {TEACHER_NEEDED}.")
-
-
-def student_run_config(requested, given, teacher_train_dir=""):
-    """A DistilledStudentModel's RunConfig: its recipe's loss weights and frame offsets for the
-    flags not given (RECIPE_FLAGS), the paper's student block size (5) unless --block_size is
-    given, and, when distilling from a trained teacher, the teacher's classes, features and
-    max_frames for the flags not given, and its architecture (--student_architecture) with
-    its sizes and output layer unless another architecture is given."""
-    changes = {}
-    if "block_size" not in given:
-        changes["block_size"] = STUDENT_BLOCK_SIZE
-    if teacher_train_dir:
-        teacher = load_teacher_config(teacher_train_dir)
-        inherited = list(TEACHER_INHERITED_FLAGS)
-        architecture = requested.student_architecture
-        if "student_architecture" not in given:
-            architecture = teacher.model
-            changes["student_architecture"] = architecture
-        if architecture == teacher.model:
-            inherited += FAMILY_SIZE_FLAGS[teacher.family] + CLASSIFIER_FLAGS
-        elif "classifier" not in given:
-            # Across families the student keeps its own architecture's output layer.
-            changes["classifier"] = model_zoo.MODELS.get(architecture).published_defaults[
-                "classifier"
-            ]
-        for name in inherited:
-            if name not in given:
-                changes[name] = getattr(teacher, name)
-    recipe_values = recipe_flag_values(
-        requested.distill_recipe,
-        requested.frame_stride,
-        requested.frame_sampling,
-        requested.frames_per_video,
-        changes.get("max_frames", requested.max_frames),
-    )
-    changes.update({name: value for name, value in recipe_values.items() if name not in given})
-    return requested.replace(**changes)
-
-
-def own_teacher_run_config(student):
-    """The RunConfig of the teacher a serial student trains first (in `train_dir/teacher`): its
-    architecture over every frame (blocks of `teacher_block_size` for the hierarchical one),
-    with the student's features, classes, sizes, dropout, output layer and label loss."""
-    shared = (
-        "frame_features",
-        "feature_names",
-        "feature_sizes",
-        "num_classes",
-        "max_frames",
-        "dropout",
-        "l2_penalty",
-        "label_loss",
-        *FAMILY_SIZE_FLAGS[student.family],
-        *CLASSIFIER_FLAGS,
-    )
-    return RunConfig(
-        model=student.architecture,
-        block_size=student.teacher_block_size,
-        **{name: getattr(student, name) for name in shared},
-    )
 
 
 @dataclasses.dataclass(frozen=True)

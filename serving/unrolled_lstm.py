@@ -6,7 +6,7 @@ a LiteRT model (static shapes) and TensorFlow inference on a CPU (faster short s
     with unrolled_lstm.unrolled_lstms(model, every_sequence=False):   # TensorFlow on a CPU
         outputs = predict(video_matrix, num_frames)                  # (cpu_inference.py)
 
-`unrolled_stacked_lstm` computes what `frame_level_models.StackedLSTM` computes, for sequences
+`unrolled_stacked_lstm` computes what `layers.recurrent.StackedLSTM` computes, for sequences
 of a number of steps known when the graph is traced: `inputs [batch, steps, features]` and
 `mask [batch, steps]` bool -> (`outputs [batch, steps, units]`, the top layer's output at each
 step, the last valid output held over padded steps; `final_state [batch, num_layers * units]`),
@@ -26,7 +26,7 @@ import types
 
 import tensorflow as tf
 
-from frame_level_models import StackedLSTM
+from layers.recurrent import StackedLSTM
 
 
 def unrolled_layers(lstms, units, inputs, mask):
@@ -75,14 +75,7 @@ def unrolled_present_sequences(layer, inputs, mask, training=False):
     outputs, final_state = unrolled_stacked_lstm(
         layer, tf.gather(inputs, present), tf.gather(mask, present)
     )
-    scatter_index = present[:, tf.newaxis]
-    outputs = tf.scatter_nd(
-        scatter_index, outputs, tf.stack([batch_size, tf.shape(inputs)[1], layer.units])
-    )
-    final_state = tf.scatter_nd(
-        scatter_index, final_state, tf.stack([batch_size, layer.num_layers * layer.units])
-    )
-    return outputs, final_state
+    return layer.scatter_present(present, outputs, final_state, batch_size, tf.shape(inputs)[1])
 
 
 @contextlib.contextmanager

@@ -104,3 +104,18 @@ def short_video_train_set(root, num_videos, num_classes, seed, min_frames, max_f
     )
     synthetic.write_dataset(str(root), num_videos, 2, num_classes, seed=seed, spec=spec)
     return str(root / "train-*.tfrecord")
+
+
+def seed_entries(name, method, gaps):
+    """Result entries of one grid model, one per seed (1, 2, ...) with the given GAPs: k = 100
+    for the teacher, 10 for the others."""
+    return [
+        {
+            "name": name,
+            "method": method,
+            "k": 100 if method == "teacher" else 10,
+            "seed": seed,
+            "gap": gap,
+        }
+        for seed, gap in enumerate(gaps, start=1)
+    ]

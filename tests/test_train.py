@@ -7,7 +7,7 @@ from conftest import tiny_config
 
 import train
 import utils
-from runs import config
+from runs import config, recipes, students
 from training import trainer
 
 
@@ -55,10 +55,10 @@ def test_a_student_without_a_stride_is_warned_and_takes_block_5(tmp_path, caplog
 def test_the_default_recipe_is_serial_and_a_given_flag_wins(tmp_path):
     student = ("--model=DistilledStudentModel", "--frame_stride=10")
     run_config, _, distill_options = configure(f"--train_dir={tmp_path}", *student)
-    recipe = config.RECIPES[config.DEFAULT_RECIPE]
-    assert run_config.distill_recipe == config.DEFAULT_RECIPE
+    recipe = recipes.RECIPES[recipes.DEFAULT_RECIPE]
+    assert run_config.distill_recipe == recipes.DEFAULT_RECIPE
     assert distill_options.scheme == recipe.scheme == "serial"
-    for name in config.RECIPE_FLAGS:
+    for name in recipes.RECIPE_FLAGS:
         assert getattr(run_config, name) == getattr(recipe, name)
     run_config, _, _ = configure(f"--train_dir={tmp_path}", *student, "--prediction_weight=0.5")
     assert run_config.prediction_weight == 0.5
@@ -86,7 +86,7 @@ def test_a_student_of_another_family_and_its_own_teacher(tmp_path):
         2048,
         "moe",
     )
-    teacher = config.own_teacher_run_config(run_config)
+    teacher = students.own_teacher_run_config(run_config)
     assert (teacher.model, teacher.hidden_size, teacher.frame_stride) == ("NeXtVLADModel", 2048, 1)
     with pytest.raises(utils.UserInputError, match="--student_architecture is for"):
         configure(f"--train_dir={tmp_path}", "--student_architecture=NeXtVLADModel")

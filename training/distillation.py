@@ -20,11 +20,11 @@ Phase 2 ("finetune") is plain supervised training of the student on its own fram
 import tensorflow as tf
 from absl import logging
 
-import frame_level_models
 import losses
 import utils
+from layers import recurrent
 from runs import checkpoints, distribution
-from runs.config import CLASSIFIER_FLAGS, FAMILY_SIZE_FLAGS, load_teacher_config
+from runs.students import CLASSIFIER_FLAGS, FAMILY_SIZE_FLAGS, load_teacher_config
 from training import optimization
 
 # What the student must share with any frozen teacher.
@@ -98,7 +98,7 @@ def build_teacher_encoder(config, student):
             f"beside the student; --student_architecture={config.student_architecture} distils "
             "from a trained teacher of its family: --distill_recipe=serial (the default)."
         )
-    encoder = frame_level_models.HierarchicalEncoder(
+    encoder = recurrent.HierarchicalEncoder(
         config.teacher_block_size, config.lstm_cells, config.lstm_layers, name="teacher_encoder"
     )
     encoder(tf.zeros([1, 1, config.feature_size]), tf.ones([1], tf.int32))

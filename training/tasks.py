@@ -22,14 +22,8 @@ import losses
 import model_zoo
 import utils
 from runs import distribution
-from runs.config import (
-    DISTILL_DIR,
-    TEACHER_DIR,
-    DistillOptions,
-    RunConfig,
-    own_teacher_run_config,
-    resolve_run_config,
-)
+from runs.config import DISTILL_DIR, TEACHER_DIR, DistillOptions, RunConfig, resolve_run_config
+from runs.students import own_teacher_run_config
 from training import distillation, optimization, trainer
 
 
@@ -158,8 +152,9 @@ def make_stages(config, options, distill_options=None):
     """The trainings a run of `config` needs, in order (trainer.Stage for trainer.train_stages).
 
     One stage, the task of `make_task`, except for a serial student without a
-    `teacher_train_dir`: first its own teacher (config.own_teacher_run_config, `own_teacher_epochs`
-    passes, in `train_dir/teacher` with its own model_flags.json, resumed or reused there), then
+    `teacher_train_dir`: first its own teacher (students.own_teacher_run_config,
+    `own_teacher_epochs` passes, in `train_dir/teacher` with its own model_flags.json, resumed or
+    reused there), then
     the student distilled from it, exactly as with `--teacher_train_dir=train_dir/teacher`. With
     --start_new_model the teacher stage empties the whole train_dir once its input is read; the
     student stage then starts anew in it.

@@ -3,24 +3,12 @@
 import json
 
 import pytest
+from conftest import seed_entries
 
 import results_report
 import utils
 from experiments import family_report
-from runs.config import DEFAULT_RECIPE, RECIPES
-
-
-def entries(name, method, gaps):
-    return [
-        {
-            "name": name,
-            "method": method,
-            "k": 100 if method == "teacher" else 10,
-            "seed": seed,
-            "gap": gap,
-        }
-        for seed, gap in enumerate(gaps, start=1)
-    ]
+from runs.recipes import DEFAULT_RECIPE, RECIPES
 
 
 def family_row(family, label, models):
@@ -31,19 +19,21 @@ NEXTVLAD = [
     family_row(
         "nextvlad",
         "grid",
-        entries("TEACHER-FULL", "teacher", [0.72, 0.73, 0.74])
-        + entries("TEACHER-UNIFORM-10", "uniform", [0.60, 0.61, 0.62])
-        + entries("STUDENT-10-DEFAULT", "default", [0.725, 0.73, 0.735]),
+        seed_entries("TEACHER-FULL", "teacher", [0.72, 0.73, 0.74])
+        + seed_entries("TEACHER-UNIFORM-10", "uniform", [0.60, 0.61, 0.62])
+        + seed_entries("STUDENT-10-DEFAULT", "default", [0.725, 0.73, 0.735]),
     ),
     family_row(
-        "nextvlad", "uniform-offset", entries("TEACHER-UNIFORM-10", "uniform", [0.68, 0.69, 0.70])
+        "nextvlad",
+        "uniform-offset",
+        seed_entries("TEACHER-UNIFORM-10", "uniform", [0.68, 0.69, 0.70]),
     ),
 ]
 
 
 def hierarchical_recipes():
     recipe = RECIPES[DEFAULT_RECIPE]
-    teacher = entries("TEACHER-FULL", "teacher", [0.70, 0.70, 0.70])
+    teacher = seed_entries("TEACHER-FULL", "teacher", [0.70, 0.70, 0.70])
     default_settings = {
         "distill_scheme": recipe.scheme,
         "distill_weight": recipe.distill_weight,
@@ -57,22 +47,24 @@ def hierarchical_recipes():
             {
                 "label": "uniform",
                 "settings": other,
-                "models": teacher + entries("TEACHER-UNIFORM-10", "uniform", [0.66, 0.67, 0.68]),
+                "models": teacher
+                + seed_entries("TEACHER-UNIFORM-10", "uniform", [0.66, 0.67, 0.68]),
             },
             {
                 "label": "uniform-offset",
                 "settings": other,
-                "models": teacher + entries("TEACHER-UNIFORM-10", "uniform", [0.69, 0.69, 0.69]),
+                "models": teacher
+                + seed_entries("TEACHER-UNIFORM-10", "uniform", [0.69, 0.69, 0.69]),
             },
             {
                 "label": "L_pred",
                 "settings": other,
-                "models": teacher + entries("STUDENT-10-FINAL", "final", [0.50, 0.50, 0.50]),
+                "models": teacher + seed_entries("STUDENT-10-FINAL", "final", [0.50, 0.50, 0.50]),
             },
             {
                 "label": "L_rep + L_CE",
                 "settings": default_settings,
-                "models": teacher + entries("STUDENT-10-FINAL", "final", [0.75, 0.75, 0.75]),
+                "models": teacher + seed_entries("STUDENT-10-FINAL", "final", [0.75, 0.75, 0.75]),
             },
         ]
     }

@@ -6,7 +6,8 @@ import pytest
 
 import utils
 from experiments import grid
-from runs.config import DEFAULT_RECIPE, RECIPE_FLAGS, RECIPES, RunConfig
+from runs.config import RunConfig
+from runs.recipes import DEFAULT_RECIPE, RECIPE_FLAGS, RECIPES
 
 TABLE_1_ORDER = [
     "TEACHER-FULL",

@@ -15,7 +15,8 @@ import readers
 import utils
 from experiments import grid, grid_report, grid_runner
 from runs import checkpoints
-from runs.config import DEFAULT_RECIPE, RunConfig
+from runs.config import RunConfig
+from runs.recipes import DEFAULT_RECIPE
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # The tiny grid at k = 25 % with two training seeds: the teacher and a baseline (the other

@@ -3,27 +3,14 @@
 import json
 
 import pytest
+from conftest import seed_entries
 
 import results_report
 import utils
 from experiments import recipe_report
-from runs.config import DEFAULT_RECIPE, RECIPES
+from runs.recipes import DEFAULT_RECIPE, RECIPES
 
-
-def entries(name, method, gaps):
-    return [
-        {
-            "name": name,
-            "method": method,
-            "k": 100 if method == "teacher" else 10,
-            "seed": seed,
-            "gap": gap,
-        }
-        for seed, gap in enumerate(gaps, start=1)
-    ]
-
-
-TEACHER = entries("TEACHER-FULL", "teacher", [0.70, 0.71, 0.72])
+TEACHER = seed_entries("TEACHER-FULL", "teacher", [0.70, 0.71, 0.72])
 
 
 def row(label, models, **settings):
@@ -44,14 +31,16 @@ def test_each_student_row_is_compared_with_both_baselines_and_the_default_is_mar
         "rows": [
             row(
                 "uniform",
-                entries("TEACHER-UNIFORM-10", "uniform", [0.60, 0.61, 0.62]),
+                seed_entries("TEACHER-UNIFORM-10", "uniform", [0.60, 0.61, 0.62]),
                 random_frame_offset=False,
             ),
-            row("uniform-offset", entries("TEACHER-UNIFORM-10", "uniform", [0.69, 0.70, 0.71])),
-            row("L_rep", entries("STUDENT-10-FINAL", "final", [0.75, 0.76, 0.77])),
+            row(
+                "uniform-offset", seed_entries("TEACHER-UNIFORM-10", "uniform", [0.69, 0.70, 0.71])
+            ),
+            row("L_rep", seed_entries("STUDENT-10-FINAL", "final", [0.75, 0.76, 0.77])),
             row(
                 "default",
-                entries("STUDENT-10-FINAL", "final", [0.70, 0.70, 0.70]),
+                seed_entries("STUDENT-10-FINAL", "final", [0.70, 0.70, 0.70]),
                 distill_weight=recipe.distill_weight,
                 prediction_weight=recipe.prediction_weight,
                 student_label_weight=recipe.student_label_weight,

@@ -100,23 +100,6 @@ def test_bad_values_name_the_flag(change, flag):
         tiny_config(**change)
 
 
-def test_random_offsets_of_a_recipe_go_where_uniform_spacing_has_a_phase_to_draw():
-    def offsets(*selection):
-        return config.recipe_flag_values("serial", *selection)["random_frame_offset"]
-
-    assert offsets(10, "uniform") and offsets(1, "uniform", 10, 300)
-    assert not offsets(1, "uniform") and not offsets(1, "uniform", 300, 300)
-    for frame_sampling in ("random", "first", "middle", "last", "first_middle_last"):
-        assert not offsets(10, frame_sampling) and not offsets(1, frame_sampling, 10, 300)
-    assert not config.recipe_flag_values("paper", 1, "uniform", 10, 300)["random_frame_offset"]
-    student = tiny_config(
-        model="DistilledStudentModel", frames_per_video=10, distill_recipe="serial"
-    )
-    assert config.student_run_config(student, set()).random_frame_offset
-    last = student.replace(frame_sampling="last")
-    assert not config.student_run_config(last, set()).random_frame_offset
-
-
 def test_the_config_is_frozen_and_derives_the_feature_width():
     run_config = tiny_config(feature_names="rgb", feature_sizes="1024")
     assert run_config.feature_names == ("rgb",) and run_config.feature_size == 1024
@@ -176,70 +159,6 @@ def test_resuming_binds_the_stored_config_once_a_checkpoint_exists(tmp_path):
         config.resolve_run_config(train_dir, requested, {"lstm_cells"}, False)
     assert config.resolve_run_config(train_dir, requested, set(), False) == stored
     assert config.resolve_run_config(train_dir, requested, {"lstm_cells"}, True) == requested
-
-
-def test_a_student_takes_block_5_and_a_trained_teachers_sizes(tmp_path):
-    teacher = tiny_config(num_classes=7, lstm_cells=12, max_frames=50)
-    teacher.save(str(tmp_path))
-    tf.train.Checkpoint(step=tf.Variable(1)).save(str(tmp_path / "ckpt"))
-    requested = tiny_config(model="DistilledStudentModel", frame_stride=10)
-    student = config.student_run_config(requested, {"lstm_cells"}, str(tmp_path))
-    assert student.block_size == config.STUDENT_BLOCK_SIZE
-    assert student.num_classes == 7 and student.max_frames == 50
-    assert student.lstm_cells == requested.lstm_cells  # given: kept
-    joint = config.student_run_config(requested, {"block_size"})
-    assert joint.block_size == requested.block_size
-    # A count as large as the teacher's max_frames reads every frame: no offset to draw.
-    counted = tiny_config(model="DistilledStudentModel", frames_per_video=50, max_frames=60)
-    counted = config.student_run_config(
-        counted.replace(distill_recipe="serial"), set(), str(tmp_path)
-    )
-    assert counted.max_frames == 50 and not counted.random_frame_offset
-
-
-def test_a_teacher_train_dir_that_holds_no_teacher_is_refused_saying_what_it_holds(tmp_path):
-    def refusal(path):
-        with pytest.raises(utils.UserInputError) as raised:
-            config.load_teacher_config(str(path))
-        message = str(raised.value)
-        assert message.startswith(f"--teacher_train_dir={path} ")
-        assert message.endswith(f"{config.TEACHER_NEEDED}.")
-        return message
-
-    def trained(name, run_config):
-        train_dir = tmp_path / name
-        run_config.save(str(train_dir))
-        tf.train.Checkpoint(step=tf.Variable(1)).save(str(train_dir / "ckpt"))
-        return train_dir
-
-    assert "does not exist" in refusal(tmp_path / "missing")
-    (tmp_path / "empty").mkdir()
-    assert "holds no model written by train.py" in refusal(tmp_path / "empty")
-    (tmp_path / "export").mkdir()
-    (tmp_path / "export" / "saved_model.pb").write_bytes(b"")
-    assert "holds a SavedModel" in refusal(tmp_path / "export")
-    student = trained("student", tiny_config(model="DistilledStudentModel", frame_stride=10))
-    trained("student/teacher", tiny_config())
-    message = refusal(student)
-    assert "holds a student (DistilledStudentModel that reads 1 frame in 10), not a teacher" in (
-        message
-    )
-    assert f"its own teacher is in {student / 'teacher'}" in message
-    logistic = trained(
-        "logistic",
-        tiny_config(
-            model="LogisticModel", frame_features=False, feature_names=("mean_rgb", "mean_audio")
-        ),
-    )
-    assert "holds a LogisticModel" in refusal(logistic)
-    uniform = trained("uniform", tiny_config(frame_stride=10))
-    assert "reads 1 frame in 10 (a TEACHER-UNIFORM baseline)" in refusal(uniform)
-    first = trained("first", tiny_config(frames_per_video=6, frame_sampling="first"))
-    assert "reads 6 frames of each video (a TEACHER-FIRST baseline)" in refusal(first)
-    tiny_config().save(str(tmp_path / "untrained"))
-    assert "with no checkpoint yet" in refusal(tmp_path / "untrained")
-    teacher = trained("teacher", tiny_config())
-    assert config.load_teacher_config(str(teacher)) == tiny_config()
 
 
 def test_train_options_and_phases_name_the_bad_flag():

@@ -10,7 +10,7 @@ from tensorflow.core.protobuf import trackable_object_graph_pb2
 import model_zoo
 import readers
 import utils
-from runs import checkpoints, config
+from runs import checkpoints, config, students
 from training import distillation, tasks, trainer
 
 NUM_CLASSES = 5
@@ -226,7 +226,7 @@ def test_a_nextvlad_student_from_a_nextvlad_teacher_and_across_families(tmp_path
         tasks.SupervisedTask(teacher_config), tiny_options(train_pattern, teacher_dir, max_steps=2)
     )
     # The student inherits the teacher's architecture, sizes and output layer.
-    student = config.student_run_config(
+    student = students.student_run_config(
         student_config(), {"model", "frame_stride"}, str(teacher_dir)
     )
     assert (student.student_architecture, student.classifier, student.hidden_size) == (
@@ -274,7 +274,7 @@ def test_families_outside_the_hierarchical_one_refuse_the_papers_joint_scheme(
 
 def test_own_teacher_of_a_family(tmp_path):
     student = student_config(student_architecture="DbofModel", cluster_size=16, hidden_size=8)
-    teacher = config.own_teacher_run_config(student)
+    teacher = students.own_teacher_run_config(student)
     assert (teacher.model, teacher.cluster_size, teacher.hidden_size, teacher.classifier) == (
         "DbofModel",
         16,

@@ -6,7 +6,7 @@ import tensorflow as tf
 from conftest import short_video_train_set, tiny_config, tiny_options
 
 import utils
-from runs import checkpoints, config
+from runs import checkpoints, config, students
 from training import tasks, trainer
 
 NUM_CLASSES = 5
@@ -60,7 +60,7 @@ def test_a_serial_student_trains_its_own_teacher_first_and_resumes_by_stage(
     assert all(result["finished"] for result in results)
     teacher_dir = str(train_dir / config.TEACHER_DIR)
     teacher, teacher_config, _ = checkpoints.restore_model(teacher_dir)
-    assert teacher_config == config.own_teacher_run_config(student_config())
+    assert teacher_config == students.own_teacher_run_config(student_config())
     assert teacher_config.model == "HierarchicalTeacherModel" and teacher_config.block_size == 6
     student, student_flags, _ = checkpoints.restore_model(str(train_dir))
     assert student_flags == student_config()

@@ -1,13 +1,13 @@
-"""Tests of classifiers.py: the logistic and mixture-of-experts output layers."""
+"""Tests of layers/classifiers.py: the logistic and mixture-of-experts output layers."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import tiny_config
 
-import classifiers
 import model_zoo
 import utils
+from layers import classifiers
 
 
 def test_the_mixture_is_the_gated_sum_of_its_experts():

@@ -1,19 +1,17 @@
-"""Cluster-and-aggregate frame-level models: NetVLAD and NeXtVLAD.
+"""The cluster-and-aggregate layers of NetVLAD and NeXtVLAD (frame_level_models.py: the models).
 
 Both softly assign every frame to learned clusters and sum, per cluster, the frames' residuals to
-the cluster's centre; the aggregate feeds a hidden layer with context gating, whose output is the
-video representation, then the classifier (a mixture of experts by default, as published).
+the cluster's centre; `VladEncoder` concatenates the aggregates of the features and feeds them
+to a hidden layer with context gating, whose output is the video representation.
 
-- `NetVLADModel` (Miech, Laptev, Sivic 2017, "Learnable pooling with context gating"): one
-  NetVLAD per feature (rgb: `cluster_size` clusters, every later feature such as audio half as
-  many), each intra- then L2-normalized, concatenated; hidden layer (relu6) and context gating.
-  Published: 256 clusters, hidden 1024.
-- `NeXtVLADModel` (Lin, Xiao, Fan 2018): each frame is expanded (x `expansion`) and cut into
-  `groups` groups; each group is assigned to the clusters and weighted by a learned attention,
-  so the aggregate is `expansion * features / groups` wide per cluster, not `features`: far
-  fewer parameters and operations per frame. Dropout on the aggregate, hidden layer, gating
-  with reduction `gating_reduction`. Published: 128 clusters, hidden 2048, 8 groups, expansion 2,
-  gating reduction 8, dropout 0.5.
+- `NetVLAD` (Miech, Laptev, Sivic 2017, "Learnable pooling with context gating"): the aggregate
+  of one feature, intra- then L2-normalized.
+- `NeXtVLAD` (Lin, Xiao, Fan 2018): each frame is expanded (x `expansion`) and cut into `groups`
+  groups; each group is assigned to the clusters and weighted by a learned attention, so the
+  aggregate is `expansion * features / groups` wide per cluster, not `features`: far fewer
+  parameters and operations per frame. Batch-normalized.
+- `ContextGating`: Miech et al.'s one-matrix gating, or Lin et al.'s squeeze-and-excitation
+  with a reduction.
 
 Masking: a padding frame's assignment is multiplied by 0, so it adds nothing to the aggregate;
 a video with 0 frames aggregates to 0 (normalizing 0 gives 0), a finite output. Deviation from
@@ -24,17 +22,20 @@ on one vector per video.
 
 import tensorflow as tf
 
-from models import EncoderModel
-
 # Features after the first (audio) get this fraction of the clusters, as in both references.
 LATER_FEATURE_CLUSTER_FRACTION = 2
 
 
-def feature_cluster_sizes(feature_sizes, cluster_size):
-    """Clusters per feature: `cluster_size` for the first, half of it (at least 1) for later."""
+def per_feature_poolings(feature_sizes, cluster_size, make_pooling):
+    """One pooling per feature, `make_pooling(index, feature_size, clusters)`: `cluster_size`
+    clusters for the first feature, half of it (at least 1) for each later one."""
     return [
-        cluster_size if index == 0 else max(cluster_size // LATER_FEATURE_CLUSTER_FRACTION, 1)
-        for index in range(len(feature_sizes))
+        make_pooling(
+            index,
+            feature_size,
+            cluster_size if index == 0 else max(cluster_size // LATER_FEATURE_CLUSTER_FRACTION, 1),
+        )
+        for index, feature_size in enumerate(feature_sizes)
     ]
 
 
@@ -78,11 +79,15 @@ class NetVLAD(tf.keras.layers.Layer):
             initializer=tf.keras.initializers.RandomNormal(stddev=feature_size**-0.5),
         )
 
-    def call(self, frames, mask):
+    def call(self, frames, mask, training=False):
         assignment = masked_assignment(self.assignment(frames), mask)
         vlad = residual_aggregate(assignment, frames, self.centers)
         vlad = tf.reshape(vlad, [-1, self.feature_size * self.cluster_size])
         return tf.math.l2_normalize(vlad, axis=1)
+
+    @property
+    def output_size(self):
+        return self.feature_size * self.cluster_size
 
     def frame_flops(self):
         """Operations per frame: the assignment and the residual sum (2 per multiply-add)."""
@@ -130,6 +135,10 @@ class NeXtVLAD(tf.keras.layers.Layer):
         vlad = residual_aggregate(assignment, grouped, self.centers)
         vlad = tf.reshape(vlad, [batch_size, self.group_size * self.cluster_size])
         return self.normalization(vlad, training=training)
+
+    @property
+    def output_size(self):
+        return self.group_size * self.cluster_size
 
     def frame_flops(self):
         """Operations per frame: expansion, attention, assignment, residual sum."""
@@ -193,7 +202,8 @@ class VladEncoder(tf.keras.layers.Layer):
         self.poolings = poolings
         for index, pooling in enumerate(poolings):
             setattr(self, f"pooling_{index}", pooling)  # tracked by checkpoints
-        self.aggregate_size = sum(pooling_output_size(pooling) for pooling in poolings)
+        self.aggregate_size = sum(pooling.output_size for pooling in poolings)
+        self.output_size = hidden_size
         self.dropout = tf.keras.layers.Dropout(dropout)
         self.hidden = tf.keras.layers.Dense(hidden_size, use_bias=False, name="hidden")
         self.hidden_normalization = tf.keras.layers.BatchNormalization(name="hidden_normalization")
@@ -204,8 +214,6 @@ class VladEncoder(tf.keras.layers.Layer):
         features = tf.split(frames, self.feature_sizes, axis=-1)
         aggregates = [
             pooling(feature, mask, training=training)
-            if isinstance(pooling, NeXtVLAD)
-            else pooling(feature, mask)
             for pooling, feature in zip(self.poolings, features, strict=True)
         ]
         aggregate = aggregates[0] if len(aggregates) == 1 else tf.concat(aggregates, axis=-1)
@@ -220,79 +228,3 @@ class VladEncoder(tf.keras.layers.Layer):
         per_frame = sum(pooling.frame_flops() for pooling in self.poolings)
         fixed = 2 * self.aggregate_size * int(self.hidden.units) + self.gating.flops()
         return per_frame * num_frames, fixed
-
-
-def pooling_output_size(pooling):
-    if isinstance(pooling, NeXtVLAD):
-        return pooling.group_size * pooling.cluster_size
-    return pooling.feature_size * pooling.cluster_size
-
-
-class NetVLADModel(EncoderModel):
-    """NetVLAD (Miech et al. 2017) with context gating; see the module docstring.
-
-    Call with `video_matrix [batch, frames, features]` and `num_frames [batch]`; returns
-    `predictions`, `logits` `[batch, num_classes]`, `representation [batch, hidden_size]`.
-    """
-
-    published_defaults = {"classifier": "moe", "cluster_size": 256, "hidden_size": 1024}
-
-    def __init__(self, config, **kwargs):
-        super().__init__(config, **kwargs)
-        cluster_sizes = feature_cluster_sizes(config.feature_sizes, config.cluster_size)
-        poolings = [
-            NetVLAD(feature_size, clusters, name=f"netvlad_{index}")
-            for index, (feature_size, clusters) in enumerate(
-                zip(config.feature_sizes, cluster_sizes, strict=True)
-            )
-        ]
-        self.encoder = VladEncoder(
-            poolings,
-            config.feature_sizes,
-            config.hidden_size,
-            dropout=0.0,
-            gating_reduction=1,
-            hidden_activation=tf.nn.relu6,
-            name="encoder",
-        )
-
-    def flops(self, num_frames):
-        """(per-frame part for `num_frames` frames, fixed part per video), 2 per multiply-add."""
-        frame_part, fixed = self.encoder.flops(num_frames)
-        return frame_part, fixed + self.classifier_flops(self.config.hidden_size)
-
-
-class NeXtVLADModel(EncoderModel):
-    """NeXtVLAD (Lin et al. 2018) with SE context gating; see the module docstring.
-
-    Call with `video_matrix [batch, frames, features]` and `num_frames [batch]`; returns
-    `predictions`, `logits` `[batch, num_classes]`, `representation [batch, hidden_size]`.
-    """
-
-    published_defaults = {"classifier": "moe", "cluster_size": 128, "hidden_size": 2048}
-
-    def __init__(self, config, **kwargs):
-        super().__init__(config, **kwargs)
-        cluster_sizes = feature_cluster_sizes(config.feature_sizes, config.cluster_size)
-        poolings = [
-            NeXtVLAD(
-                feature_size, clusters, config.groups, config.expansion, name=f"nextvlad_{index}"
-            )
-            for index, (feature_size, clusters) in enumerate(
-                zip(config.feature_sizes, cluster_sizes, strict=True)
-            )
-        ]
-        self.encoder = VladEncoder(
-            poolings,
-            config.feature_sizes,
-            config.hidden_size,
-            dropout=config.dropout,
-            gating_reduction=config.gating_reduction,
-            hidden_activation=None,
-            name="encoder",
-        )
-
-    def flops(self, num_frames):
-        """(per-frame part for `num_frames` frames, fixed part per video), 2 per multiply-add."""
-        frame_part, fixed = self.encoder.flops(num_frames)
-        return frame_part, fixed + self.classifier_flops(self.config.hidden_size)
