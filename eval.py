@@ -67,6 +67,14 @@ def define_flags(flag_values=flags.FLAGS):
         corrupt_records.CORRUPT_RECORD_POLICY_HELP,
         flag_values=flag_values,
     )
+    flags.DEFINE_float(
+        "exit_threshold",
+        -1.0,
+        "A model that reads in stages (--exit_stages): stop each video after the first stage "
+        "whose confidence reaches the threshold calibrated (by train.py, on training videos) "
+        "for this agreement with reading every stage, in [0, 1]. Below 0: read every stage.",
+        flag_values=flag_values,
+    )
     data_service_input.define_flags(flag_values)
 
 
@@ -110,6 +118,7 @@ def main(unused_argv):
             corrupt_record_policy=flag_values.corrupt_record_policy,
             tf_data_service_address=flag_values.tf_data_service_address,
             tf_data_service_job_name=flag_values.tf_data_service_job_name,
+            exit_threshold=flag_values.exit_threshold,
             report=lambda metrics: print(evaluator.format_metrics(metrics), flush=True),
         )
 

@@ -16,6 +16,10 @@ import tensorflow as tf
 
 import utils
 from layers import classifiers
+from pipeline import frame_selection
+
+# The outputs of a model that reads in exit stages, one per stage (EncoderModel.call_in_stages).
+STAGE_OUTPUTS = {"logits": "stage_logits", "representation": "stage_representations"}
 
 
 def frame_mask(num_frames, max_length):
@@ -99,10 +103,44 @@ class EncoderModel(BaseModel):
 
     def call(self, video_matrix, num_frames, training=False):
         frames, mask, _ = self.prepare_frames(video_matrix, num_frames)
+        if self.config.exit_stages > 1:
+            return self.call_in_stages(frames, mask, training)
         representation = self.encoder(frames, mask, training=training)
         outputs = self.classify(representation)
         outputs["representation"] = representation
         return outputs
+
+    def call_in_stages(self, frames, mask, training=False):
+        """The outputs after each of `config.exit_stages` coarse-to-fine stages of the frames
+        (frame_selection.exit_stages_of): stage s adds its frames' pooling to the earlier
+        stages' (`encoder.partial`, `encoder.combine`), so its outputs are the model's on every
+        frame of the stages up to s, and the last stage's are the model's on all the frames.
+
+        Returns the last stage's `predictions`, `logits`, `representation`, and
+        `stage_logits [stages, batch, num_classes]`, `stage_representations [stages, batch,
+        hidden]`.
+        """
+        stage_of_frame = frame_selection.exit_stages_of(
+            tf.shape(frames)[1], self.config.exit_stages
+        )
+        pooled = None
+        stage_outputs = []
+        for stage in range(self.config.exit_stages):
+            positions = tf.where(tf.equal(stage_of_frame, stage))[:, 0]
+            stage_pooled = self.encoder.partial(
+                tf.gather(frames, positions, axis=1), tf.gather(mask, positions, axis=1)
+            )
+            pooled = stage_pooled if pooled is None else self.encoder.combine(pooled, stage_pooled)
+            representation = self.encoder.finish(pooled, training=training)
+            outputs = self.classify(representation)
+            outputs["representation"] = representation
+            stage_outputs.append(outputs)
+        # Its layers are built by these calls, not by a call of the encoder itself.
+        self.encoder.built = True
+        final = dict(stage_outputs[-1])
+        for key, stacked in STAGE_OUTPUTS.items():
+            final[stacked] = tf.stack([outputs[key] for outputs in stage_outputs])
+        return final
 
     def flops(self, num_frames):
         """(per-frame part for `num_frames` frames, fixed part per video), 2 per multiply-add:

@@ -23,6 +23,7 @@ from absl import flags, logging
 import utils
 from pipeline import corrupt_records, data_service_input, frame_selection
 from runs import config, distribution, recipes, students
+from serving import early_exit
 from training import tasks, trainer
 
 
@@ -147,6 +148,28 @@ def define_flags(flag_values=flags.FLAGS):
         list(config.STUDENT_ARCHITECTURES),
         "The model a DistilledStudentModel is built as. Default: the teacher's in "
         "--teacher_train_dir, else the hierarchical LSTM.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "exit_stages",
+        1,
+        "Read the frames coarse to fine in this many stages (every 4th of the model's frames, "
+        "then every 2nd, then all, for 3), with an output after each, so that eval and "
+        "inference can stop a video early (--exit_threshold). NetVLAD, NeXtVLAD and DBoF "
+        "models (--student_architecture for a student). 1: one pass.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "exit_calibration_data_pattern",
+        "",
+        "--exit_stages > 1: the videos the exit rule is calibrated on at the end of training "
+        "(never the evaluation's). Empty: --train_data_pattern.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "exit_calibration_videos",
+        early_exit.CALIBRATION_VIDEOS,
+        "--exit_stages > 1: videos read for the exit rule's calibration.",
         flag_values=flag_values,
     )
     flags.DEFINE_enum(
@@ -425,13 +448,39 @@ def describe_results(results, stages):
     return "\n".join(lines)
 
 
+def calibrate_exits(run_config, options, results, flag_values):
+    """For a model that reads in stages and has finished training, the exit rule calibrated on
+    training videos (early_exit.py), written beside its checkpoints by the chief; the line
+    train.py prints about it, or "" when there is nothing to calibrate."""
+    finished = results and results[-1].get("finished") and results[-1]["checkpoint"]
+    task = distribution.tf_config().get("task", {})
+    chief = task.get("type", "chief") == "chief" or (
+        task.get("type") == "worker"
+        and int(task.get("index", 0)) == 0
+        and "chief" not in distribution.tf_config().get("cluster", {})
+    )
+    if run_config.exit_stages < 2 or not finished or not chief:
+        return ""
+    pattern = flag_values.exit_calibration_data_pattern or options.train_data_pattern
+    calibration = early_exit.calibrate_train_dir(
+        options.train_dir, pattern, flag_values.exit_calibration_videos, options.video_id_key
+    )
+    return (
+        f"Exit rule calibrated on {calibration['videos']} videos of {pattern} "
+        f"({early_exit.CALIBRATION_FILE}): give eval.py and inference.py --exit_threshold."
+    )
+
+
 def main(unused_argv):
     logging.set_verbosity(logging.INFO)
     with utils.exit_on_user_error():
         run_config, options, distill_options = configure(flags.FLAGS)
         stages = tasks.make_stages(run_config, options, distill_options)
         results = trainer.train_stages(stages)
+        calibrated = calibrate_exits(run_config, options, results, flags.FLAGS)
     print(describe_results(results, stages))
+    if calibrated:
+        print(calibrated)
 
 
 if __name__ == "__main__":

@@ -21,13 +21,31 @@ class BagOfFramesEncoder(tf.keras.layers.Layer):
         self.output_size = hidden_size
 
     def call(self, frames, mask, training=False):
+        return self.finish(self.partial(frames, mask), training=training)
+
+    def partial(self, frames, mask):
+        """What these frames add to the pooling: `(max,)` or `(sum, count)` of their projections,
+        `[batch, cluster_size]` and `[batch, 1]`. Those of disjoint sets of frames `combine`
+        into those of their union."""
         weights = tf.cast(mask, tf.float32)[:, :, tf.newaxis]
         projected = tf.nn.relu6(self.projection(frames)) * weights  # >= 0, 0 for padding
         if self.pooling == "max":
-            pooled = tf.reduce_max(projected, axis=1)  # padding's 0 never exceeds a frame's
+            # Padding's 0 never exceeds a frame's; no frame at all pools to 0.
+            return (tf.maximum(tf.reduce_max(projected, axis=1), 0.0),)
+        return tf.reduce_sum(projected, axis=1), tf.reduce_sum(weights, axis=1)
+
+    def combine(self, pooled, other_pooled):
+        """The pooling of the union of two disjoint sets of frames."""
+        if self.pooling == "max":
+            return (tf.maximum(pooled[0], other_pooled[0]),)
+        return tf.nest.map_structure(tf.add, pooled, other_pooled)
+
+    def finish(self, pooled, training=False):
+        """`representation [batch, hidden_size]` of the frames pooled in `pooled`."""
+        if self.pooling == "max":
+            pooled = pooled[0]
         else:
-            frame_count = tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
-            pooled = tf.reduce_sum(projected, axis=1) / frame_count
+            pooled = pooled[0] / tf.maximum(pooled[1], 1.0)
         pooled = self.pooled_normalization(pooled, training=training)
         hidden = self.hidden_normalization(self.hidden(pooled), training=training)
         return tf.nn.relu6(hidden)

@@ -48,19 +48,23 @@ def masked_assignment(assignment_logits, mask):
     return tf.nn.softmax(assignment_logits, axis=-1) * weights
 
 
-def residual_aggregate(assignment, descriptors, centers):
-    """The VLAD sum: per cluster k and dimension d, sum_n a_nk (x_nd - c_dk).
+def residual_sums(assignment, descriptors):
+    """The VLAD sums of a set of descriptors, which add up over disjoint sets: (sum_n a_nk x_nd
+    `[batch, dims, clusters]`, sum_n a_nk `[batch, 1, clusters]`).
 
     Args:
       assignment: `[batch, descriptors, clusters]` soft assignments (0 for padding).
       descriptors: `[batch, descriptors, dims]`.
-      centers: `[dims, clusters]`.
-
-    Returns:
-      `[batch, dims, clusters]`, each cluster's column L2-normalized (intra-normalization).
     """
     weighted_sum = tf.einsum("bnk,bnd->bdk", assignment, descriptors)
-    assignment_total = tf.reduce_sum(assignment, axis=1)[:, tf.newaxis, :]
+    return weighted_sum, tf.reduce_sum(assignment, axis=1)[:, tf.newaxis, :]
+
+
+def normalized_residuals(sums, centers):
+    """Per cluster k and dimension d, sum_n a_nk (x_nd - c_dk) from `residual_sums` and the
+    centres `[dims, clusters]`: `[batch, dims, clusters]`, each cluster's column L2-normalized
+    (intra-normalization)."""
+    weighted_sum, assignment_total = sums
     return tf.math.l2_normalize(weighted_sum - assignment_total * centers[tf.newaxis], axis=1)
 
 
@@ -80,9 +84,15 @@ class NetVLAD(tf.keras.layers.Layer):
         )
 
     def call(self, frames, mask, training=False):
-        assignment = masked_assignment(self.assignment(frames), mask)
-        vlad = residual_aggregate(assignment, frames, self.centers)
-        vlad = tf.reshape(vlad, [-1, self.feature_size * self.cluster_size])
+        return self.finish(self.partial(frames, mask), training=training)
+
+    def partial(self, frames, mask):
+        """The residual sums of these frames (`residual_sums`), which add up over frames."""
+        return residual_sums(masked_assignment(self.assignment(frames), mask), frames)
+
+    def finish(self, sums, training=False):
+        """The pooled feature `[batch, output_size]` of the summed frames."""
+        vlad = tf.reshape(normalized_residuals(sums, self.centers), [-1, self.output_size])
         return tf.math.l2_normalize(vlad, axis=1)
 
     @property
@@ -122,6 +132,11 @@ class NeXtVLAD(tf.keras.layers.Layer):
         self.normalization = tf.keras.layers.BatchNormalization(name="normalization")
 
     def call(self, frames, mask, training=False):
+        return self.finish(self.partial(frames, mask), training=training)
+
+    def partial(self, frames, mask):
+        """The residual sums of these frames' groups (`residual_sums`), which add up over
+        frames."""
         batch_size = tf.shape(frames)[0]
         num_frames = tf.shape(frames)[1]
         expanded = self.expand(frames)  # [batch, frames, expanded]
@@ -132,8 +147,11 @@ class NeXtVLAD(tf.keras.layers.Layer):
         assignment = masked_assignment(logits, mask) * attention[..., tf.newaxis]
         assignment = tf.reshape(assignment, [batch_size, num_frames * self.groups, -1])
         grouped = tf.reshape(expanded, [batch_size, num_frames * self.groups, self.group_size])
-        vlad = residual_aggregate(assignment, grouped, self.centers)
-        vlad = tf.reshape(vlad, [batch_size, self.group_size * self.cluster_size])
+        return residual_sums(assignment, grouped)
+
+    def finish(self, sums, training=False):
+        """The pooled feature `[batch, output_size]` of the summed frames."""
+        vlad = tf.reshape(normalized_residuals(sums, self.centers), [-1, self.output_size])
         return self.normalization(vlad, training=training)
 
     @property
@@ -211,10 +229,29 @@ class VladEncoder(tf.keras.layers.Layer):
         self.gating = ContextGating(hidden_size, gating_reduction, name="gating")
 
     def call(self, frames, mask, training=False):
+        return self.finish(self.partial(frames, mask), training=training)
+
+    def partial(self, frames, mask):
+        """What these frames add to the video's pooling: per feature, the residual sums. The
+        sums of disjoint sets of frames `combine` into those of their union."""
         features = tf.split(frames, self.feature_sizes, axis=-1)
-        aggregates = [
-            pooling(feature, mask, training=training)
+        sums = [
+            pooling.partial(feature, mask)
             for pooling, feature in zip(self.poolings, features, strict=True)
+        ]
+        for pooling in self.poolings:
+            pooling.built = True  # its layers are built by `partial`, not by calling it
+        return sums
+
+    def combine(self, sums, other_sums):
+        """The sums of the union of two disjoint sets of frames."""
+        return tf.nest.map_structure(tf.add, sums, other_sums)
+
+    def finish(self, sums, training=False):
+        """`representation [batch, hidden_size]` of the frames summed in `sums`."""
+        aggregates = [
+            pooling.finish(feature_sums, training=training)
+            for pooling, feature_sums in zip(self.poolings, sums, strict=True)
         ]
         aggregate = aggregates[0] if len(aggregates) == 1 else tf.concat(aggregates, axis=-1)
         aggregate = self.dropout(aggregate, training=training)

@@ -351,3 +351,17 @@ def select_frame_positions(
     # Past its selected frames a row may point beyond its record: 0 there.
     valid = selected_range[tf.newaxis, :] < selected_num_frames[:, tf.newaxis]
     return tf.where(valid, positions, 0), frame_indices, selected_num_frames
+
+
+def exit_stages_of(num_positions, exit_stages):
+    """The coarse-to-fine stage of each of a model's selected frames, `[num_positions]` int32:
+    with S = `exit_stages`, the frame at position m (the m-th the model reads) is in stage
+    S - 1 - (the number of levels l in 1 .. S-1 with 2^l dividing m). With S = 3 stage 0 holds
+    every 4th frame (0, 4, 8, ...), stage 1 the frames that make it every 2nd (2, 6, ...) and
+    stage 2 the rest: a model that stops after stage s has read every 2^(S-1-s)-th frame, and
+    the stages up to s hold 1 / 2^(S-1-s) of its frames. One stage: every frame in stage 0."""
+    positions = tf.range(num_positions, dtype=tf.int32)
+    stage = tf.fill([num_positions], exit_stages - 1)
+    for level in range(1, exit_stages):
+        stage -= tf.cast(tf.equal(positions % (2**level), 0), tf.int32)
+    return stage

@@ -49,6 +49,8 @@ FAMILIES = {
     "dbof": "DbofModel",
 }
 STUDENT_ARCHITECTURES = tuple(FAMILIES.values())
+# The families whose pooling adds up over frames, so that they can read a video in stages.
+STAGED_FAMILIES = ("netvlad", "nextvlad", "dbof")
 
 
 def family_of(model_name):
@@ -114,6 +116,10 @@ class RunConfig:
     dbof_pooling: str = "max"  # DbofModel: max or average over the frames
     # The frame-level model a DistilledStudentModel is built as (a `distillable` zoo model).
     student_architecture: str = TEACHER_MODEL
+    # Coarse-to-fine stages of the frames a cluster-and-aggregate model reads, with an output
+    # after each (frame_selection.exit_stages_of; eval and inference may stop a video after
+    # any of them: --exit_threshold). 1: one pass over the frames.
+    exit_stages: int = 1
     label_loss: str = "CrossEntropyLoss"
     distill_mode: str = "final"  # DistilledStudentModel: final or intermediate
     distill_weight: float = 10.0  # weight of ||E_T - E_S||^2
@@ -221,6 +227,7 @@ class RunConfig:
                 "--distill_mode=final."
             )
         check_choice("distill_recipe", self.distill_recipe, tuple(RECIPES))
+        self.check_exit_stages()
         losses.LOSSES.get(self.label_loss)
         input_kind = model_zoo.MODELS.get(self.model).input_kind
         if (input_kind == utils.FRAME_INPUT) != bool(self.frame_features):
@@ -247,6 +254,20 @@ class RunConfig:
                         f"the feature width {feature_size} (--feature_sizes): NeXtVLAD cuts each "
                         "expanded frame into equal groups."
                     )
+
+    def check_exit_stages(self):
+        """Raises utils.UserInputError for --exit_stages below 1, or above 1 for a model whose
+        pooling does not add up over frames."""
+        if self.exit_stages < 1:
+            raise utils.UserInputError(f"--exit_stages={self.exit_stages} must be >= 1.")
+        if self.exit_stages > 1 and self.family not in STAGED_FAMILIES:
+            raise utils.UserInputError(
+                f"--exit_stages={self.exit_stages} reads a video in stages, each adding its "
+                f"frames to the pooling of the earlier ones: {self.architecture} does not pool "
+                "frames that way (a recurrent model would read them again). Use a "
+                f"{', '.join(FAMILIES[family] for family in STAGED_FAMILIES)} "
+                "(--student_architecture for a student)."
+            )
 
     @property
     def feature_size(self):

@@ -25,7 +25,7 @@ import readers
 import utils
 from pipeline import corrupt_records, data_service_input
 from runs import checkpoints, distribution
-from serving import cpu_inference
+from serving import cpu_inference, early_exit
 
 EVAL_METRICS_FILE = "eval_metrics.json"
 PROGRESS_SECONDS = 30.0  # a progress line at most this often while a checkpoint is evaluated
@@ -43,6 +43,7 @@ def evaluate_checkpoint(
     strategy=None,
     tf_data_service_address="",
     tf_data_service_job_name="",
+    exit_threshold=-1.0,
     clock=time.monotonic,
 ):
     """Evaluates one checkpoint on every video matching `eval_data_pattern`.
@@ -67,12 +68,17 @@ def evaluate_checkpoint(
       tf_data_service_job_name: the service job's name, with the checkpoint's name appended
         (each checkpoint gets its own job); "": a new name for each evaluation. Two
         evaluations given the same name at the same time would split the videos.
+      exit_threshold: for a model that reads in stages (--exit_stages), the agreement target
+        of its exit rule (early_exit.py; calibrated by train.py): each video stops after the
+        first stage that reaches it. Below 0: every stage is read.
       clock: seconds, for the timing (injectable).
 
     Returns:
       `EvaluationMetrics.get()`'s dict (gap, avg_hit_at_one, avg_perr, map, aps, avg_loss,
       num_examples) plus `global_step`, `checkpoint`, `eval_seconds`, `videos_per_second`,
-      `skipped_records` (left out by the "skip" policy; 0 with "fail") and `skipped` (what).
+      `mean_frames_read`, `skipped_records` (left out by the "skip" policy; 0 with "fail") and
+      `skipped` (what); with an exit rule, `exit_threshold`, `exit_thresholds` (the confidence
+      of each stage) and `exit_stage_shares` (the share of videos that stopped after each).
     """
     data_service_input.check_service_options(tf_data_service_address, corrupt_record_policy)
     strategy = strategy or distribution.inference_strategy()
@@ -91,9 +97,21 @@ def evaluate_checkpoint(
         dataset = data_service_input.distribute_dataset(dataset, tf_data_service_address, job_name)
     else:
         dataset = cpu_inference.input_dataset(dataset)
-    predict = cpu_inference.predict_function(
-        model, distribution.predict_on_replicas(strategy, model)
-    )
+    exit_rule = {}
+    if exit_threshold >= 0:
+        if config.exit_stages < 2:
+            raise utils.UserInputError(
+                f"--exit_threshold={exit_threshold} stops a video after a stage: {train_dir} "
+                "holds a model that reads its frames in one pass (--exit_stages=1)."
+            )
+        calibration = early_exit.load_calibration(train_dir, config.exit_stages)
+        thresholds = early_exit.exit_thresholds(calibration, exit_threshold)
+        predict = early_exit.ExitPredictor(model, thresholds)
+        exit_rule = {"exit_threshold": exit_threshold, "exit_thresholds": thresholds}
+    else:
+        predict = cpu_inference.predict_function(
+            model, distribution.predict_on_replicas(strategy, model)
+        )
     results = evaluate_predictions(
         predict,
         config,
@@ -107,7 +125,9 @@ def evaluate_checkpoint(
         clock,
     )
     results.update(
-        global_step=checkpoints.checkpoint_step(checkpoint_path), checkpoint=checkpoint_path
+        global_step=checkpoints.checkpoint_step(checkpoint_path),
+        checkpoint=checkpoint_path,
+        **exit_rule,
     )
     return results
 
@@ -130,8 +150,14 @@ def evaluate_predictions(
     batches = corrupt_records.iterate_batches(
         dataset, files, reader.skipped_records, video_id_key=video_id_key
     )
+    frames_read = 0
+    exit_stages = np.zeros([config.exit_stages], np.int64)
     for batch in batches:
         outputs = predict(batch["video_matrix"], batch["num_frames"])
+        # A model that stops videos early says what it read; the others read every frame given.
+        frames_read += int(np.sum(outputs.get("frames_read", batch["num_frames"])))
+        if "exit_stage" in outputs:
+            exit_stages += np.bincount(outputs["exit_stage"], minlength=config.exit_stages)
         loss = label_loss_fn.calculate_loss(
             tf.convert_to_tensor(outputs["predictions"]),
             batch["labels"],
@@ -157,9 +183,12 @@ def evaluate_predictions(
         num_examples=int(results["num_examples"]),
         eval_seconds=elapsed,
         videos_per_second=results["num_examples"] / max(elapsed, 1e-9),
+        mean_frames_read=frames_read / results["num_examples"],
         skipped_records=reader.skipped_records.count,
         skipped=reader.skipped_records.summary(),
     )
+    if exit_stages.sum():
+        results["exit_stage_shares"] = (exit_stages / exit_stages.sum()).tolist()
     return results
 
 
@@ -253,6 +282,11 @@ def format_metrics(metrics):
     """One line with every metric."""
     parts = [f"step {metrics['global_step']}", f"{metrics['num_examples']} videos"]
     parts += [f"{label} {metrics[name]:.4f}" for name, label in eval_util.METRIC_LABELS.items()]
+    if "mean_frames_read" in metrics:
+        parts.append(f"{metrics['mean_frames_read']:.1f} frames read per video")
+    if "exit_stage_shares" in metrics:
+        shares = ", ".join(f"{share:.0%}" for share in metrics["exit_stage_shares"])
+        parts.append(f"stopped after each stage: {shares}")
     if metrics["skipped_records"]:
         parts.append(f"{metrics['skipped_records']} record(s) skipped")
     return " | ".join(parts)

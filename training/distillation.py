@@ -21,6 +21,7 @@ import tensorflow as tf
 from absl import logging
 
 import losses
+import models
 import utils
 from layers import recurrent
 from runs import checkpoints, distribution
@@ -105,6 +106,33 @@ def build_teacher_encoder(config, student):
     return encoder
 
 
+def stage_outputs(outputs, key):
+    """A model's `key` output (`logits`, `representation`) after each of its exit stages (the
+    `stage_<key>s` it returns when it reads in stages: models.EncoderModel.call_in_stages), or
+    its one output as a list of one."""
+    stacked = models.STAGE_OUTPUTS[key]
+    return tf.unstack(outputs[stacked]) if stacked in outputs else [outputs[key]]
+
+
+def mean_over_stages(term, teacher_value, outputs, key):
+    """The mean over a student's exit stages of `term(teacher_value, stage output)`."""
+    return tf.add_n(
+        [term(teacher_value, stage_value) for stage_value in stage_outputs(outputs, key)]
+    ) / len(stage_outputs(outputs, key))
+
+
+def staged_label_loss(label_loss_fn, outputs, labels):
+    """A model's label loss, averaged over its exit stages when it reads in stages."""
+    return mean_over_stages(
+        lambda labels, logits: label_loss_fn.calculate_loss(
+            tf.sigmoid(logits), labels, logits=logits
+        ),
+        labels,
+        outputs,
+        "logits",
+    )
+
+
 def distill_loss(student, teacher, joint, config, regularization_penalty):
     """Phase 1's loss of a replica's batch, and the variables it trains.
 
@@ -155,9 +183,13 @@ def distill_loss(student, teacher, joint, config, regularization_penalty):
             teacher_logits = teacher_outputs["logits"]
             label_loss = tf.constant(0.0)
             regularization = 0.0
+        # A student that reads in exit stages matches the teacher after every stage.
         final = distribution.replica_share(
-            losses.representation_distance(
-                teacher_outputs["representation"], student_outputs["representation"]
+            mean_over_stages(
+                losses.representation_distance,
+                teacher_outputs["representation"],
+                student_outputs,
+                "representation",
             ),
             batch_size,
         )
@@ -165,16 +197,16 @@ def distill_loss(student, teacher, joint, config, regularization_penalty):
         total_loss = label_loss + regularization + config.distill_weight * final
         if config.prediction_weight:
             predictions = distribution.replica_share(
-                losses.prediction_distance(teacher_logits, student_outputs["logits"]), batch_size
+                mean_over_stages(
+                    losses.prediction_distance, teacher_logits, student_outputs, "logits"
+                ),
+                batch_size,
             )
             scalars["distill_predictions"] = predictions
             total_loss += config.prediction_weight * predictions
         if config.student_label_weight:
             student_label_loss = distribution.replica_share(
-                label_loss_fn.calculate_loss(
-                    student_outputs["predictions"], labels, logits=student_outputs["logits"]
-                ),
-                batch_size,
+                staged_label_loss(label_loss_fn, student_outputs, labels), batch_size
             )
             scalars["student_label_loss"] = student_label_loss
             total_loss += config.student_label_weight * student_label_loss

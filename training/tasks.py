@@ -35,8 +35,7 @@ def supervised_phase(name, model, config, options, epochs, directory):
         labels = batch["labels"]
         outputs = model(batch["video_matrix"], num_frames=batch["num_frames"], training=True)
         label_loss = distribution.replica_share(
-            label_loss_fn.calculate_loss(outputs["predictions"], labels, logits=outputs["logits"]),
-            tf.shape(labels)[0],
+            distillation.staged_label_loss(label_loss_fn, outputs, labels), tf.shape(labels)[0]
         )
         total = label_loss + optimization.regularization_loss(model, options.regularization_penalty)
         return total, label_loss, outputs["predictions"], {}

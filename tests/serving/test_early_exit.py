@@ -1,0 +1,153 @@
+"""Tests of reading in exit stages (models.EncoderModel.call_in_stages) and of early_exit.py:
+each stage's outputs are the model's on that stage's frames, the predictor stops videos after
+the stage the rule says and reads only their frames, the thresholds follow the calibration, and
+a staged student trains, calibrates and evaluates end to end."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import short_video_train_set, tiny_config, tiny_options
+
+import model_zoo
+import utils
+from pipeline import frame_selection
+from runs import config
+from serving import early_exit, evaluator
+from training import tasks, trainer
+
+NUM_CLASSES = 5
+STAGED = {
+    "feature_names": "rgb,audio",
+    "feature_sizes": "6,2",
+    "cluster_size": 4,
+    "hidden_size": 8,
+    "groups": 4,
+    "num_classes": NUM_CLASSES,
+    "exit_stages": 3,
+}
+
+
+def staged_pair(model_name, **changes):
+    """A model that reads in 3 stages and the same model (same weights) in one pass."""
+    staged = model_zoo.build_model(tiny_config(model=model_name, **STAGED, **changes))
+    one_pass = model_zoo.build_model(staged.config.replace(exit_stages=1))
+    for source, target in zip(staged.weights, one_pass.weights, strict=True):
+        target.assign(source)
+    return staged, one_pass
+
+
+def test_stages_are_every_4th_then_every_2nd_then_every_frame():
+    stages = frame_selection.exit_stages_of(9, 3).numpy().tolist()
+    assert stages == [0, 2, 1, 2, 0, 2, 1, 2, 0]
+    assert frame_selection.exit_stages_of(4, 1).numpy().tolist() == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    "model_name, changes",
+    [
+        ("NeXtVLADModel", {}),
+        ("NetVLADModel", {}),
+        ("DbofModel", {"dbof_pooling": "max"}),
+        ("DbofModel", {"dbof_pooling": "average"}),
+    ],
+)
+def test_each_stage_is_the_model_on_the_frames_read_so_far(model_name, changes):
+    staged, one_pass = staged_pair(model_name, **changes)
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 256, size=(3, 9, 8), dtype=np.uint8)
+    num_frames = np.array([9, 3, 0], np.int32)
+    outputs = staged(video, num_frames=num_frames)
+    assert outputs["stage_logits"].shape == (3, 3, NUM_CLASSES)
+    for stage, step in enumerate([4, 2, 1]):
+        every = one_pass(video[:, ::step], num_frames=-(-num_frames // step))
+        np.testing.assert_allclose(outputs["stage_logits"][stage], every["logits"], atol=1e-5)
+    np.testing.assert_allclose(outputs["logits"], outputs["stage_logits"][-1], atol=0)
+
+
+def test_the_predictor_stops_each_video_where_the_rule_says_and_reads_only_that():
+    staged, _ = staged_pair("NeXtVLADModel")
+    rng = np.random.default_rng(1)
+    video = rng.integers(0, 256, size=(4, 9, 8), dtype=np.uint8)
+    num_frames = np.array([9, 3, 0, 5], np.int32)
+    reference = staged(video, num_frames=num_frames)["stage_logits"].numpy()
+    every_stage = early_exit.ExitPredictor(staged, [np.inf, np.inf])(video, num_frames)
+    np.testing.assert_allclose(every_stage["logits"], reference[-1], atol=1e-5)
+    assert every_stage["frames_read"].tolist() == [9, 3, 0, 5]
+    first_only = early_exit.ExitPredictor(staged, [-np.inf, -np.inf])(video, num_frames)
+    np.testing.assert_allclose(first_only["logits"], reference[0], atol=1e-5)
+    assert first_only["frames_read"].tolist() == [3, 1, 0, 2]  # frames 0, 4, 8 of each
+    # A threshold between the videos' confidences: the confident ones stop after stage 0.
+    confidence, _ = early_exit.stage_confidences(reference)
+    threshold = float(np.sort(confidence[0])[2])
+    mixed = early_exit.ExitPredictor(staged, [threshold, np.inf])(video, num_frames)
+    stops = confidence[0] >= threshold
+    assert mixed["exit_stage"].tolist() == np.where(stops, 0, 2).tolist()
+    expected = np.where(stops[:, np.newaxis], reference[0], reference[-1])
+    np.testing.assert_allclose(mixed["logits"], expected, atol=1e-5)
+    np.testing.assert_allclose(mixed["predictions"], tf.sigmoid(expected), atol=1e-5)
+
+
+def test_thresholds_are_the_lowest_confidence_that_keeps_the_agreement():
+    calibration = {
+        "confidence": [[0.9, 0.8, 0.8, 0.7, 0.6], [0.5, 0.4, 0.3, 0.2, 0.1]],
+        "agrees_with_last_stage": [[1, 1, 0, 1, 0], [0, 0, 0, 0, 0]],
+    }
+    # Stage 0, from the top: agreement 1, 1, 2/3 (a tie at 0.8 counts whole), 3/4, 3/5.
+    assert early_exit.exit_thresholds(calibration, 1.0) == [0.9, np.inf]
+    assert early_exit.exit_thresholds(calibration, 0.75) == [0.7, np.inf]
+    assert early_exit.exit_thresholds(calibration, 0.6) == [0.6, np.inf]
+    assert early_exit.exit_thresholds(calibration, 0.0) == [-np.inf, -np.inf]
+    with pytest.raises(utils.UserInputError, match="--exit_threshold=1.5 must be in"):
+        early_exit.exit_thresholds(calibration, 1.5)
+
+
+def test_only_a_pooling_that_adds_up_reads_in_stages():
+    with pytest.raises(utils.UserInputError, match="HierarchicalTeacherModel does not pool"):
+        tiny_config(exit_stages=3)
+    with pytest.raises(utils.UserInputError, match="--exit_stages=0 must be >= 1"):
+        tiny_config(model="NeXtVLADModel", **dict(STAGED, exit_stages=0))
+
+
+def test_a_staged_student_distils_calibrates_and_evaluates_with_its_exits(tmp_path):
+    pattern = short_video_train_set(
+        tmp_path / "data", 24, NUM_CLASSES, seed=3, min_frames=12, max_frames=40
+    )
+    sizes = {"cluster_size": 2, "hidden_size": 8, "num_classes": NUM_CLASSES, "max_frames": 40}
+    teacher_dir = tmp_path / "teacher"
+    trainer.train(
+        tasks.SupervisedTask(tiny_config(model="NeXtVLADModel", **sizes)),
+        tiny_options(pattern, teacher_dir, max_steps=2),
+    )
+    student = tiny_config(
+        model=config.STUDENT_MODEL,
+        student_architecture="NeXtVLADModel",
+        frame_stride=2,
+        exit_stages=3,
+        **sizes,
+    )
+    phases = config.DistillOptions(
+        joint_epochs=1, finetune_epochs=1, teacher_train_dir=str(teacher_dir)
+    )
+    student_dir = tmp_path / "student"
+    trainer.train(tasks.make_task(student, phases), tiny_options(pattern, student_dir))
+    with pytest.raises(utils.UserInputError, match="exit_calibration.json: train.py writes"):
+        evaluator.evaluate_checkpoint(str(student_dir), pattern, exit_threshold=0.5)
+
+    calibration = early_exit.calibrate_train_dir(str(student_dir), pattern, max_videos=20)
+    assert calibration["videos"] == 20 and len(calibration["confidence"]) == 2
+    stored = json.loads((student_dir / early_exit.CALIBRATION_FILE).read_text())
+    assert stored["agrees_with_last_stage"] == calibration["agrees_with_last_stage"]
+
+    every_stage = evaluator.evaluate_checkpoint(str(student_dir), pattern, batch_size=8)
+    first_stage = evaluator.evaluate_checkpoint(
+        str(student_dir), pattern, batch_size=8, exit_threshold=0.0
+    )
+    assert first_stage["exit_stage_shares"] == [1.0, 0.0, 0.0]
+    # The first stage holds every 4th of the student's frames (a quarter, rounded up).
+    assert first_stage["mean_frames_read"] < every_stage["mean_frames_read"] / 2
+    assert "exit_threshold" not in every_stage
+    assert "frames read per video" in evaluator.format_metrics(first_stage)
+    with pytest.raises(utils.UserInputError, match="reads its frames in one pass"):
+        evaluator.evaluate_checkpoint(str(teacher_dir), pattern, exit_threshold=0.5)
