@@ -71,6 +71,14 @@ def define_flags(flag_values=flags.FLAGS):
         corrupt_records.CORRUPT_RECORD_POLICY_HELP,
         flag_values=flag_values,
     )
+    flags.DEFINE_float(
+        "exit_threshold",
+        -1.0,
+        "A checkpoint's model that reads in stages (--exit_stages): stop each video after the "
+        "first stage whose confidence reaches the threshold calibrated for this agreement with "
+        "reading every stage, in [0, 1] (eval.py's flag). Below 0: read every stage.",
+        flag_values=flag_values,
+    )
     data_service_input.define_flags(flag_values)
 
 
@@ -94,10 +102,13 @@ def main(unused_argv):
             corrupt_record_policy=flag_values.corrupt_record_policy,
             tf_data_service_address=flag_values.tf_data_service_address,
             tf_data_service_job_name=flag_values.tf_data_service_job_name,
+            exit_threshold=flag_values.exit_threshold,
         )
     if flag_values.corrupt_record_policy == "skip":
         print(corrupt_records.SkippedRecords.describe_summary(result["skipped"]))
     print(f"Wrote predictions for {result['num_videos']} videos to {result['output_file']}")
+    if result["mean_frames_read"] is not None:
+        print(f"Read {result['mean_frames_read']:.1f} frames per video on average")
     if result["named_output_file"]:
         print(f"Wrote label names to {result['named_output_file']}")
 

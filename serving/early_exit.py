@@ -248,3 +248,19 @@ def calibrate_train_dir(train_dir, data_pattern, max_videos=CALIBRATION_VIDEOS, 
     calibration["checkpoint"] = checkpoint_path
     write_calibration(train_dir, calibration)
     return calibration
+
+
+def exit_predictor(train_dir, model, run_config, exit_threshold):
+    """The ExitPredictor of `model` (restored from `train_dir`) for agreement target
+    `exit_threshold`, with the thresholds of the calibration in `train_dir`.
+
+    Raises:
+      utils.UserInputError: for a model that reads in one pass, or no calibration.
+    """
+    if run_config.exit_stages < 2:
+        raise utils.UserInputError(
+            f"--exit_threshold={exit_threshold} stops a video after a stage: {train_dir} "
+            "holds a model that reads its frames in one pass (--exit_stages=1)."
+        )
+    calibration = load_calibration(train_dir, run_config.exit_stages)
+    return ExitPredictor(model, exit_thresholds(calibration, exit_threshold))

@@ -99,15 +99,8 @@ def evaluate_checkpoint(
         dataset = cpu_inference.input_dataset(dataset)
     exit_rule = {}
     if exit_threshold >= 0:
-        if config.exit_stages < 2:
-            raise utils.UserInputError(
-                f"--exit_threshold={exit_threshold} stops a video after a stage: {train_dir} "
-                "holds a model that reads its frames in one pass (--exit_stages=1)."
-            )
-        calibration = early_exit.load_calibration(train_dir, config.exit_stages)
-        thresholds = early_exit.exit_thresholds(calibration, exit_threshold)
-        predict = early_exit.ExitPredictor(model, thresholds)
-        exit_rule = {"exit_threshold": exit_threshold, "exit_thresholds": thresholds}
+        predict = early_exit.exit_predictor(train_dir, model, config, exit_threshold)
+        exit_rule = {"exit_threshold": exit_threshold, "exit_thresholds": predict.thresholds}
     else:
         predict = cpu_inference.predict_function(
             model, distribution.predict_on_replicas(strategy, model)

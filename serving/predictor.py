@@ -30,7 +30,7 @@ import readers
 import utils
 from pipeline import corrupt_records, data_service_input, record_batches
 from runs import checkpoints, distribution
-from serving import cpu_inference
+from serving import cpu_inference, early_exit
 
 CSV_HEADER = "VideoId,LabelConfidencePairs\n"
 
@@ -86,11 +86,20 @@ def named_output_path(output_file):
 
 
 def checkpoint_predictor(
-    train_dir, top_k, video_id_key, corrupt_record_policy="fail", strategy=None
+    train_dir,
+    top_k,
+    video_id_key,
+    corrupt_record_policy="fail",
+    strategy=None,
+    exit_threshold=-1.0,
+    frames_read=None,
 ):
     """Returns (reader, predict): predict maps a parsed batch to top-k indexes and scores.
 
-    With several GPUs (or a given `strategy`) each batch is split over the replicas.
+    With several GPUs (or a given `strategy`) each batch is split over the replicas. A model
+    that reads in stages stops each video early by its exit rule when `exit_threshold` >= 0
+    (early_exit.py), on this machine's devices, and appends the frames each video read
+    (`[batch]`) to the list `frames_read`.
     """
     strategy = strategy or distribution.inference_strategy()
     model, config, checkpoint_path = checkpoints.restore_model(train_dir, strategy=strategy)
@@ -102,6 +111,17 @@ def checkpoint_predictor(
         corrupt_record_policy=corrupt_record_policy,
         check_labels=False,
     )
+
+    if exit_threshold >= 0:
+        exit_predict = early_exit.exit_predictor(train_dir, model, config, exit_threshold)
+
+        def predict_with_exits(video_matrix, num_frames):
+            outputs = exit_predict(video_matrix, num_frames)
+            if frames_read is not None:
+                frames_read.append(outputs["frames_read"])
+            return top_classes(tf.convert_to_tensor(outputs["predictions"]), top_k)
+
+        return reader, predict_with_exits
 
     def finish(outputs):
         return top_classes(outputs["predictions"], top_k)
@@ -152,8 +172,14 @@ def iterate_predictions(
     tf_data_service_address="",
     tf_data_service_job_name="",
     litert_model=None,
+    exit_threshold=-1.0,
+    frames_read=None,
 ):
     """Yields (video_ids, class_indexes, class_scores) numpy arrays per batch, in input order.
+
+    The frames each video read (`[batch]` per batch) are appended to the list `frames_read`
+    when given (a SavedModel's are not known): with `exit_threshold` >= 0 a checkpoint's model
+    that reads in stages stops each video by its exit rule (early_exit.py).
 
     With `corrupt_record_policy="skip"` what is left out is tallied in `skipped` (a
     corrupt_records.SkippedRecords). A SavedModel parses the records itself, with the "fail" checks:
@@ -212,8 +238,19 @@ def iterate_predictions(
                 litert_model, top_k, video_id_key, corrupt_record_policy
             )
         else:
+            if exit_threshold >= 0 and tf_data_service_address:
+                raise utils.UserInputError(
+                    "--exit_threshold re-batches videos between stages on this machine: leave "
+                    "out --tf_data_service_address."
+                )
             reader, predict = checkpoint_predictor(
-                train_dir, top_k, video_id_key, corrupt_record_policy, strategy
+                train_dir,
+                top_k,
+                video_id_key,
+                corrupt_record_policy,
+                strategy,
+                exit_threshold,
+                frames_read,
             )
         reader.skipped_records = skipped
         dataset, files = reader.make_dataset(
@@ -228,6 +265,8 @@ def iterate_predictions(
             dataset = cpu_inference.input_dataset(dataset)
         for batch in corrupt_records.iterate_batches(dataset, files, skipped):
             indexes, scores = predict(batch["video_matrix"], batch["num_frames"])
+            if frames_read is not None and exit_threshold < 0:
+                frames_read.append(batch["num_frames"].numpy())
             yield batch["video_ids"].numpy(), np.asarray(indexes), np.asarray(scores)
 
 
@@ -246,6 +285,7 @@ def run_inference(
     tf_data_service_address="",
     tf_data_service_job_name="",
     litert_model=None,
+    exit_threshold=-1.0,
 ):
     """Writes the Kaggle CSV (and the named CSV with a vocabulary) for every input video.
 
@@ -254,9 +294,13 @@ def run_inference(
     (`iterate_predictions`): one line per video as well, in the order the service's workers
     deliver them.
 
+    A model that reads in stages stops each video early by its exit rule when
+    `exit_threshold` >= 0 (early_exit.py).
+
     Returns:
       dict with `num_videos`, `seconds`, `output_file`, `named_output_file` (or None),
-      `skipped_records` and `skipped` (what --corrupt_record_policy=skip left out).
+      `mean_frames_read` (None for a SavedModel), `skipped_records` and `skipped` (what
+      --corrupt_record_policy=skip left out).
     """
     corrupt_records.check_corrupt_record_policy(corrupt_record_policy)
     data_service_input.check_service_options(tf_data_service_address, corrupt_record_policy)
@@ -277,6 +321,7 @@ def run_inference(
     temporary_files = [output_file + suffix] + ([named_file + suffix] if named_file else [])
     start = time.time()
     num_videos = 0
+    frames_read = []
     try:
         with tf.io.gfile.GFile(temporary_files[0], "w") as out:
             named_out = tf.io.gfile.GFile(temporary_files[1], "w") if named_file else None
@@ -298,6 +343,8 @@ def run_inference(
                     tf_data_service_address=tf_data_service_address,
                     tf_data_service_job_name=tf_data_service_job_name,
                     litert_model=litert_model,
+                    exit_threshold=exit_threshold,
+                    frames_read=frames_read,
                 ):
                     out.write("".join(format_lines(video_ids, indexes, scores)))
                     if named_out:
@@ -320,6 +367,11 @@ def run_inference(
         "seconds": time.time() - start,
         "output_file": output_file,
         "named_output_file": named_file,
+        "mean_frames_read": (
+            float(np.sum([np.sum(counts) for counts in frames_read])) / num_videos
+            if frames_read and num_videos
+            else None
+        ),
         "skipped_records": skipped.count,
         "skipped": skipped.summary(),
     }

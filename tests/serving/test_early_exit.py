@@ -14,7 +14,7 @@ import model_zoo
 import utils
 from pipeline import frame_selection
 from runs import config
-from serving import early_exit, evaluator
+from serving import early_exit, evaluator, predictor
 from training import tasks, trainer
 
 NUM_CLASSES = 5
@@ -149,5 +149,12 @@ def test_a_staged_student_distils_calibrates_and_evaluates_with_its_exits(tmp_pa
     assert first_stage["mean_frames_read"] < every_stage["mean_frames_read"] / 2
     assert "exit_threshold" not in every_stage
     assert "frames read per video" in evaluator.format_metrics(first_stage)
+    csv = tmp_path / "predictions.csv"
+    written = predictor.run_inference(
+        pattern, str(csv), train_dir=str(student_dir), batch_size=8, exit_threshold=0.0
+    )
+    assert written["num_videos"] == 24
+    assert written["mean_frames_read"] == pytest.approx(first_stage["mean_frames_read"])
+    assert csv.read_text().startswith(predictor.CSV_HEADER)
     with pytest.raises(utils.UserInputError, match="reads its frames in one pass"):
         evaluator.evaluate_checkpoint(str(teacher_dir), pattern, exit_threshold=0.5)
