@@ -197,7 +197,10 @@ def generated_blocks(results_dir):
         blocks["demo"] = demo_markdown(read_json(demo_path))
     benchmark_path = os.path.join(results_dir, BENCHMARK_FILE)
     if os.path.exists(benchmark_path):
-        blocks["benchmark"] = benchmark_report.benchmark_markdown(read_json(benchmark_path))
+        benchmark = read_json(benchmark_path)
+        blocks["benchmark"] = benchmark_report.benchmark_markdown(benchmark)
+        if benchmark_report.litert_markdown(benchmark):
+            blocks["litert"] = benchmark_report.litert_markdown(benchmark)
     for name in grid_names(results_dir):
         directory = os.path.join(results_dir, GRID_PREFIX + name)
         blocks[f"grid-{name}"] = grid_markdown(

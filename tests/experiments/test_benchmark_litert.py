@@ -51,7 +51,8 @@ def test_the_table_shows_every_variant_and_an_old_report_renders_without_it():
     report = hand_made_benchmark()
     litert = hand_made_litert()
     litert["student_over_teacher_float32"] = benchmark_litert.speedups(litert["rows"])
-    text = benchmark_report.benchmark_markdown(dict(report, litert=litert))
+    text = benchmark_report.litert_markdown(dict(report, litert=litert))
+    assert text.startswith("`make bench`, commit ")
     assert (
         "| paper | teacher | float32 | 300 | 185.0 | untrained | 2.0e-07 | 90.00 / 99.00 | 250 |"
         in text
@@ -62,7 +63,8 @@ def test_the_table_shows_every_variant_and_an_old_report_renders_without_it():
         "paper: student-10 per video against the teacher's float32 model: int8_weights 15.0x."
         in text
     )
-    assert "LiteRT" not in benchmark_report.benchmark_markdown(report)
+    assert "LiteRT" not in benchmark_report.benchmark_markdown(dict(report, litert=litert))
+    assert benchmark_report.litert_markdown(report) == ""
 
 
 def test_the_evaluation_shards_are_held_out(tmp_path):
