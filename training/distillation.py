@@ -15,6 +15,8 @@ student's selected frames (1 in `frame_stride`) of the same videos:
   (its representation is not the teacher's) learns through the prediction and label terms only,
   with its own output layer, all its variables trained.
 Phase 2 ("finetune") is plain supervised training of the student on its own frames.
+A student that reads in exit stages (`--exit_stages`) is matched after every stage: each term
+is the mean over the stages (`mean_over_stages`), and so is its label loss in both phases.
 """
 
 import tensorflow as tf
