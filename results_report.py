@@ -6,6 +6,7 @@ goes stale.
         --import_benchmark=/tmp/bench/benchmark.json --import_demo=demo_out/demo_results.json
     python results_report.py --import_recipe=proxy:L_rep=/tmp/grid_proxy_serial
     python results_report.py --import_family=proxy:nextvlad:grid=/tmp/grids/nextvlad
+    python results_report.py --import_adaptive=proxy:adaptive=/tmp/adaptive_sweep
 
 The measurements live in `results/`: `benchmark.json` (benchmark.py's report), `demo.json`
 (demo.py's `demo_results.json`), one directory
@@ -32,6 +33,7 @@ from absl import flags
 
 import utils
 from experiments import (
+    adaptive_report,
     benchmark_report,
     demo_job,
     family_report,
@@ -48,6 +50,7 @@ GRID_FILES = ("config.json", "results.json", "results.md")
 GRID_PREFIX = "grid_"
 RECIPES_PREFIX = "recipes_"
 FAMILIES_PREFIX = "families_"
+ADAPTIVE_PREFIX = "adaptive_"
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -81,6 +84,14 @@ def define_flags(flag_values=flags.FLAGS):
         "REGIME:FAMILY:LABEL=DIR: add (or replace) the row of FAMILY labelled LABEL (grid: "
         "TEACHER-FULL, UNIFORM-10 and STUDENT-10-DEFAULT; uniform-offset: UNIFORM-10 from "
         "random offsets) of results/families_REGIME.json from a reproduce.py output directory.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_multi_string(
+        "import_adaptive",
+        [],
+        "REGIME:LABEL=DIR: add (or replace) the row LABEL (adaptive, or a fixed student-k) of "
+        "results/adaptive_REGIME.json from a sweep directory: seed*/eval_metrics_threshold*.json "
+        "(experiments/adaptive_report.py).",
         flag_values=flag_values,
     )
     flags.DEFINE_string(
@@ -215,6 +226,9 @@ def generated_blocks(results_dir):
         recipes_path = os.path.join(results_dir, f"{RECIPES_PREFIX}{regime}.json")
         recipes = read_json(recipes_path) if os.path.exists(recipes_path) else None
         blocks[f"families-{regime}"] = family_report.families_markdown(read_json(path), recipes)
+    for path in sorted(glob.glob(os.path.join(results_dir, ADAPTIVE_PREFIX + "*.json"))):
+        regime = os.path.basename(path).removeprefix(ADAPTIVE_PREFIX).removesuffix(".json")
+        blocks[f"adaptive-{regime}"] = adaptive_report.adaptive_markdown(read_json(path))
     return blocks
 
 
@@ -332,6 +346,18 @@ def import_family(spec, results_dir):
     add_row(os.path.join(results_dir, f"{FAMILIES_PREFIX}{regime}.json"), row, ["family", "label"])
 
 
+def import_adaptive(spec, results_dir):
+    """Adds (or replaces) row LABEL of results_dir/adaptive_REGIME.json from REGIME:LABEL=DIR."""
+    target, separator, source = spec.partition("=")
+    regime, colon, label = target.partition(":")
+    if not (separator and colon and re.fullmatch(r"[a-z0-9_-]+", regime) and label):
+        raise utils.UserInputError(
+            f"--import_adaptive={spec}: give REGIME:LABEL=DIR, REGIME in [a-z0-9_-]."
+        )
+    row = {"label": label, "entries": adaptive_report.read_sweep(source)}
+    add_row(os.path.join(results_dir, f"{ADAPTIVE_PREFIX}{regime}.json"), row, ["label"])
+
+
 def main(unused_argv):
     flag_values = flags.FLAGS
     with utils.exit_on_user_error():
@@ -342,6 +368,8 @@ def main(unused_argv):
             import_recipe(spec, results_dir)
         for spec in flag_values.import_family:
             import_family(spec, results_dir)
+        for spec in flag_values.import_adaptive:
+            import_adaptive(spec, results_dir)
         if flag_values.import_benchmark:
             with open(flag_values.import_benchmark) as handle:
                 report = json.load(handle)
