@@ -4,6 +4,7 @@ the stage the rule says and reads only their frames, the thresholds follow the c
 a staged student trains, calibrates and evaluates end to end."""
 
 import json
+import types
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import tensorflow as tf
 from conftest import short_video_train_set, tiny_config, tiny_options
 
 import model_zoo
+import train
 import utils
 from pipeline import frame_selection
 from runs import config
@@ -135,7 +137,17 @@ def test_a_staged_student_distils_calibrates_and_evaluates_with_its_exits(tmp_pa
     with pytest.raises(utils.UserInputError, match="exit_calibration.json: train.py writes"):
         evaluator.evaluate_checkpoint(str(student_dir), pattern, exit_threshold=0.5)
 
-    calibration = early_exit.calibrate_train_dir(str(student_dir), pattern, max_videos=20)
+    # train.py calibrates once the training is finished, on the training files by default.
+    options = tiny_options(pattern, student_dir)
+    flag_values = types.SimpleNamespace(
+        exit_calibration_data_pattern="", exit_calibration_videos=20
+    )
+    unfinished = [{"finished": False, "checkpoint": None}]
+    assert train.calibrate_exits(student, options, unfinished, flag_values) == ""
+    finished = [{"finished": True, "checkpoint": "ckpt"}]
+    line = train.calibrate_exits(student, options, finished, flag_values)
+    assert line.startswith(f"Exit rule calibrated on 20 videos of {pattern}")
+    calibration = early_exit.load_calibration(str(student_dir), 3)
     assert calibration["videos"] == 20 and len(calibration["confidence"]) == 2
     stored = json.loads((student_dir / early_exit.CALIBRATION_FILE).read_text())
     assert stored["agrees_with_last_stage"] == calibration["agrees_with_last_stage"]
