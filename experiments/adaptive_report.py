@@ -37,7 +37,12 @@ def read_sweep(directory):
       utils.UserInputError: when it holds no `seed*/eval_metrics_threshold*.json`.
     """
     entries = []
-    for seed_dir in sorted(glob.glob(os.path.join(directory, "seed*"))):
+    seed_dirs = [
+        path
+        for path in glob.glob(os.path.join(directory, "seed*"))
+        if os.path.isdir(path) and re.fullmatch(r"seed\d+", os.path.basename(path))
+    ]
+    for seed_dir in sorted(seed_dirs, key=lambda path: int(os.path.basename(path)[4:])):
         seed = int(os.path.basename(seed_dir).removeprefix("seed"))
         for path in sorted(glob.glob(os.path.join(seed_dir, "eval_metrics_threshold*.json"))):
             threshold = float(THRESHOLD_FILE.search(path).group(1))

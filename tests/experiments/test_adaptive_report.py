@@ -38,6 +38,7 @@ def test_the_sweep_is_compared_with_the_fixed_student(tmp_path):
         tmp_path / "student10",
         {seed: {"-1": (0.798 + offset, 30.0, None)} for seed, offset in [(1, 0), (2, 0.001)]},
     )
+    (tmp_path / "adaptive" / "seed1.log").write_text("a training log beside the seeds\n")
     entries = adaptive_report.read_sweep(adaptive)
     assert [(entry["seed"], entry["exit_threshold"]) for entry in entries][:2] == [
         (1, None),
