@@ -304,14 +304,22 @@ def add_row(path, row, key_names):
     utils.write_text_atomically(path, json.dumps(table, indent=1) + "\n")
 
 
-def import_recipe(spec, results_dir):
-    """Adds (or replaces) row LABEL of results_dir/recipes_REGIME.json from REGIME:LABEL=DIR."""
+def parse_regime_label(flag, spec):
+    """(regime, label, directory) of a REGIME:LABEL=DIR `spec` of `flag`.
+
+    Raises:
+      utils.UserInputError: for another form, or a REGIME outside [a-z0-9_-].
+    """
     target, separator, source = spec.partition("=")
     regime, colon, label = target.partition(":")
     if not (separator and colon and re.fullmatch(r"[a-z0-9_-]+", regime) and label):
-        raise utils.UserInputError(
-            f"--import_recipe={spec}: give REGIME:LABEL=DIR, REGIME in [a-z0-9_-]."
-        )
+        raise utils.UserInputError(f"{flag}={spec}: give REGIME:LABEL=DIR, REGIME in [a-z0-9_-].")
+    return regime, label, source
+
+
+def import_recipe(spec, results_dir):
+    """Adds (or replaces) row LABEL of results_dir/recipes_REGIME.json from REGIME:LABEL=DIR."""
+    regime, label, source = parse_regime_label("--import_recipe", spec)
     settings, stored = read_grid_run("--import_recipe", spec, source)
     row = {"label": label, "settings": settings, "models": stored["models"]}
     add_row(os.path.join(results_dir, f"{RECIPES_PREFIX}{regime}.json"), row, ["label"])
@@ -348,12 +356,7 @@ def import_family(spec, results_dir):
 
 def import_adaptive(spec, results_dir):
     """Adds (or replaces) row LABEL of results_dir/adaptive_REGIME.json from REGIME:LABEL=DIR."""
-    target, separator, source = spec.partition("=")
-    regime, colon, label = target.partition(":")
-    if not (separator and colon and re.fullmatch(r"[a-z0-9_-]+", regime) and label):
-        raise utils.UserInputError(
-            f"--import_adaptive={spec}: give REGIME:LABEL=DIR, REGIME in [a-z0-9_-]."
-        )
+    regime, label, source = parse_regime_label("--import_adaptive", spec)
     row = {"label": label, "entries": adaptive_report.read_sweep(source)}
     add_row(os.path.join(results_dir, f"{ADAPTIVE_PREFIX}{regime}.json"), row, ["label"])
 
