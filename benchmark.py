@@ -99,6 +99,14 @@ def define_flags(flag_values=flags.FLAGS):
         "and measured on one thread (the small ones trained for GAP); empty: none.",
         flag_values=flag_values,
     )
+    flags.DEFINE_list(
+        "adaptive_presets",
+        ["small", "paper"],
+        "Model sizes whose NeXtVLAD student-10 is measured end to end with exit stages (the "
+        "shares of videos stopping after each stage set as the trained student's on the proxy) "
+        "against the same student reading every frame; empty: none.",
+        flag_values=flag_values,
+    )
     flags.DEFINE_integer(
         "litert_latency_calls",
         30,
@@ -139,6 +147,7 @@ def main(unused_argv):
             families=flag_values.families,
             litert_presets=flag_values.litert_presets,
             litert_options={"latency_calls": flag_values.litert_latency_calls},
+            adaptive_presets=flag_values.adaptive_presets,
         )
     print(benchmark_report.benchmark_markdown(report))
     print(f"Wrote {os.path.join(flag_values.output_dir, 'benchmark.json')}")

@@ -27,6 +27,7 @@ import utils
 from experiments import benchmark_training
 from pipeline import corrupt_records, record_batches
 from runs import config
+from serving import cpu_inference
 from training import training_input
 
 REPO_DIR = utils.REPO_DIR
@@ -99,6 +100,32 @@ def pipeline_rate(reader, pattern, batch_size, num_readers, min_seconds, num_epo
         pattern, batch_size, num_epochs=num_epochs, num_readers=num_readers
     )
     return timed_rate(lambda: dataset, lambda batch: int(batch["num_frames"].shape[0]), min_seconds)
+
+
+def model_rate(predict, cached_batches, min_seconds):
+    """The model alone on batches already in memory: `predict` -> top-k, to numpy."""
+
+    def make_batches():
+        for video_matrix, num_frames in cached_batches:
+            indexes, _ = predict(video_matrix, num_frames)
+            yield indexes.numpy()
+
+    return timed_rate(make_batches, len, min_seconds)
+
+
+def end_to_end_rate(reader, predict, pattern, batch_size, num_readers, min_seconds):
+    """inference.py's loop (predictor.py): reader (with inference's input options,
+    cpu_inference.py), model, top-k, numpy (the compiled model already traced)."""
+
+    dataset, files = reader.make_dataset(pattern, batch_size, num_readers=num_readers)
+    dataset = cpu_inference.input_dataset(dataset)
+
+    def make_batches():
+        for batch in corrupt_records.iterate_batches(dataset, files):
+            indexes, scores = predict(batch["video_matrix"], batch["num_frames"])
+            yield batch["video_ids"].numpy(), indexes.numpy(), scores.numpy()
+
+    return timed_rate(make_batches, lambda batch: len(batch[0]), min_seconds)
 
 
 def training_input_rate(run_config, pattern, batch_size, num_readers, min_seconds, ordered):

@@ -125,6 +125,7 @@ def benchmark_markdown(report):
                     f"{entry['end_to_end_speedup']:.2f}x |"
                 )
     lines += family_cost_lines(report)
+    lines += adaptive_lines(report)
     for name, row in report.get("memory", {}).items():
         copies = [
             key for key in row if key.startswith("peak_rss_mib_") and key != "peak_rss_mib_1x"
@@ -192,6 +193,32 @@ def family_cost_lines(report):
                 f"{entry['model_videos_per_second']:,.1f} | "
                 f"{entry['end_to_end_videos_per_second']:,.1f} | {ratios} |"
             )
+    return lines
+
+
+def adaptive_lines(report):
+    """The adaptive student's end-to-end rates (benchmark_adaptive.py) against the same student
+    reading every frame; nothing for a benchmark.json without `adaptive`."""
+    adaptive = report.get("adaptive")
+    if not adaptive:
+        return []
+    shares = ", ".join(f"{share:.0%}" for share in next(iter(adaptive.values()))["exit_shares"])
+    lines = [
+        "",
+        "The adaptive NeXtVLAD student-10 (3 exit stages, re-batched between stages; videos "
+        f"stopping after each stage: {shares}, as the trained student at --exit_threshold=0.9 "
+        "on the proxy) against the same student reading every frame, inference.py's loop:",
+        "",
+        "| preset | frames read, every frame / adaptive | end-to-end v/s, every frame | "
+        "end-to-end v/s, adaptive | adaptive / every frame |",
+        "|---|---|---|---|---|",
+    ]
+    for preset, row in adaptive.items():
+        lines.append(
+            f"| {preset} | {row['frames_read_one_pass']:.1f} / {row['frames_read_adaptive']:.1f} "
+            f"| {row['one_pass_videos_per_second']:,.1f} | "
+            f"{row['adaptive_videos_per_second']:,.1f} | {row['speedup']:.2f}x |"
+        )
     return lines
 
 

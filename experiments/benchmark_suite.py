@@ -50,10 +50,15 @@ from absl import logging
 import model_zoo
 import utils
 from datasets import synthetic
-from experiments import benchmark_input, benchmark_litert, benchmark_models, benchmark_training
-from pipeline import corrupt_records
+from experiments import (
+    benchmark_adaptive,
+    benchmark_input,
+    benchmark_litert,
+    benchmark_models,
+    benchmark_training,
+)
 from runs import config
-from serving import cpu_inference, predictor
+from serving import predictor
 
 NUM_SHARDS = 8
 # What --quick sets (it overrides these flags).
@@ -66,6 +71,7 @@ QUICK_SETTINGS = {
     "measure_memory": False,
     "train_epochs": 2,
     "litert_presets": [],
+    "adaptive_presets": [],
 }
 MEMORY_DATA_COPIES = 4
 
@@ -108,30 +114,6 @@ def copies_of_data(pattern, copies_dir, copies):
             if not os.path.lexists(link):
                 os.symlink(os.path.abspath(path), link)
     return os.path.join(copies_dir, "copy*-bench-*.tfrecord")
-
-
-def model_rate(predict, cached_batches, min_seconds):
-    def make_batches():
-        for video_matrix, num_frames in cached_batches:
-            indexes, _ = predict(video_matrix, num_frames)
-            yield indexes.numpy()
-
-    return benchmark_input.timed_rate(make_batches, len, min_seconds)
-
-
-def end_to_end_rate(reader, predict, pattern, batch_size, num_readers, min_seconds):
-    """inference.py's loop (predictor.py): reader (with inference's input options,
-    cpu_inference.py), model, top-k, numpy (the compiled model already traced)."""
-
-    dataset, files = reader.make_dataset(pattern, batch_size, num_readers=num_readers)
-    dataset = cpu_inference.input_dataset(dataset)
-
-    def make_batches():
-        for batch in corrupt_records.iterate_batches(dataset, files):
-            indexes, scores = predict(batch["video_matrix"], batch["num_frames"])
-            yield batch["video_ids"].numpy(), indexes.numpy(), scores.numpy()
-
-    return benchmark_input.timed_rate(make_batches, lambda batch: len(batch[0]), min_seconds)
 
 
 def measure_preset(
@@ -185,9 +167,11 @@ def measure_preset(
                     reader, pattern, batch_size, num_readers, min_seconds, reader_epochs
                 )
             )
-            samples[name]["model"].append(model_rate(predict, cached, min_seconds))
+            samples[name]["model"].append(benchmark_input.model_rate(predict, cached, min_seconds))
             samples[name]["end_to_end"].append(
-                end_to_end_rate(reader, predict, pattern, batch_size, num_readers, min_seconds)
+                benchmark_input.end_to_end_rate(
+                    reader, predict, pattern, batch_size, num_readers, min_seconds
+                )
             )
             logging.info("%s %s pass %d: %s", preset, name, repeat + 1, samples[name])
     results = []
@@ -300,6 +284,7 @@ def run_benchmark(
     families=tuple(config.FAMILIES),
     litert_presets=(),
     litert_options=None,
+    adaptive_presets=(),
 ):
     """Runs every measurement and writes `output_dir/benchmark.json`; returns the report.
 
@@ -313,7 +298,8 @@ def run_benchmark(
     often as it takes to give `reader_pass_videos` videos. `quick` marks the report as
     benchmark.py --quick's (QUICK_SETTINGS), so that its table says so. `litert_presets` are
     measured as device models (`litert`; `litert_options`: benchmark_litert.measure_litert's
-    keyword arguments).
+    keyword arguments). For `adaptive_presets`, the NeXtVLAD student-10 with exit stages against
+    the same student reading every frame (`adaptive`: benchmark_adaptive.py).
     """
     if num_videos < 2 * batch_size:
         raise utils.UserInputError(
@@ -333,11 +319,13 @@ def run_benchmark(
     for preset in presets:
         if preset not in benchmark_models.PRESETS:
             raise utils.UserInputError(f"--presets: unknown preset '{preset}' (small, paper).")
-    for preset in litert_presets:
-        if preset not in benchmark_models.PRESETS:
-            raise utils.UserInputError(
-                f"--litert_presets: unknown preset '{preset}' (small, paper)."
-            )
+    for flag, chosen in (
+        ("--litert_presets", litert_presets),
+        ("--adaptive_presets", adaptive_presets),
+    ):
+        for preset in chosen:
+            if preset not in benchmark_models.PRESETS:
+                raise utils.UserInputError(f"{flag}: unknown preset '{preset}' (small, paper).")
     data_dir = os.path.join(output_dir, f"data-{num_videos}videos")
     pattern = write_benchmark_data(data_dir, num_videos, num_classes=10)
     machine = utils.machine_facts()
@@ -443,6 +431,16 @@ def run_benchmark(
     if litert_presets:
         report["litert"] = benchmark_litert.measure_litert(
             pattern, os.path.join(output_dir, "litert"), litert_presets, **(litert_options or {})
+        )
+    if adaptive_presets:
+        report["adaptive"] = benchmark_adaptive.measure_adaptive(
+            pattern,
+            os.path.join(output_dir, "adaptive"),
+            adaptive_presets,
+            batch_size,
+            num_readers,
+            min_seconds,
+            repeats,
         )
     utils.write_text_atomically(
         os.path.join(output_dir, "benchmark.json"), json.dumps(report, indent=2) + "\n"

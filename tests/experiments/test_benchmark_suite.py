@@ -2,10 +2,11 @@
 
 import json
 
+import numpy as np
 import pytest
 
 import utils
-from experiments import benchmark_report, benchmark_suite
+from experiments import benchmark_adaptive, benchmark_report, benchmark_suite
 
 
 def test_tiny_benchmark_reports_every_model_and_memory(tmp_path):
@@ -24,6 +25,7 @@ def test_tiny_benchmark_reports_every_model_and_memory(tmp_path):
         measure_input_too=False,
         quick=True,
         families=["nextvlad", "hierarchical"],
+        adaptive_presets=["small"],
     )
     with open(f"{output_dir}/benchmark.json") as handle:
         assert json.load(handle) == json.loads(json.dumps(report))
@@ -67,7 +69,16 @@ def test_tiny_benchmark_reports_every_model_and_memory(tmp_path):
             entries[0]["gflops_frames"] * frames_read, rel=0.15
         )
         assert entries[1]["gflops_fixed"] == entries[0]["gflops_fixed"]
+    # The adaptive student stops 40 % of the videos after a quarter of its frames, 48 % after
+    # half: it reads under two thirds of what the same student reads to the end.
+    adaptive = report["adaptive"]["small"]
+    assert adaptive["frames_read_adaptive"] < 0.67 * adaptive["frames_read_one_pass"]
+    assert adaptive["frames_read_one_pass"] == pytest.approx(results[1]["frames_per_video"])
+    assert adaptive["speedup"] == pytest.approx(
+        adaptive["adaptive_videos_per_second"] / adaptive["one_pass_videos_per_second"]
+    )
     table = benchmark_report.benchmark_markdown(report)
+    assert "| small | 2" in table and "The adaptive NeXtVLAD student-10" in table
     assert "student-10" in table and "Peak RSS" in table
     assert "| small | nextvlad | student-10 |" in table and "| small | hierarchical |" in table
     # benchmark.py --quick's table says what it is.
@@ -86,3 +97,12 @@ def test_bad_ks_are_refused(bad):
 def test_too_few_videos_for_the_batch_is_refused(tmp_path):
     with pytest.raises(utils.UserInputError, match="--num_videos"):
         benchmark_suite.run_benchmark(str(tmp_path), ["small"], ["10"], 10, 8, 1, 2, False)
+
+
+def test_exit_thresholds_for_given_shares_of_videos():
+    confidence = np.array([[0.9, 0.8, 0.7, 0.6, 0.5], [0.1, 0.2, 0.9, 0.8, 0.3]])
+    # 40 % stop after stage 0 (the two most confident), then 40 % of all after stage 1: of the
+    # three still reading (0.9, 0.8, 0.3 at stage 1), the two most confident.
+    thresholds = benchmark_adaptive.share_thresholds(confidence, (0.4, 0.4, 0.2))
+    assert thresholds == [0.8, 0.8]
+    assert benchmark_adaptive.share_thresholds(confidence, (0.0, 0.0, 1.0)) == [np.inf, np.inf]

@@ -1,0 +1,127 @@
+"""The benchmark's adaptive student: end-to-end videos/s of a NeXtVLAD student-10 that stops
+videos early (early_exit.py), beside the same student reading every frame, in one run.
+
+    adaptive = benchmark_adaptive.measure_adaptive(pattern, work_dir, ["paper"], 64, 4, 2.0, 3)
+
+Per preset, the NeXtVLAD student-10 of benchmark_models (the published sizes at `paper`) is
+built with 3 exit stages. Its weights are random, so its confidences say nothing about the
+videos: the exit thresholds are set on the benchmark's own videos so that the shares of videos
+stopping after each stage are `EXIT_SHARES`, the shares the trained student showed on the
+real-label proxy at `--exit_threshold=0.9` (docs/adaptive.md). Speed depends on those shares,
+not on the weights. Both models run inference.py's loop (benchmark_input.end_to_end_rate), in
+turn within each repeat; the report gives the median rates, their ratio and the frames each
+read per video.
+"""
+
+import os
+import statistics
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+import readers
+from experiments import benchmark_input, benchmark_models
+from runs import checkpoints
+from serving import early_exit, predictor
+
+EXIT_STAGES = 3
+# Of the videos, the shares that stop after each stage: the proxy's at --exit_threshold=0.9.
+EXIT_SHARES = (0.40, 0.48, 0.12)
+FAMILY = "nextvlad"
+
+
+def share_thresholds(stage_confidence, shares):
+    """Thresholds per stage but the last under which `shares` of the videos stop after each
+    stage: `stage_confidence [stages, videos]` -> `[stages - 1]` floats."""
+    reading = np.ones(stage_confidence.shape[1], bool)
+    thresholds = []
+    for stage, share in enumerate(shares[:-1]):
+        stopping = int(round(share * stage_confidence.shape[1]))
+        confidence = np.sort(stage_confidence[stage][reading])[::-1]
+        threshold = float(confidence[stopping - 1]) if stopping else np.inf
+        thresholds.append(threshold)
+        reading &= stage_confidence[stage] < threshold
+    return thresholds
+
+
+def exit_predict(model, thresholds, frames_read):
+    """inference.py's predict of `model` with its exit rule: top-20 indexes and scores, the
+    frames each video read appended to `frames_read`."""
+    exits = early_exit.ExitPredictor(model, thresholds)
+
+    def predict(video_matrix, num_frames):
+        outputs = exits(video_matrix, num_frames)
+        frames_read.append(outputs["frames_read"])
+        return predictor.top_classes(tf.convert_to_tensor(outputs["predictions"]), 20)
+
+    return predict
+
+
+def counted_predict(predict, frames_read):
+    """`predict`, the frames each video of a batch read (all it was given) appended to
+    `frames_read`."""
+
+    def predict_counted(video_matrix, num_frames):
+        frames_read.append(np.asarray(num_frames))
+        return predict(video_matrix, num_frames)
+
+    return predict_counted
+
+
+def measure_adaptive(
+    pattern, work_dir, presets, batch_size, num_readers, min_seconds, repeats, shares=EXIT_SHARES
+):
+    """{preset: {one_pass_videos_per_second, adaptive_videos_per_second, speedup,
+    frames_read_one_pass, frames_read_adaptive, exit_shares, thresholds, samples}}."""
+    report = {}
+    for preset in presets:
+        _, student = benchmark_models.benchmark_models(preset, [10], FAMILY)[-1]
+        staged = student.replace(exit_stages=EXIT_STAGES)
+        one_pass_dir = benchmark_models.save_untrained(
+            student, os.path.join(work_dir, preset, "one-pass")
+        )
+        staged_dir = benchmark_models.save_untrained(
+            staged, os.path.join(work_dir, preset, "adaptive")
+        )
+        reader = readers.reader_for(staged, "id")
+        model, _, _ = checkpoints.restore_model(staged_dir)
+        dataset, _ = reader.make_dataset(pattern, batch_size, num_readers=num_readers)
+        confidences = [
+            early_exit.stage_confidences(
+                model(batch["video_matrix"], num_frames=batch["num_frames"])["stage_logits"]
+            )[0]
+            for batch in dataset
+        ]
+        thresholds = share_thresholds(np.concatenate(confidences, axis=1), shares)
+        adaptive_frames, one_pass_frames = [], []
+        _, one_pass = predictor.checkpoint_predictor(one_pass_dir, 20, "id")
+        runs = {
+            "one_pass": counted_predict(one_pass, one_pass_frames),
+            "adaptive": exit_predict(model, thresholds, adaptive_frames),
+        }
+        for predict in runs.values():  # traces every batch shape before timing
+            for batch in dataset:
+                predict(batch["video_matrix"], batch["num_frames"])
+        del adaptive_frames[:], one_pass_frames[:]
+        samples = {name: [] for name in runs}
+        for repeat in range(repeats):
+            for name, predict in runs.items():
+                samples[name].append(
+                    benchmark_input.end_to_end_rate(
+                        reader, predict, pattern, batch_size, num_readers, min_seconds
+                    )
+                )
+            logging.info("%s adaptive pass %d: %s", preset, repeat + 1, samples)
+        rates = {name: statistics.median(values) for name, values in samples.items()}
+        report[preset] = {
+            "one_pass_videos_per_second": rates["one_pass"],
+            "adaptive_videos_per_second": rates["adaptive"],
+            "speedup": rates["adaptive"] / rates["one_pass"],
+            "frames_read_one_pass": float(np.mean(np.concatenate(one_pass_frames))),
+            "frames_read_adaptive": float(np.mean(np.concatenate(adaptive_frames))),
+            "exit_shares": list(shares),
+            "thresholds": thresholds,
+            "samples": samples,
+        }
+    return report
