@@ -109,18 +109,17 @@ def build_teacher_encoder(config, student):
 
 
 def stage_outputs(outputs, key):
-    """A model's `key` output (`logits`, `representation`) after each of its exit stages (the
-    `stage_<key>s` it returns when it reads in stages: models.EncoderModel.call_in_stages), or
-    its one output as a list of one."""
+    """A model's `key` output (`logits`, `representation`) after each of its exit stages (its
+    `models.STAGE_OUTPUTS[key]` when it reads in stages: models.EncoderModel.call_in_stages),
+    or its one output as a list of one."""
     stacked = models.STAGE_OUTPUTS[key]
     return tf.unstack(outputs[stacked]) if stacked in outputs else [outputs[key]]
 
 
 def mean_over_stages(term, teacher_value, outputs, key):
     """The mean over a student's exit stages of `term(teacher_value, stage output)`."""
-    return tf.add_n(
-        [term(teacher_value, stage_value) for stage_value in stage_outputs(outputs, key)]
-    ) / len(stage_outputs(outputs, key))
+    terms = [term(teacher_value, stage_value) for stage_value in stage_outputs(outputs, key)]
+    return tf.add_n(terms) / len(terms)
 
 
 def staged_label_loss(label_loss_fn, outputs, labels):
