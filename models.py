@@ -127,20 +127,31 @@ class EncoderModel(BaseModel):
         stage_outputs = []
         for stage in range(self.config.exit_stages):
             positions = tf.where(tf.equal(stage_of_frame, stage))[:, 0]
-            stage_pooled = self.encoder.partial(
-                tf.gather(frames, positions, axis=1), tf.gather(mask, positions, axis=1)
+            pooled, outputs = self.read_stage(
+                tf.gather(frames, positions, axis=1),
+                tf.gather(mask, positions, axis=1),
+                pooled,
+                training,
             )
-            pooled = stage_pooled if pooled is None else self.encoder.combine(pooled, stage_pooled)
-            representation = self.encoder.finish(pooled, training=training)
-            outputs = self.classify(representation)
-            outputs["representation"] = representation
             stage_outputs.append(outputs)
-        # Its layers are built by these calls, not by a call of the encoder itself.
-        self.encoder.built = True
         final = dict(stage_outputs[-1])
         for key, stacked in STAGE_OUTPUTS.items():
             final[stacked] = tf.stack([outputs[key] for outputs in stage_outputs])
         return final
+
+    def read_stage(self, frames, mask, pooled=None, training=False):
+        """One exit stage: adds the pooling of `frames [batch, stage frames, features]` (padding
+        zeroed; `mask [batch, stage frames]`) to `pooled`, the earlier stages' (None: the first
+        stage), and classifies the total. Returns (the pooling so far, outputs with
+        `representation`)."""
+        stage_pooled = self.encoder.partial(frames, mask)
+        pooled = stage_pooled if pooled is None else self.encoder.combine(pooled, stage_pooled)
+        representation = self.encoder.finish(pooled, training=training)
+        # The encoder's layers are built by these calls, not by a call of the encoder itself.
+        self.encoder.built = True
+        outputs = self.classify(representation)
+        outputs["representation"] = representation
+        return pooled, outputs
 
     def flops(self, num_frames):
         """(per-frame part for `num_frames` frames, fixed part per video), 2 per multiply-add:

@@ -20,6 +20,7 @@ stage alone (dequantized then), and adds them to those videos' pooling (models.E
 after, exactly the model's outputs on the frames of the stages up to it.
 """
 
+import functools
 import json
 import os
 
@@ -166,8 +167,7 @@ class ExitPredictor:
         if len(thresholds) != self.exit_stages - 1:
             raise ValueError(f"{len(thresholds)} thresholds for {self.exit_stages} stages")
         self.thresholds = [float(threshold) for threshold in thresholds]
-        self.first_stage = tf.function(self.run_first_stage, reduce_retracing=True)
-        self.next_stage = tf.function(self.run_next_stage, reduce_retracing=True)
+        self.stage = tf.function(self.run_stage, reduce_retracing=True)
 
     def stage_frames(self, video_matrix, num_frames, positions):
         """The frames at `positions` (dequantized, padding zeroed) and their mask."""
@@ -177,19 +177,12 @@ class ExitPredictor:
             frames = utils.dequantize(frames)
         return tf.cast(frames, tf.float32) * tf.cast(mask, tf.float32)[..., tf.newaxis], mask
 
-    def outputs(self, pooled):
-        representation = self.model.encoder.finish(pooled, training=False)
-        return self.model.classify(representation)["logits"]
-
-    def run_first_stage(self, video_matrix, num_frames, positions):
+    def run_stage(self, video_matrix, num_frames, positions, pooled):
+        """The stage of the frames at `positions` added to `pooled` (None: the first stage):
+        (the pooling so far, its logits)."""
         frames, mask = self.stage_frames(video_matrix, num_frames, positions)
-        pooled = self.model.encoder.partial(frames, mask)
-        return pooled, self.outputs(pooled)
-
-    def run_next_stage(self, pooled, video_matrix, num_frames, positions):
-        frames, mask = self.stage_frames(video_matrix, num_frames, positions)
-        pooled = self.model.encoder.combine(pooled, self.model.encoder.partial(frames, mask))
-        return pooled, self.outputs(pooled)
+        pooled, outputs = self.model.read_stage(frames, mask, pooled)
+        return pooled, outputs["logits"]
 
     def __call__(self, video_matrix, num_frames):
         video_matrix = tf.convert_to_tensor(video_matrix)
@@ -210,11 +203,7 @@ class ExitPredictor:
             positions = tf.constant(np.flatnonzero(stage_of_frame == stage), tf.int32)
             matrix = tf.gather(video_matrix, reading)
             counts_reading = tf.gather(num_frames, reading)
-            if pooled is None:
-                pooled, stage_logits = self.first_stage(matrix, counts_reading, positions)
-                stage_pooled_structure = pooled
-            else:
-                pooled, stage_logits = self.next_stage(pooled, matrix, counts_reading, positions)
+            pooled, stage_logits = self.stage(matrix, counts_reading, positions, pooled)
             frames_read[reading] += np.sum(
                 positions.numpy()[np.newaxis, :] < counts[reading][:, np.newaxis], axis=1
             )
@@ -229,9 +218,8 @@ class ExitPredictor:
             reading = reading[~stops]
             if not reading.size:
                 break
-            continuing = np.flatnonzero(~stops)
-            pooled = [tf.gather(value, continuing) for value in tf.nest.flatten(pooled)]
-            pooled = tf.nest.pack_sequence_as(stage_pooled_structure, pooled)
+            continuing = functools.partial(tf.gather, indices=np.flatnonzero(~stops))
+            pooled = tf.nest.map_structure(continuing, pooled)
         return {
             "logits": logits,
             "predictions": tf.sigmoid(logits).numpy(),
