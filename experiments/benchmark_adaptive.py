@@ -17,7 +17,6 @@ import os
 import statistics
 
 import numpy as np
-import tensorflow as tf
 from absl import logging
 
 import readers
@@ -43,19 +42,6 @@ def share_thresholds(stage_confidence, shares):
         thresholds.append(threshold)
         reading &= stage_confidence[stage] < threshold
     return thresholds
-
-
-def exit_predict(model, thresholds, frames_read):
-    """inference.py's predict of `model` with its exit rule: top-20 indexes and scores, the
-    frames each video read appended to `frames_read`."""
-    exits = early_exit.ExitPredictor(model, thresholds)
-
-    def predict(video_matrix, num_frames):
-        outputs = exits(video_matrix, num_frames)
-        frames_read.append(outputs["frames_read"])
-        return predictor.top_classes(tf.convert_to_tensor(outputs["predictions"]), 20)
-
-    return predict
 
 
 def counted_predict(predict, frames_read):
@@ -98,7 +84,9 @@ def measure_adaptive(
         _, one_pass = predictor.checkpoint_predictor(one_pass_dir, 20, "id")
         runs = {
             "one_pass": counted_predict(one_pass, one_pass_frames),
-            "adaptive": exit_predict(model, thresholds, adaptive_frames),
+            "adaptive": predictor.exit_top_classes(
+                early_exit.ExitPredictor(model, thresholds), 20, adaptive_frames
+            ),
         }
         for predict in runs.values():  # traces every batch shape before timing
             for batch in dataset:

@@ -113,21 +113,28 @@ def checkpoint_predictor(
     )
 
     if exit_threshold >= 0:
-        exit_predict = early_exit.exit_predictor(train_dir, model, config, exit_threshold)
-
-        def predict_with_exits(video_matrix, num_frames):
-            outputs = exit_predict(video_matrix, num_frames)
-            if frames_read is not None:
-                frames_read.append(outputs["frames_read"])
-            return top_classes(tf.convert_to_tensor(outputs["predictions"]), top_k)
-
-        return reader, predict_with_exits
+        exits = early_exit.exit_predictor(train_dir, model, config, exit_threshold)
+        return reader, exit_top_classes(exits, top_k, frames_read)
 
     def finish(outputs):
         return top_classes(outputs["predictions"], top_k)
 
     predict = distribution.predict_on_replicas(strategy, model, finish)
     return reader, cpu_inference.predict_function(model, predict)
+
+
+def exit_top_classes(exit_predictor, top_k, frames_read=None):
+    """predict(video_matrix, num_frames) -> top-k indexes and scores of an
+    `early_exit.ExitPredictor`, the frames each video read (`[batch]`) appended to the list
+    `frames_read` when given."""
+
+    def predict(video_matrix, num_frames):
+        outputs = exit_predictor(video_matrix, num_frames)
+        if frames_read is not None:
+            frames_read.append(outputs["frames_read"])
+        return top_classes(tf.convert_to_tensor(outputs["predictions"]), top_k)
+
+    return predict
 
 
 def top_classes(predictions, top_k):
