@@ -450,16 +450,10 @@ def describe_results(results, stages):
 
 def calibrate_exits(run_config, options, results, flag_values):
     """For a model that reads in stages and has finished training, the exit rule calibrated on
-    training videos (early_exit.py), written beside its checkpoints by the chief; the line
-    train.py prints about it, or "" when there is nothing to calibrate."""
+    training videos (early_exit.py), written beside its checkpoints by the chief (the task that
+    wrote them); the line train.py prints about it, or "" when there is nothing to calibrate."""
     finished = results and results[-1].get("finished") and results[-1]["checkpoint"]
-    task = distribution.tf_config().get("task", {})
-    chief = task.get("type", "chief") == "chief" or (
-        task.get("type") == "worker"
-        and int(task.get("index", 0)) == 0
-        and "chief" not in distribution.tf_config().get("cluster", {})
-    )
-    if run_config.exit_stages < 2 or not finished or not chief:
+    if run_config.exit_stages < 2 or not finished or not results[-1]["chief"]:
         return ""
     pattern = flag_values.exit_calibration_data_pattern or options.train_data_pattern
     calibration = early_exit.calibrate_train_dir(

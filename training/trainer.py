@@ -565,6 +565,7 @@ class Trainer:
             "checkpoint": self.runs[-1].manager.latest_checkpoint,
             "phase": run.phase.name,
             "skipped_records": self.skipped.count,
+            "chief": self.chief,
         }
 
     def run_phases(self, active, files, logger, stop):
@@ -637,8 +638,9 @@ def train(task, options, strategy=None, epoch_length=None):
       dict with `global_step`, `steps_run` (by this call), `finished` (every epoch of every
       phase done), `last_loss`, `checkpoint` (the latest
       checkpoint in train_dir, which eval.py reads; None while a distillation is in its first
-      phase), `phase` (the name of the phase it ended in) and `skipped_records` (what
-      --corrupt_record_policy=skip left out, every pass counted).
+      phase), `phase` (the name of the phase it ended in), `skipped_records` (what
+      --corrupt_record_policy=skip left out, every pass counted) and `chief` (this task wrote
+      the checkpoints).
     """
     strategy = strategy or distribution.make_strategy(options.strategy)
     return Trainer(task, options, strategy, epoch_length).fit()

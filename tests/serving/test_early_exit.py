@@ -142,9 +142,11 @@ def test_a_staged_student_distils_calibrates_and_evaluates_with_its_exits(tmp_pa
     flag_values = types.SimpleNamespace(
         exit_calibration_data_pattern="", exit_calibration_videos=20
     )
-    unfinished = [{"finished": False, "checkpoint": None}]
+    unfinished = [{"finished": False, "checkpoint": None, "chief": True}]
     assert train.calibrate_exits(student, options, unfinished, flag_values) == ""
-    finished = [{"finished": True, "checkpoint": "ckpt"}]
+    not_chief = [{"finished": True, "checkpoint": "ckpt", "chief": False}]
+    assert train.calibrate_exits(student, options, not_chief, flag_values) == ""
+    finished = [{"finished": True, "checkpoint": "ckpt", "chief": True}]
     line = train.calibrate_exits(student, options, finished, flag_values)
     assert line.startswith(f"Exit rule calibrated on 20 videos of {pattern}")
     calibration = early_exit.load_calibration(str(student_dir), 3)
