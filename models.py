@@ -97,13 +97,20 @@ class EncoderModel(BaseModel):
     returning `representation [batch, encoder.output_size]`, and whose `flops(num_frames)` counts
     its operations. Call returns `predictions`, `logits` `[batch, num_classes]` and
     `representation`.
+
+    A model that reads in exit stages (`config.exit_stages` > 1) adds the outputs of every
+    stage (`call_in_stages`) when `in_stages` is True, by default in training, where each stage
+    is distilled. Otherwise it reads all its frames in one pass: the outputs of its last stage,
+    at the cost of the same model without stages.
     """
 
     distillable = True
 
-    def call(self, video_matrix, num_frames, training=False):
+    def call(self, video_matrix, num_frames, training=False, in_stages=None):
         frames, mask, _ = self.prepare_frames(video_matrix, num_frames)
-        if self.config.exit_stages > 1:
+        if in_stages is None:
+            in_stages = training
+        if self.config.exit_stages > 1 and in_stages:
             return self.call_in_stages(frames, mask, training)
         representation = self.encoder(frames, mask, training=training)
         outputs = self.classify(representation)

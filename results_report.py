@@ -132,7 +132,7 @@ def grid_markdown(config_values, stored):
         "",
         grid_report.format_seeds(results),
         "",
-        *filter(None, [grid_report.describe_default_recipe(results)]),
+        *filter(None, [grid_report.describe_default_recipe(results, config.family)]),
         grid_report.format_table_1(results),
     ]
     comparisons = grid_report.format_comparisons(results)

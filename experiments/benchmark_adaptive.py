@@ -75,7 +75,7 @@ def measure_adaptive(
         dataset, _ = reader.make_dataset(pattern, batch_size, num_readers=num_readers)
         confidences = [
             early_exit.stage_confidences(
-                model(batch["video_matrix"], num_frames=batch["num_frames"])["stage_logits"]
+                model(batch["video_matrix"], batch["num_frames"], in_stages=True)["stage_logits"]
             )[0]
             for batch in dataset
         ]

@@ -16,7 +16,7 @@ import os
 
 import utils
 from runs.config import FAMILIES, STUDENT_MODEL, DistillOptions, RunConfig, TrainOptions
-from runs.recipes import DEFAULT_RECIPE, RECIPES, recipe_flag_values
+from runs.recipes import DEFAULT_RECIPE, RECIPES, recipe_exit_stages, recipe_flag_values
 
 YT8M_NUM_CLASSES = 3862
 DEFAULT_KS = (5, 10, 25, 50)
@@ -527,6 +527,7 @@ def run_config_for(model, config):
             model=STUDENT_MODEL,
             student_architecture=architecture,
             distill_recipe=DEFAULT_RECIPE,
+            exit_stages=recipe_exit_stages(DEFAULT_RECIPE, config.family),
             **recipe_values,
         )
     if model.is_student:

@@ -19,7 +19,7 @@ import eval_util
 import utils
 from experiments import grid
 from runs.config import FAMILIES
-from runs.recipes import DEFAULT_RECIPE, RECIPES
+from runs.recipes import DEFAULT_RECIPE, RECIPES, recipe_exit_stages
 
 RESULTS_MARKDOWN_FILE = "results.md"
 GAP_PLOT_FILE = "gap_vs_frames.png"
@@ -281,7 +281,11 @@ def format_markdown(config, results):
             "",
             format_seeds(results),
             "",
-            *([describe_default_recipe(results), ""] if describe_default_recipe(results) else []),
+            *(
+                [describe_default_recipe(results, config.family), ""]
+                if describe_default_recipe(results, config.family)
+                else []
+            ),
             format_table_1(results),
             "",
             *format_comparison_section(results),
@@ -298,17 +302,24 @@ def format_markdown(config, results):
     )
 
 
-def describe_default_recipe(results):
-    """A sentence on the STUDENT-k-DEFAULT rows' recipe, or "" when the grid has none."""
+def describe_default_recipe(results, family):
+    """A sentence on the STUDENT-k-DEFAULT rows' recipe for a grid of `family`, or "" when the
+    grid has none."""
     if not any(entry["method"] == "default" for entry in results):
         return ""
     recipe = RECIPES[DEFAULT_RECIPE]
+    exit_stages = recipe_exit_stages(DEFAULT_RECIPE, family)
     return (
         f"STUDENT-k-DEFAULT: train.py's default recipe (`--distill_recipe={DEFAULT_RECIPE}`): "
         f"{recipe.scheme} from this grid's TEACHER-FULL, weights distance "
         f"{recipe.distill_weight:g}, predictions {recipe.prediction_weight:g}, own labels "
         f"{recipe.student_label_weight:g}"
         + (", from random frame offsets" if recipe.random_frame_offset else "")
+        + (
+            f", distilled after each of {exit_stages} exit stages and read to the end"
+            if exit_stages > 1
+            else ""
+        )
         + ", whatever the grid's scheme and weights."
     )
 

@@ -1,7 +1,8 @@
 """How a DistilledStudentModel is distilled by default (`--distill_recipe`): the scheme and the
-values the recipe gives its loss-weight and frame-offset flags when they are not given.
+values the recipe gives its loss-weight, frame-offset and exit-stage flags when they are not given.
 
     values = recipe_flag_values(DEFAULT_RECIPE, frame_stride=10, frame_sampling="uniform")
+    stages = recipe_exit_stages(DEFAULT_RECIPE, "nextvlad")
 """
 
 import dataclasses
@@ -19,11 +20,20 @@ class Recipe:
     prediction_weight: float  # L_pred, the student's sigmoids against the teacher's
     student_label_weight: float  # L_CE, the student's own label loss in phase 1
     random_frame_offset: bool  # the student trains from a random offset per video and epoch
+    # The families whose students read in `exit_stages` coarse-to-fine stages, each distilled
+    # (--exit_stages; runs.config.STAGED_FAMILIES can), when --exit_stages is not given.
+    staged_families: tuple = ()
+    exit_stages: int = 1
 
 
-# The flags a recipe sets when they are not given: every Recipe field but the scheme (each a
-# RunConfig field of the same name).
-RECIPE_FLAGS = tuple(field.name for field in dataclasses.fields(Recipe) if field.name != "scheme")
+# The loss-weight and frame-offset flags a recipe sets when they are not given (each a RunConfig
+# field of the same name, and a setting of a grid).
+RECIPE_FLAGS = (
+    "distill_weight",
+    "prediction_weight",
+    "student_label_weight",
+    "random_frame_offset",
+)
 RECIPES = {
     # What train.py does by default: the measured best student at k = 10 on both regimes
     # (BUILD_NOTES.md, "Which recipe is the default").
@@ -33,6 +43,10 @@ RECIPES = {
         prediction_weight=0.0,
         student_label_weight=1.0,
         random_frame_offset=True,
+        # Distilling every stage makes the NeXtVLAD student better when it reads all its frames
+        # (BUILD_NOTES.md, "The adaptive student"), and lets it stop videos early.
+        staged_families=("nextvlad",),
+        exit_stages=3,
     ),
     # The paper's: teacher and student trained together, L_rep only, frames 0, j, 2j, ...
     "paper": Recipe(
@@ -59,3 +73,10 @@ def recipe_flag_values(name, frame_stride, frame_sampling, frames_per_video=0, m
         )
     )
     return values
+
+
+def recipe_exit_stages(name, family):
+    """The exit stages recipe `name` gives a student of `family` (runs.config.FAMILIES) when
+    --exit_stages is not given: 1 (one pass) outside the recipe's staged families."""
+    recipe = RECIPES[name]
+    return recipe.exit_stages if family in recipe.staged_families else 1

@@ -16,8 +16,9 @@ from runs.config import (
     STUDENT_BLOCK_SIZE,
     TEACHER_DIR,
     RunConfig,
+    family_of,
 )
-from runs.recipes import recipe_flag_values
+from runs.recipes import recipe_exit_stages, recipe_flag_values
 
 # What a student distilled from a trained teacher takes from it unless given (and, from a
 # teacher of its family, that family's FAMILY_SIZE_FLAGS and CLASSIFIER_FLAGS).
@@ -88,7 +89,8 @@ def student_run_config(requested, given, teacher_train_dir=""):
     flags not given (RECIPE_FLAGS), the paper's student block size (5) unless --block_size is
     given, and, when distilling from a trained teacher, the teacher's classes, features and
     max_frames for the flags not given, and its architecture (--student_architecture) with
-    its sizes and output layer unless another architecture is given."""
+    its sizes and output layer unless another architecture is given, and the recipe's exit
+    stages for the student's family unless --exit_stages is given."""
     changes = {}
     if "block_size" not in given:
         changes["block_size"] = STUDENT_BLOCK_SIZE
@@ -117,6 +119,11 @@ def student_run_config(requested, given, teacher_train_dir=""):
         changes.get("max_frames", requested.max_frames),
     )
     changes.update({name: value for name, value in recipe_values.items() if name not in given})
+    if "exit_stages" not in given:
+        architecture = changes.get("student_architecture", requested.student_architecture)
+        changes["exit_stages"] = recipe_exit_stages(
+            requested.distill_recipe, family_of(architecture)
+        )
     return requested.replace(**changes)
 
 

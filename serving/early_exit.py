@@ -71,7 +71,7 @@ def calibrate(
 
     @tf.function(reduce_retracing=True)
     def stage_logits(video_matrix, num_frames):
-        return model(video_matrix, num_frames=num_frames, training=False)["stage_logits"]
+        return model(video_matrix, num_frames, training=False, in_stages=True)["stage_logits"]
 
     confidences, agreements = [], []
     videos = 0

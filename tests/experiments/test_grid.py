@@ -1,5 +1,6 @@
 """grid.py: parsing --ks and --methods, the grid's models and order, settings, model flags."""
 
+import dataclasses
 import random
 
 import pytest
@@ -189,6 +190,9 @@ def test_the_default_row_is_train_pys_default_recipe_from_the_grids_teacher():
     assert run_config.distill_recipe == DEFAULT_RECIPE
     for name in RECIPE_FLAGS:  # the recipe's, not the grid's weights
         assert getattr(run_config, name) == getattr(recipe, name)
+    assert run_config.exit_stages == 1  # the hierarchical family reads in one pass
+    nextvlad = dataclasses.replace(joint, family="nextvlad")
+    assert grid.run_config_for(default, nextvlad).exit_stages == recipe.exit_stages > 1
     phases = grid.distill_options_for(joint, "teacher_dir", default)
     assert phases.scheme == recipe.scheme
     assert phases.teacher_train_dir == ("teacher_dir" if recipe.scheme == "serial" else "")

@@ -1,4 +1,4 @@
-"""Tests of runs/recipes.py: which recipes draw random frame offsets."""
+"""Tests of runs/recipes.py: which recipes draw random frame offsets and read in stages."""
 
 from conftest import tiny_config
 
@@ -20,3 +20,20 @@ def test_random_offsets_of_a_recipe_go_where_uniform_spacing_has_a_phase_to_draw
     assert students.student_run_config(student, set()).random_frame_offset
     last = student.replace(frame_sampling="last")
     assert not students.student_run_config(last, set()).random_frame_offset
+
+
+def test_the_default_recipe_reads_a_nextvlad_student_in_stages_unless_told_otherwise():
+    assert recipes.recipe_exit_stages("serial", "nextvlad") == 3
+    assert recipes.recipe_exit_stages("serial", "hierarchical") == 1
+    assert recipes.recipe_exit_stages("paper", "nextvlad") == 1
+    student = tiny_config(
+        model="DistilledStudentModel",
+        student_architecture="NeXtVLADModel",
+        frame_stride=10,
+        distill_recipe="serial",
+    )
+    assert students.student_run_config(student, set()).exit_stages == 3
+    one_pass = student.replace(exit_stages=1)
+    assert students.student_run_config(one_pass, {"exit_stages"}).exit_stages == 1
+    hierarchical = student.replace(student_architecture="HierarchicalTeacherModel")
+    assert students.student_run_config(hierarchical, set()).exit_stages == 1

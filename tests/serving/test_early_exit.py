@@ -60,12 +60,16 @@ def test_each_stage_is_the_model_on_the_frames_read_so_far(model_name, changes):
     rng = np.random.default_rng(0)
     video = rng.integers(0, 256, size=(3, 9, 8), dtype=np.uint8)
     num_frames = np.array([9, 3, 0], np.int32)
-    outputs = staged(video, num_frames=num_frames)
+    outputs = staged(video, num_frames, in_stages=True)
     assert outputs["stage_logits"].shape == (3, 3, NUM_CLASSES)
     for stage, step in enumerate([4, 2, 1]):
         every = one_pass(video[:, ::step], num_frames=-(-num_frames // step))
         np.testing.assert_allclose(outputs["stage_logits"][stage], every["logits"], atol=1e-5)
     np.testing.assert_allclose(outputs["logits"], outputs["stage_logits"][-1], atol=0)
+    # Outside training, by default, the model reads every frame in one pass, as its last stage.
+    one_read = staged(video, num_frames)
+    assert "stage_logits" not in one_read
+    np.testing.assert_allclose(one_read["logits"], outputs["stage_logits"][-1], atol=1e-5)
 
 
 def test_the_predictor_stops_each_video_where_the_rule_says_and_reads_only_that():
@@ -73,7 +77,7 @@ def test_the_predictor_stops_each_video_where_the_rule_says_and_reads_only_that(
     rng = np.random.default_rng(1)
     video = rng.integers(0, 256, size=(4, 9, 8), dtype=np.uint8)
     num_frames = np.array([9, 3, 0, 5], np.int32)
-    reference = staged(video, num_frames=num_frames)["stage_logits"].numpy()
+    reference = staged(video, num_frames, in_stages=True)["stage_logits"].numpy()
     every_stage = early_exit.ExitPredictor(staged, [np.inf, np.inf])(video, num_frames)
     np.testing.assert_allclose(every_stage["logits"], reference[-1], atol=1e-5)
     assert every_stage["frames_read"].tolist() == [9, 3, 0, 5]
