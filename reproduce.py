@@ -64,6 +64,12 @@ grid_report.py the tables and plots):
   share of the UNIFORM-k -> TEACHER-FULL gap it closes) and Table 2 (eval time of TEACHER-FULL
   and of the k % models, seconds and fraction of the teacher's; the paper's hours).
 - `gap_vs_frames.png`, `time_vs_frames.png`.
+- A model that reads in exit stages (`--exit_stages`; the NeXtVLAD family's STUDENT-k-DEFAULT)
+  is also evaluated at each of `--exit_thresholds` after its exit rule is calibrated on the
+  training videos (`exit_calibration.json` in its directory): its results.json entries get
+  `exit_sweep` (GAP, frames read per video and the share stopping after each stage, first
+  with every stage read), results.md a table "Stopping videos early", and gap_vs_frames.png
+  its curve of GAP against the % of frames read.
 All are replaced atomically (temporary name, then rename). results.json is rewritten after each
 model, and a rerun reuses every model it lists whose checkpoint is still there; a model that
 was stopped mid-training resumes from its checkpoints (the training loop, trainer.py, resumes).
@@ -134,6 +140,16 @@ def define_flags(flag_values=flags.FLAGS):
         "(the paper's), default (train.py's default recipe), first, middle, last, "
         "first_middle_last (the follow-up's frame-selection baselines; not run by default). "
         "TEACHER-FULL is always in the grid.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "exit_thresholds",
+        "0.5,0.8,0.9,0.95",
+        "Comma list of exit thresholds (agreement targets in [0, 1], eval.py's "
+        "--exit_threshold) at which each model that reads in exit stages (the NeXtVLAD "
+        "family's STUDENT-k-DEFAULT) is evaluated again, after calibrating its exit rule on "
+        "the training videos: the 'Stopping videos early' table and the curve of GAP against "
+        "frames read. Empty: none.",
         flag_values=flag_values,
     )
     flags.DEFINE_string(
@@ -266,6 +282,7 @@ def main(argv):
         ks = grid.parse_ks(flag_values.ks)
         methods = grid.parse_methods(flag_values.methods)
         families = parse_families(flag_values.families)
+        exit_thresholds = grid_runner.parse_exit_thresholds(flag_values.exit_thresholds)
         configs = [
             grid.resolve_config(
                 preset=flag_values.preset,
@@ -308,6 +325,7 @@ def main(argv):
                 methods=methods,
                 seeds=seeds,
                 data_root=flag_values.output_dir,
+                exit_thresholds=exit_thresholds,
             )
             print()
             print(grid_report.format_markdown(config, outcome["results"]))

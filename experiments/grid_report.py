@@ -12,6 +12,7 @@ import math
 import os
 import statistics
 
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -106,7 +107,15 @@ def describe_data(config):
     )
 
 
-SUMMARY_KEYS = ("gap", "avg_hit_at_one", "avg_perr", "map", "eval_seconds", "inference_seconds")
+SUMMARY_KEYS = (
+    "gap",
+    "avg_hit_at_one",
+    "avg_perr",
+    "map",
+    "eval_seconds",
+    "inference_seconds",
+    "mean_frames_read",
+)
 
 
 def summarize(results):
@@ -289,6 +298,7 @@ def format_markdown(config, results):
             format_table_1(results),
             "",
             *format_comparison_section(results),
+            *format_exit_section(results),
             "## Table 2: evaluation time",
             "",
             "Ours in seconds on this machine: `eval s` is the whole evaluation (tracing and "
@@ -354,6 +364,85 @@ def format_comparison_section(results):
     ]
 
 
+def summarize_exits(results):
+    """Per model that reads in exit stages and was swept (its entries' `exit_sweep`,
+    grid_runner.sweep_exits), one point per exit threshold ascending, over the seeds:
+    `threshold`, `n`, `gap_mean`, `gap_std`, `frames_read_mean` (per video), `of_every_stage`
+    (frames read over those read at every stage, the sweep's first point; mean over seeds),
+    `percent_of_frames` (k x of_every_stage) and `exit_stage_shares` (means).
+
+    Returns:
+      dict name -> {`k`, `points`}, in the order names first appear.
+    """
+    by_name = {}
+    for entry in results:
+        if entry.get("exit_sweep"):
+            by_name.setdefault(entry["name"], []).append(entry)
+    summary = {}
+    for name, entries in by_name.items():
+        by_threshold = {}
+        for entry in entries:
+            every_stage = entry["exit_sweep"][0]["mean_frames_read"]
+            for point in entry["exit_sweep"]:
+                by_threshold.setdefault(point["threshold"], []).append(
+                    (point, point["mean_frames_read"] / max(every_stage, 1e-9))
+                )
+        points = []
+        for threshold in sorted(by_threshold):
+            measured = by_threshold[threshold]
+            gaps = [point["gap"] for point, _ in measured]
+            of_every_stage = statistics.fmean(fraction for _, fraction in measured)
+            points.append(
+                {
+                    "threshold": threshold,
+                    "n": len(measured),
+                    "gap_mean": statistics.fmean(gaps),
+                    "gap_std": statistics.stdev(gaps) if len(gaps) > 1 else 0.0,
+                    "frames_read_mean": statistics.fmean(
+                        point["mean_frames_read"] for point, _ in measured
+                    ),
+                    "of_every_stage": of_every_stage,
+                    "percent_of_frames": entries[0]["k"] * of_every_stage,
+                    "exit_stage_shares": np.mean(
+                        [point["exit_stage_shares"] for point, _ in measured], axis=0
+                    ).tolist(),
+                }
+            )
+        summary[name] = {"k": entries[0]["k"], "points": points}
+    return summary
+
+
+def format_exit_section(results):
+    """The exit sweep's heading, explanation and table (one row per model and threshold), or
+    nothing when no model was swept."""
+    exits = summarize_exits(results)
+    if not exits:
+        return []
+    lines = [
+        "## Stopping videos early",
+        "",
+        "Each model that reads in exit stages, evaluated again at each `--exit_threshold` (the "
+        "agreement target of its exit rule, calibrated on the grid's training videos; -1 reads "
+        "every stage). Frames are those read per video; `% of frames` is k times the share of "
+        "the frames read at every stage.",
+        "",
+        "| model | exit threshold | GAP | frames read per video | % of frames | "
+        "stopped after each stage |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, model in exits.items():
+        for point in model["points"]:
+            gap = f"{point['gap_mean']:.3f}"
+            if point["n"] > 1:
+                gap += f" ± {point['gap_std']:.3f}"
+            shares = ", ".join(f"{share:.0%}" for share in point["exit_stage_shares"])
+            lines.append(
+                f"| {name} | {point['threshold']:g} | {gap} | {point['frames_read_mean']:.1f} "
+                f"| {point['percent_of_frames']:.1f} | {shares} |"
+            )
+    return [*lines, ""]
+
+
 def method_series(results, method, key):
     """(ks ascending, means over seeds) of one method's models."""
     rows = sorted(
@@ -398,6 +487,16 @@ def gap_figure(results):
         "This run",
         "GAP",
     )
+    for name, model in summarize_exits(results).items():
+        points = sorted(model["points"], key=lambda point: point["percent_of_frames"])
+        ours_axes.plot(
+            [point["percent_of_frames"] for point in points],
+            [point["gap_mean"] for point in points],
+            marker="^",
+            linestyle=":",
+            label=f"{name}, early exits",
+        )
+        ours_axes.legend(fontsize=7)
     paper_series = {}
     for method in grid.METHODS[1:]:
         ks = [k for k in (5, 10, 25, 50) if grid.GridModel(method, k).name in PAPER_TABLE_1]

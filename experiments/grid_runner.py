@@ -25,12 +25,14 @@ from experiments import grid, grid_report
 from pipeline import corrupt_records
 from runs import checkpoints
 from runs.config import RunConfig, resolve_run_config
-from serving import evaluator
+from serving import early_exit, evaluator
 from training import tasks, trainer
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
 TRAINED_MARKER_FILE = "trained.json"
+# The exit threshold of a sweep's reference point: every video reads every stage.
+EVERY_STAGE = -1.0
 
 
 def check_config(output_dir, config):
@@ -277,7 +279,73 @@ def evaluate_model(model, config, model_dir, eval_pattern):
         "inference_seconds": inference_seconds,
         "global_step": metrics["global_step"],
         "checkpoint": os.path.basename(metrics["checkpoint"]),
+        "mean_frames_read": metrics["mean_frames_read"],
     }
+
+
+def sweep_points(exit_thresholds):
+    """The thresholds a sweep evaluates: EVERY_STAGE (the reference), then `exit_thresholds`."""
+    return [EVERY_STAGE, *exit_thresholds] if exit_thresholds else []
+
+
+def sweep_exits(config, model_dir, train_pattern, eval_pattern, exit_thresholds):
+    """For a model that reads in exit stages (`--exit_stages` > 1): its exit rule calibrated on
+    the grid's training videos (early_exit.py; once per checkpoint), then an evaluation at each
+    of `sweep_points(exit_thresholds)`.
+
+    Returns:
+      [{threshold, gap, avg_hit_at_one, mean_frames_read, exit_stage_shares}], one per point
+      in that order (EVERY_STAGE first: every video reads every stage); [] for a model that
+      reads in one pass, or no thresholds.
+    """
+    stages = RunConfig.load(model_dir).exit_stages
+    if not exit_thresholds or stages < 2:
+        return []
+    checkpoint = tf.train.latest_checkpoint(model_dir)
+    calibration = read_json(os.path.join(model_dir, early_exit.CALIBRATION_FILE), {})
+    if calibration.get("checkpoint") != checkpoint:
+        early_exit.calibrate_train_dir(
+            model_dir, train_pattern, early_exit.CALIBRATION_VIDEOS, config.video_id_key
+        )
+    sweep = []
+    for threshold in sweep_points(exit_thresholds):
+        metrics = evaluator.evaluate_checkpoint(
+            model_dir,
+            eval_pattern,
+            batch_size=config.eval_batch_size,
+            video_id_key=config.video_id_key,
+            exit_threshold=threshold,
+        )
+        sweep.append(
+            {
+                "threshold": threshold,
+                "gap": metrics["gap"],
+                "avg_hit_at_one": metrics["avg_hit_at_one"],
+                "mean_frames_read": metrics["mean_frames_read"],
+                "exit_stage_shares": metrics.get("exit_stage_shares", [0.0] * (stages - 1) + [1.0]),
+            }
+        )
+    return sweep
+
+
+def parse_exit_thresholds(text):
+    """Parses `--exit_thresholds`: a comma list of agreement targets in [0, 1] ("" : none).
+
+    Raises:
+      utils.UserInputError: naming --exit_thresholds and the bad value.
+    """
+    thresholds = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            threshold = float(item)
+        except ValueError:
+            threshold = None
+        if threshold is None or not 0.0 <= threshold <= 1.0:
+            raise utils.UserInputError(
+                f"--exit_thresholds={text}: '{item}' is not an agreement target in [0, 1]."
+            )
+        thresholds.append(threshold)
+    return sorted(set(thresholds))
 
 
 def format_progress(index, total, entry, reused):
@@ -320,7 +388,14 @@ def write_results(results_path, results):
 
 
 def run_grid(
-    config, ks, output_dir, report=print, methods=grid.DEFAULT_METHODS, seeds=None, data_root=None
+    config,
+    ks,
+    output_dir,
+    report=print,
+    methods=grid.DEFAULT_METHODS,
+    seeds=None,
+    data_root=None,
+    exit_thresholds=(),
 ):
     """Trains and evaluates every model of the grid for `ks` and each training seed, reusing
     finished ones.
@@ -335,6 +410,8 @@ def run_grid(
         same for every seed.
       data_root: where the grid's own data is written (`data_root/data`); None: output_dir.
         Grids of several families share one.
+      exit_thresholds: agreement targets at which each model that reads in exit stages is
+        evaluated again (`sweep_exits`, its entry's `exit_sweep`).
 
     Returns:
       dict with `results` (the results.json entries, Table 1 order then seed) and `trained`
@@ -360,6 +437,14 @@ def run_grid(
             directory = grid.model_dir(output_dir, model.name, seed)
             done = results.get((model.name, seed))
             if done and done.get("checkpoint") == latest_checkpoint_name(directory):
+                swept = [point["threshold"] for point in done.get("exit_sweep", [])]
+                if swept != (sweep_points(exit_thresholds) or swept):
+                    sweep = sweep_exits(
+                        config, directory, patterns["train"], patterns["eval"], exit_thresholds
+                    )
+                    if sweep:
+                        done["exit_sweep"] = sweep
+                        write_results(results_path, results)
                 report(format_progress(index, total, done, reused=True))
                 continue
             train_seconds, _ = train_model(
@@ -369,6 +454,11 @@ def run_grid(
             entry["seed"] = seed
             entry["train_seconds"] = train_seconds
             entry["commit"] = utils.source_commit()
+            sweep = sweep_exits(
+                config, directory, patterns["train"], patterns["eval"], exit_thresholds
+            )
+            if sweep:
+                entry["exit_sweep"] = sweep
             results[(model.name, seed)] = entry
             trained_names.append(f"{model.name}/seed{seed}")
             # Each model builds new Keras layers and tf.functions: free the previous ones.

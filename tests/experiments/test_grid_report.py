@@ -217,3 +217,45 @@ def test_a_claim_needs_a_difference_beyond_two_standard_errors():
     assert grid_report.format_seeds(SEEDED).startswith(
         "Mean ± standard deviation over 3 training seeds (1, 2, 3)"
     )
+
+
+def swept_entry(seed, gap_every_stage, gap_early, frames_every_stage, frames_early):
+    """A staged STUDENT-10-DEFAULT entry of one seed, swept at thresholds -1 and 0.9."""
+    student = entry("STUDENT-10-DEFAULT", "default", 10, gap_every_stage, 1.0, 0.5)
+    student["seed"] = seed
+    student["exit_sweep"] = [
+        {
+            "threshold": -1.0,
+            "gap": gap_every_stage,
+            "mean_frames_read": frames_every_stage,
+            "exit_stage_shares": [0.0, 0.0, 1.0],
+        },
+        {
+            "threshold": 0.9,
+            "gap": gap_early,
+            "mean_frames_read": frames_early,
+            "exit_stage_shares": [0.5, 0.25, 0.25],
+        },
+    ]
+    return student
+
+
+def test_exit_sweeps_are_averaged_over_seeds_in_frames_and_gap(tmp_path):
+    results = [
+        entry("TEACHER-FULL", "teacher", 100, 0.90, 8.0, 4.0),
+        swept_entry(1, 0.86, 0.84, 20.0, 8.0),
+        swept_entry(2, 0.88, 0.82, 20.0, 12.0),
+    ]
+    exits = grid_report.summarize_exits(results)
+    assert list(exits) == ["STUDENT-10-DEFAULT"]
+    every_stage, early = exits["STUDENT-10-DEFAULT"]["points"]
+    assert every_stage["percent_of_frames"] == pytest.approx(10.0)
+    assert early["gap_mean"] == pytest.approx(0.83) and early["n"] == 2
+    assert early["of_every_stage"] == pytest.approx(0.5)  # 8/20 and 12/20
+    assert early["percent_of_frames"] == pytest.approx(5.0)
+    assert early["exit_stage_shares"] == pytest.approx([0.5, 0.25, 0.25])
+    table = "\n".join(grid_report.format_exit_section(results))
+    assert "| STUDENT-10-DEFAULT | 0.9 | 0.830 ± 0.014 | 10.0 | 5.0 | 50%, 25%, 25% |" in table
+    assert grid_report.format_exit_section(results[:1]) == []
+    figure = grid_report.render_png(grid_report.gap_figure(results))
+    assert figure.startswith(PNG_SIGNATURE)

@@ -229,24 +229,59 @@ def test_serial_grid_on_the_real_samples(tmp_path):
     assert "STUDENT-k-DEFAULT: train.py's default recipe" in markdown
 
 
-def test_a_tiny_grid_of_another_family(tmp_path):
-    """The DBoF family: its teacher, baseline and default student, data shared from a root."""
-    config = grid.resolve_config(preset="tiny", family="dbof")
+def test_a_tiny_grid_of_another_family_sweeps_its_staged_student(tmp_path):
+    """The NeXtVLAD family: its teacher, baseline and default student (read in exit stages),
+    data shared from a root; the student is evaluated again at each exit threshold."""
+    config = grid.resolve_config(preset="tiny", family="nextvlad")
+    output_dir = str(tmp_path / "nextvlad")
     outcome = grid_runner.run_grid(
         config,
         [50],
-        str(tmp_path / "dbof"),
+        output_dir,
         report=lambda line: None,
         methods=["uniform", "default"],
         data_root=str(tmp_path),
+        exit_thresholds=[0.0, 0.9],
     )
     names = [entry["name"] for entry in outcome["results"]]
     assert names == ["TEACHER-FULL", "TEACHER-UNIFORM-50", "STUDENT-50-DEFAULT"]
-    student = RunConfig.load(grid.model_dir(str(tmp_path / "dbof"), "STUDENT-50-DEFAULT", 1))
-    assert (student.student_architecture, student.cluster_size) == ("DbofModel", 16)
-    assert os.path.isdir(tmp_path / "data") and not os.path.exists(tmp_path / "dbof" / "data")
-    for entry in outcome["results"]:
-        assert 0.0 <= entry["gap"] <= 1.0
+    student_dir = grid.model_dir(output_dir, "STUDENT-50-DEFAULT", 1)
+    student = RunConfig.load(student_dir)
+    assert (student.student_architecture, student.exit_stages) == ("NeXtVLADModel", 3)
+    assert os.path.isdir(tmp_path / "data") and not os.path.exists(tmp_path / "nextvlad" / "data")
+    teacher, baseline, entry = outcome["results"]
+    assert "exit_sweep" not in teacher and "exit_sweep" not in baseline
+    every_stage, first_stage, _ = entry["exit_sweep"]
+    assert [point["threshold"] for point in entry["exit_sweep"]] == [-1.0, 0.0, 0.9]
+    # Every stage read is the model's own evaluation; threshold 0 stops after the first.
+    assert every_stage["gap"] == pytest.approx(entry["gap"], abs=1e-4)
+    assert every_stage["mean_frames_read"] == pytest.approx(entry["mean_frames_read"])
+    assert first_stage["exit_stage_shares"] == [1.0, 0.0, 0.0]
+    assert first_stage["mean_frames_read"] < every_stage["mean_frames_read"]
+    with open(os.path.join(output_dir, grid_report.RESULTS_MARKDOWN_FILE)) as handle:
+        assert "## Stopping videos early" in handle.read()
+    # A rerun with other thresholds sweeps again without training.
+    before = checkpoint_files(output_dir)
+    rerun = grid_runner.run_grid(
+        config,
+        [50],
+        output_dir,
+        report=lambda line: None,
+        methods=["uniform", "default"],
+        data_root=str(tmp_path),
+        exit_thresholds=[0.5],
+    )
+    swept = [point["threshold"] for point in rerun["results"][-1]["exit_sweep"]]
+    assert swept == [-1.0, 0.5] and checkpoint_files(output_dir) == before
+    assert rerun["trained"] == []
+
+
+def test_exit_thresholds_are_parsed_and_a_bad_one_named():
+    assert grid_runner.parse_exit_thresholds("0.9, 0.5,0.9") == [0.5, 0.9]
+    assert grid_runner.parse_exit_thresholds("") == []
+    for text in ("0.5,1.5", "0.5,x"):
+        with pytest.raises(utils.UserInputError, match=f"--exit_thresholds={text}"):
+            grid_runner.parse_exit_thresholds(text)
 
 
 def test_other_settings_in_the_same_output_dir_are_refused(tmp_path):
