@@ -64,9 +64,10 @@ grid_report.py the tables and plots):
   share of the UNIFORM-k -> TEACHER-FULL gap it closes) and Table 2 (eval time of TEACHER-FULL
   and of the k % models, seconds and fraction of the teacher's; the paper's hours).
 - `gap_vs_frames.png`, `time_vs_frames.png`.
-- A model that reads in exit stages (`--exit_stages`; the NeXtVLAD family's STUDENT-k-DEFAULT)
-  is also evaluated at each of `--exit_thresholds` after its exit rule is calibrated on the
-  training videos (`exit_calibration.json` in its directory): its results.json entries get
+- A model that reads in exit stages (`--exit_stages`; the NeXtVLAD and NetVLAD families'
+  STUDENT-k-DEFAULT) is also evaluated at each of `--exit_thresholds` after its exit rule is
+  calibrated on the training videos (`exit_calibration.json` in its directory): its
+  results.json entries get
   `exit_sweep` (GAP, frames read per video and the share stopping after each stage, first
   with every stage read), results.md a table "Stopping videos early", and gap_vs_frames.png
   its curve of GAP against the % of frames read.
@@ -146,10 +147,10 @@ def define_flags(flag_values=flags.FLAGS):
         "exit_thresholds",
         "0.5,0.8,0.9,0.95",
         "Comma list of exit thresholds (agreement targets in [0, 1], eval.py's "
-        "--exit_threshold) at which each model that reads in exit stages (the NeXtVLAD "
-        "family's STUDENT-k-DEFAULT) is evaluated again, after calibrating its exit rule on "
-        "the training videos: the 'Stopping videos early' table and the curve of GAP against "
-        "frames read. Empty: none.",
+        "--exit_threshold) at which each model that reads in exit stages (the NeXtVLAD and "
+        "NetVLAD families' STUDENT-k-DEFAULT) is evaluated again, after calibrating its exit "
+        "rule on the training videos: the 'Stopping videos early' table and the curve of GAP "
+        "against frames read. Empty: none.",
         flag_values=flag_values,
     )
     flags.DEFINE_string(
