@@ -155,8 +155,10 @@ def define_flags(flag_values=flags.FLAGS):
         1,
         "Read the frames coarse to fine in this many stages (every 4th of the model's frames, "
         "then every 2nd, then all, for 3), with an output after each, so that eval and "
-        "inference can stop a video early (--exit_threshold). NetVLAD, NeXtVLAD and DBoF "
-        "models (--student_architecture for a student). 1: one pass.",
+        "inference can stop a video early (--exit_threshold), and a student is distilled "
+        "after each. NetVLAD, NeXtVLAD and DBoF models (--student_architecture for a "
+        "student). 1: one pass. Not given: the recipe's, 3 for a NeXtVLAD or NetVLAD student "
+        "(--distill_recipe=serial), else 1.",
         flag_values=flag_values,
     )
     flags.DEFINE_string(

@@ -110,6 +110,10 @@ def test_a_grid_run_is_imported_and_rendered_with_its_seeds(tmp_path):
         )
         for seed in (1, 2)
     ]
+    entries[-1]["exit_sweep"] = [  # a student read in stages, swept over exit thresholds
+        {"threshold": -1.0, "gap": 0.82, "mean_frames_read": 20.0, "exit_stage_shares": [0, 1]},
+        {"threshold": 0.9, "gap": 0.81, "mean_frames_read": 12.0, "exit_stage_shares": [0.8, 0.2]},
+    ]
     (source / "config.json").write_text(json.dumps(dataclasses.asdict(config)))
     (source / "results.json").write_text(
         json.dumps({"models": entries, "machine": {"cores": 2, "tensorflow": "2.21.0"}})
@@ -128,6 +132,8 @@ def test_a_grid_run_is_imported_and_rendered_with_its_seeds(tmp_path):
     assert "| STUDENT-10-FINAL | TEACHER-UNIFORM-10 | +0.100 ± 0.014 (2 SE) | beats | 50% |" in (
         rendered
     )
+    assert "| STUDENT-10-FINAL | 0.9 | 0.810 | 12.0 | 6.0 | 80%, 20% |" in rendered
+    assert "## Stopping videos early" not in rendered
     with pytest.raises(utils.UserInputError, match="No page has a block for grid-tiny"):
         results_report.render_pages({"README.md": "no blocks\n"}, str(results_dir))
     with pytest.raises(utils.UserInputError, match="NAME=DIR"):
