@@ -9,8 +9,9 @@ videos: the exit thresholds are set on the benchmark's own videos so that the sh
 stopping after each stage are `EXIT_SHARES`, the shares the trained student showed on the
 real-label proxy at `--exit_threshold=0.9` (docs/adaptive.md). Speed depends on those shares,
 not on the weights. Both models run inference.py's loop (benchmark_input.end_to_end_rate), in
-turn within each repeat; the report gives the median rates, their ratio and the frames each
-read per video.
+turn within each repeat; the report gives the median rates, their ratio, the frames each
+read per video and the operations each ran (`operation_counts`), with the bound an exit
+decision that cost nothing would give.
 """
 
 import os
@@ -44,6 +45,38 @@ def share_thresholds(stage_confidence, shares):
     return thresholds
 
 
+def stage_shares(stage_confidence, thresholds):
+    """The shares of the videos that stop after each stage under `thresholds` (one per stage but
+    the last): `stage_confidence [stages, videos]` -> `[stages]` floats."""
+    reading = np.ones(stage_confidence.shape[1], bool)
+    stops = []
+    for stage, threshold in enumerate(thresholds):
+        stopping = reading & (stage_confidence[stage] >= threshold)
+        stops.append(int(stopping.sum()))
+        reading &= ~stopping
+    stops.append(int(reading.sum()))
+    return [count / stage_confidence.shape[1] for count in stops]
+
+
+def operation_counts(model, frames_read_one_pass, frames_read_adaptive, shares):
+    """GFLOPs per video (models.EncoderModel.flops: the frames' part, linear in the frames
+    read, and the fixed part: hidden layer, gating, classifier) of the student in one pass, of
+    the adaptive student as it runs (the fixed part once per stage read, to decide whether to
+    stop), and of a bound: the adaptive student if deciding cost nothing (the fixed part once
+    per video)."""
+    per_frame, fixed = (flops / 1e9 for flops in model.flops(1))
+    stages_read = sum((stage + 1) * share for stage, share in enumerate(shares))
+    frames_adaptive = per_frame * frames_read_adaptive
+    return {
+        "gflops_frame": per_frame,
+        "gflops_fixed": fixed,
+        "stages_read": stages_read,
+        "gflops_one_pass": per_frame * frames_read_one_pass + fixed,
+        "gflops_adaptive": frames_adaptive + fixed * stages_read,
+        "gflops_free_exit_decision": frames_adaptive + fixed,
+    }
+
+
 def counted_predict(predict, frames_read):
     """`predict`, the frames each video of a batch read (all it was given) appended to
     `frames_read`."""
@@ -59,7 +92,8 @@ def measure_adaptive(
     pattern, work_dir, presets, batch_size, num_readers, min_seconds, repeats, shares=EXIT_SHARES
 ):
     """{preset: {one_pass_videos_per_second, adaptive_videos_per_second, speedup,
-    frames_read_one_pass, frames_read_adaptive, exit_shares, thresholds, samples}}."""
+    frames_read_one_pass, frames_read_adaptive, exit_shares, measured_exit_shares (those the
+    thresholds gave on these videos), the `operation_counts`, thresholds, samples}}."""
     report = {}
     for preset in presets:
         _, student = benchmark_models.benchmark_models(preset, [10], FAMILY)[-1]
@@ -79,7 +113,8 @@ def measure_adaptive(
             )[0]
             for batch in dataset
         ]
-        thresholds = share_thresholds(np.concatenate(confidences, axis=1), shares)
+        stage_confidence = np.concatenate(confidences, axis=1)
+        thresholds = share_thresholds(stage_confidence, shares)
         adaptive_frames, one_pass_frames = [], []
         _, one_pass = predictor.checkpoint_predictor(one_pass_dir, 20, "id")
         runs = {
@@ -102,13 +137,24 @@ def measure_adaptive(
                 )
             logging.info("%s adaptive pass %d: %s", preset, repeat + 1, samples)
         rates = {name: statistics.median(values) for name, values in samples.items()}
+        frames_read = {
+            "frames_read_one_pass": float(np.mean(np.concatenate(one_pass_frames))),
+            "frames_read_adaptive": float(np.mean(np.concatenate(adaptive_frames))),
+        }
+        measured_shares = stage_shares(stage_confidence, thresholds)
         report[preset] = {
             "one_pass_videos_per_second": rates["one_pass"],
             "adaptive_videos_per_second": rates["adaptive"],
             "speedup": rates["adaptive"] / rates["one_pass"],
-            "frames_read_one_pass": float(np.mean(np.concatenate(one_pass_frames))),
-            "frames_read_adaptive": float(np.mean(np.concatenate(adaptive_frames))),
+            **frames_read,
             "exit_shares": list(shares),
+            "measured_exit_shares": measured_shares,
+            **operation_counts(
+                model,
+                frames_read["frames_read_one_pass"],
+                frames_read["frames_read_adaptive"],
+                measured_shares,
+            ),
             "thresholds": thresholds,
             "samples": samples,
         }

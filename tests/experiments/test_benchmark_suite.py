@@ -77,6 +77,19 @@ def test_tiny_benchmark_reports_every_model_and_memory(tmp_path):
     assert adaptive["speedup"] == pytest.approx(
         adaptive["adaptive_videos_per_second"] / adaptive["one_pass_videos_per_second"]
     )
+    # Its operations: the same student's in one pass (the suite's count), then the fixed part
+    # once per stage read, and the bound with the fixed part once per video.
+    nextvlad_student = family[1]
+    assert adaptive["gflops_one_pass"] == pytest.approx(nextvlad_student["gflops_per_video"])
+    assert sum(adaptive["measured_exit_shares"]) == pytest.approx(1.0)
+    assert adaptive["stages_read"] == pytest.approx(
+        sum((stage + 1) * share for stage, share in enumerate(adaptive["measured_exit_shares"]))
+    )
+    fixed_once_more = adaptive["gflops_fixed"] * (adaptive["stages_read"] - 1)
+    assert adaptive["gflops_adaptive"] == pytest.approx(
+        adaptive["gflops_free_exit_decision"] + fixed_once_more
+    )
+    assert adaptive["gflops_free_exit_decision"] < adaptive["gflops_one_pass"]
     table = benchmark_report.benchmark_markdown(report)
     assert "| small | 2" in table and "The adaptive NeXtVLAD student-10" in table
     assert "student-10" in table and "Peak RSS" in table
@@ -106,3 +119,5 @@ def test_exit_thresholds_for_given_shares_of_videos():
     thresholds = benchmark_adaptive.share_thresholds(confidence, (0.4, 0.4, 0.2))
     assert thresholds == [0.8, 0.8]
     assert benchmark_adaptive.share_thresholds(confidence, (0.0, 0.0, 1.0)) == [np.inf, np.inf]
+    assert benchmark_adaptive.stage_shares(confidence, thresholds) == [0.4, 0.4, 0.2]
+    assert benchmark_adaptive.stage_shares(confidence, [np.inf, np.inf]) == [0.0, 0.0, 1.0]
