@@ -16,8 +16,9 @@ every stage.
 
 `ExitPredictor` re-batches: stage s runs only on the videos still reading, on the frames of that
 stage alone (dequantized then), and adds them to those videos' pooling (models.EncoderModel:
-`encoder.partial`, `combine`, `finish`). A video's outputs are those of the stage it stopped
-after, exactly the model's outputs on the frames of the stages up to it.
+`encoder.partial`, `combine`, `finish`), all stages in one compiled function. A video's
+outputs are those of the stage it stopped after, exactly the model's outputs on the frames of
+the stages up to it.
 """
 
 import functools
@@ -37,13 +38,17 @@ CALIBRATION_FILE = "exit_calibration.json"
 CALIBRATION_VIDEOS = 2000
 
 
+def confidence_of(logits):
+    """The exit rule's confidence: `logits [..., classes]` -> the largest class probability
+    `[...]` (float32; the calibration and the predictor compute it alike)."""
+    return tf.sigmoid(tf.reduce_max(tf.cast(logits, tf.float32), axis=-1))
+
+
 def stage_confidences(stage_logits):
     """`stage_logits [stages, batch, classes]` -> (confidence `[stages, batch]`, the largest class
     probability; top class `[stages, batch]`)."""
-    logits = np.asarray(stage_logits)
-    top_class = np.argmax(logits, axis=-1)
-    confidence = 1.0 / (1.0 + np.exp(-np.max(logits, axis=-1)))
-    return confidence, top_class
+    top_class = np.argmax(np.asarray(stage_logits), axis=-1)
+    return confidence_of(stage_logits).numpy(), top_class
 
 
 def calibrate(
@@ -156,9 +161,13 @@ class ExitPredictor:
     after the first stage whose confidence reaches its threshold (`thresholds`: one per stage
     but the last).
 
-    Returns `predictions`, `logits` `[batch, num_classes]` (of the stage each video stopped
-    after), `exit_stage [batch]` int32 and `frames_read [batch]` int32 (the video's frames in
-    the stages it read).
+    Returns numpy `predictions`, `logits` `[batch, num_classes]` (of the stage each video
+    stopped after), `exit_stage [batch]` int32 and `frames_read [batch]` int32 (the video's
+    frames in the stages it read).
+
+    One compiled function runs every stage: each stage gathers the videos still reading, reads
+    their frames of that stage, decides which stop and carries the others' sums on, all in the
+    graph, with no return to Python between stages.
     """
 
     def __init__(self, model, thresholds):
@@ -167,65 +176,63 @@ class ExitPredictor:
         if len(thresholds) != self.exit_stages - 1:
             raise ValueError(f"{len(thresholds)} thresholds for {self.exit_stages} stages")
         self.thresholds = [float(threshold) for threshold in thresholds]
-        self.stage = tf.function(self.run_stage, reduce_retracing=True)
+        self.predict = tf.function(self.predict_in_stages, reduce_retracing=True)
 
     def stage_frames(self, video_matrix, num_frames, positions):
         """The frames at `positions` (dequantized, padding zeroed) and their mask."""
         frames = tf.gather(video_matrix, positions, axis=1)
-        mask = positions[tf.newaxis, :] < tf.cast(num_frames, positions.dtype)[:, tf.newaxis]
+        mask = positions[tf.newaxis, :] < num_frames[:, tf.newaxis]
         if frames.dtype == tf.uint8:
             frames = utils.dequantize(frames)
         return tf.cast(frames, tf.float32) * tf.cast(mask, tf.float32)[..., tf.newaxis], mask
 
-    def run_stage(self, video_matrix, num_frames, positions, pooled):
-        """The stage of the frames at `positions` added to `pooled` (None: the first stage):
-        (the pooling so far, its logits)."""
-        frames, mask = self.stage_frames(video_matrix, num_frames, positions)
-        pooled, outputs = self.model.read_stage(frames, mask, pooled)
-        return pooled, outputs["logits"]
-
-    def __call__(self, video_matrix, num_frames):
-        video_matrix = tf.convert_to_tensor(video_matrix)
-        num_frames = tf.minimum(
-            tf.cast(tf.convert_to_tensor(num_frames), tf.int32), tf.shape(video_matrix)[1]
-        )
-        batch_size = int(video_matrix.shape[0])
-        stage_of_frame = frame_selection.exit_stages_of(
-            tf.shape(video_matrix)[1], self.exit_stages
-        ).numpy()
-        logits = np.zeros([batch_size, self.model.config.num_classes], np.float32)
-        exit_stage = np.zeros([batch_size], np.int32)
-        frames_read = np.zeros([batch_size], np.int32)
-        counts = num_frames.numpy()
-        reading = np.arange(batch_size)  # the videos still reading, in the batch's order
+    def predict_in_stages(self, video_matrix, num_frames):
+        """The graph of `__call__`: `video_matrix [batch, frames, features]`, `num_frames
+        [batch]` -> its outputs, as tensors."""
+        num_frames = tf.minimum(tf.cast(num_frames, tf.int32), tf.shape(video_matrix)[1])
+        batch_size = tf.shape(video_matrix)[0]
+        stage_of_frame = frame_selection.exit_stages_of(tf.shape(video_matrix)[1], self.exit_stages)
+        logits = tf.zeros([batch_size, self.model.config.num_classes])
+        exit_stage = tf.zeros([batch_size], tf.int32)
+        frames_read = tf.zeros([batch_size], tf.int32)
+        reading = tf.range(batch_size)  # the videos still reading, in the batch's order
         pooled = None
         for stage in range(self.exit_stages):
-            positions = tf.constant(np.flatnonzero(stage_of_frame == stage), tf.int32)
-            matrix = tf.gather(video_matrix, reading)
-            counts_reading = tf.gather(num_frames, reading)
-            pooled, stage_logits = self.stage(matrix, counts_reading, positions, pooled)
-            frames_read[reading] += np.sum(
-                positions.numpy()[np.newaxis, :] < counts[reading][:, np.newaxis], axis=1
+            positions = tf.cast(tf.where(tf.equal(stage_of_frame, stage))[:, 0], tf.int32)
+            frames, mask = self.stage_frames(
+                tf.gather(video_matrix, reading), tf.gather(num_frames, reading), positions
             )
-            stage_logits = stage_logits.numpy()
+            pooled, outputs = self.model.read_stage(frames, mask, pooled)
+            indices = reading[:, tf.newaxis]
+            frames_read = tf.tensor_scatter_nd_add(
+                frames_read, indices, tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
+            )
             if stage < self.exit_stages - 1:
-                confidence, _ = stage_confidences(stage_logits[np.newaxis])
-                stops = confidence[0] >= self.thresholds[stage]
+                stops = confidence_of(outputs["logits"]) >= self.thresholds[stage]
             else:
-                stops = np.ones(len(reading), bool)
-            logits[reading[stops]] = stage_logits[stops]
-            exit_stage[reading[stops]] = stage
-            reading = reading[~stops]
-            if not reading.size:
-                break
-            continuing = functools.partial(tf.gather, indices=np.flatnonzero(~stops))
-            pooled = tf.nest.map_structure(continuing, pooled)
+                stops = tf.ones_like(reading, tf.bool)
+            stopped = tf.boolean_mask(indices, stops)
+            logits = tf.tensor_scatter_nd_update(
+                logits, stopped, tf.boolean_mask(outputs["logits"], stops)
+            )
+            exit_stage = tf.tensor_scatter_nd_update(
+                exit_stage, stopped, tf.fill([tf.shape(stopped)[0]], stage)
+            )
+            continuing = tf.logical_not(stops)
+            reading = tf.boolean_mask(reading, continuing)
+            pooled = tf.nest.map_structure(
+                functools.partial(tf.boolean_mask, mask=continuing), pooled
+            )
         return {
             "logits": logits,
-            "predictions": tf.sigmoid(logits).numpy(),
+            "predictions": tf.sigmoid(logits),
             "exit_stage": exit_stage,
             "frames_read": frames_read,
         }
+
+    def __call__(self, video_matrix, num_frames):
+        outputs = self.predict(tf.convert_to_tensor(video_matrix), tf.convert_to_tensor(num_frames))
+        return {name: value.numpy() for name, value in outputs.items()}
 
 
 def calibrate_train_dir(train_dir, data_pattern, max_videos=CALIBRATION_VIDEOS, video_id_key="id"):

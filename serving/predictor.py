@@ -245,11 +245,6 @@ def iterate_predictions(
                 litert_model, top_k, video_id_key, corrupt_record_policy
             )
         else:
-            if exit_threshold >= 0 and tf_data_service_address:
-                raise utils.UserInputError(
-                    "--exit_threshold re-batches videos between stages on this machine: leave "
-                    "out --tf_data_service_address."
-                )
             reader, predict = checkpoint_predictor(
                 train_dir,
                 top_k,

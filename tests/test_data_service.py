@@ -28,7 +28,7 @@ import readers
 import utils
 from pipeline import corrupt_records, data_service_input
 from runs import config
-from serving import evaluator, predictor
+from serving import early_exit, evaluator, predictor
 from training import tasks, trainer
 
 pytestmark = pytest.mark.xdist_group("data_service")
@@ -147,6 +147,34 @@ def test_inference_through_the_service_writes_the_same_rows(teacher_dir, service
         np.testing.assert_allclose(
             np.array(served_pairs[1::2], float), np.array(local_pairs[1::2], float), rtol=1e-4
         )
+
+
+def test_inference_that_stops_videos_early_reads_the_same_through_the_service(service, tmp_path):
+    staged = tiny_config(model="NeXtVLADModel", cluster_size=2, hidden_size=8, exit_stages=3)
+    train_dir = str(tmp_path / "staged")
+    trainer.train(tasks.SupervisedTask(staged), tiny_options(SAMPLE, train_dir, max_steps=1))
+    early_exit.calibrate_train_dir(train_dir, SAMPLE, max_videos=30)
+    results = {}
+    for name, address in (("local", ""), ("served", service)):
+        output = tmp_path / f"{name}.csv"
+        result = predictor.run_inference(
+            SAMPLE,
+            str(output),
+            train_dir=train_dir,
+            top_k=3,
+            batch_size=16,
+            tf_data_service_address=address,
+            exit_threshold=0.0,  # every video stops after the first stage, wherever it is read
+        )
+        rows = output.read_text().splitlines()[1:]
+        results[name] = (result, {row.split(",")[0]: row.split(",")[1].split() for row in rows})
+    (local, local_rows), (served, served_rows) = results["local"], results["served"]
+    assert local["num_videos"] == served["num_videos"] == 59
+    assert served["mean_frames_read"] == pytest.approx(local["mean_frames_read"])
+    assert local["mean_frames_read"] < 12  # a quarter of up to 40 frames, rounded up
+    assert sorted(served_rows) == sorted(local_rows)
+    for video_id, pairs in local_rows.items():
+        assert served_rows[video_id][::2] == pairs[::2]
 
 
 def test_training_through_the_service_runs_its_epochs(service, tmp_path):
