@@ -104,7 +104,8 @@ def define_flags(flag_values=flags.FLAGS):
         ["small", "paper"],
         "Model sizes whose NeXtVLAD student-10 is measured end to end with exit stages (the "
         "shares of videos stopping after each stage set as the trained student's on the proxy) "
-        "against the same student reading every frame; empty: none.",
+        "against the same student reading every frame, from the records and from its frame "
+        "cache; empty: none.",
         flag_values=flag_values,
     )
     flags.DEFINE_integer(

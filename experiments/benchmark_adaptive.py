@@ -9,9 +9,10 @@ videos: the exit thresholds are set on the benchmark's own videos so that the sh
 stopping after each stage are `EXIT_SHARES`, the shares the trained student showed on the
 real-label proxy at `--exit_threshold=0.9` (docs/adaptive.md). Speed depends on those shares,
 not on the weights. Both models run inference.py's loop (benchmark_input.end_to_end_rate), in
-turn within each repeat; the report gives the median rates, their ratio, the frames each
-read per video and the operations each ran (`operation_counts`), with the bound an exit
-decision that cost nothing would give.
+turn within each repeat, on the full records and on the student's frame cache (its frames
+only, as prepare_frames.py writes it); the report gives the median rates, their ratios, the
+frames each read per video and the operations each ran (`operation_counts`), with the bound an
+exit decision that cost nothing would give.
 """
 
 import os
@@ -91,8 +92,9 @@ def counted_predict(predict, frames_read):
 def measure_adaptive(
     pattern, work_dir, presets, batch_size, num_readers, min_seconds, repeats, shares=EXIT_SHARES
 ):
-    """{preset: {one_pass_videos_per_second, adaptive_videos_per_second, speedup,
-    frames_read_one_pass, frames_read_adaptive, exit_shares, measured_exit_shares (those the
+    """{preset: {one_pass_videos_per_second, adaptive_videos_per_second, speedup, the same three
+    read from the student's frame cache (`..._cache`, `speedup_cache`), frames_read_one_pass,
+    frames_read_adaptive, exit_shares, measured_exit_shares (those the
     thresholds gave on these videos), the `operation_counts`, thresholds, samples}}."""
     report = {}
     for preset in presets:
@@ -127,16 +129,29 @@ def measure_adaptive(
             for batch in dataset:
                 predict(batch["video_matrix"], batch["num_frames"])
         del adaptive_frames[:], one_pass_frames[:]
-        samples = {name: [] for name in runs}
+        # Each reads the full records, then the student's frame cache (its frames only).
+        cache_pattern = benchmark_input.write_student_cache(
+            pattern, os.path.join(work_dir, "frame-cache"), student
+        )
+        sources = {"": pattern, **({"_cache": cache_pattern} if cache_pattern else {})}
+        samples = {name + source: [] for source in sources for name in runs}
         for repeat in range(repeats):
-            for name, predict in runs.items():
-                samples[name].append(
-                    benchmark_input.end_to_end_rate(
-                        reader, predict, pattern, batch_size, num_readers, min_seconds
+            for source, source_pattern in sources.items():
+                for name, predict in runs.items():
+                    samples[name + source].append(
+                        benchmark_input.end_to_end_rate(
+                            reader, predict, source_pattern, batch_size, num_readers, min_seconds
+                        )
                     )
-                )
             logging.info("%s adaptive pass %d: %s", preset, repeat + 1, samples)
         rates = {name: statistics.median(values) for name, values in samples.items()}
+        cache_rates = {}
+        if cache_pattern:
+            cache_rates = {
+                "one_pass_videos_per_second_cache": rates["one_pass_cache"],
+                "adaptive_videos_per_second_cache": rates["adaptive_cache"],
+                "speedup_cache": rates["adaptive_cache"] / rates["one_pass_cache"],
+            }
         frames_read = {
             "frames_read_one_pass": float(np.mean(np.concatenate(one_pass_frames))),
             "frames_read_adaptive": float(np.mean(np.concatenate(adaptive_frames))),
@@ -146,6 +161,7 @@ def measure_adaptive(
             "one_pass_videos_per_second": rates["one_pass"],
             "adaptive_videos_per_second": rates["adaptive"],
             "speedup": rates["adaptive"] / rates["one_pass"],
+            **cache_rates,
             **frames_read,
             "exit_shares": list(shares),
             "measured_exit_shares": measured_shares,

@@ -199,9 +199,12 @@ class ExitPredictor:
         pooled = None
         for stage in range(self.exit_stages):
             positions = tf.cast(tf.where(tf.equal(stage_of_frame, stage))[:, 0], tf.int32)
-            frames, mask = self.stage_frames(
-                tf.gather(video_matrix, reading), tf.gather(num_frames, reading), positions
-            )
+            if stage == 0:  # every video reads the first stage
+                frames, mask = self.stage_frames(video_matrix, num_frames, positions)
+            else:
+                frames, mask = self.stage_frames(
+                    tf.gather(video_matrix, reading), tf.gather(num_frames, reading), positions
+                )
             pooled, outputs = self.model.read_stage(frames, mask, pooled)
             indices = reading[:, tf.newaxis]
             frames_read = tf.tensor_scatter_nd_add(

@@ -128,11 +128,17 @@ def exit_top_classes(exit_predictor, top_k, frames_read=None):
     `early_exit.ExitPredictor`, the frames each video read (`[batch]`) appended to the list
     `frames_read` when given."""
 
+    @tf.function(reduce_retracing=True)
+    def top_and_frames_read(video_matrix, num_frames):
+        # Top-k in the predictor's own graph: only k classes per video come back.
+        outputs = exit_predictor.predict_in_stages(video_matrix, num_frames)
+        return top_classes(outputs["predictions"], top_k), outputs["frames_read"]
+
     def predict(video_matrix, num_frames):
-        outputs = exit_predictor(video_matrix, num_frames)
+        (indexes, scores), frames = top_and_frames_read(video_matrix, num_frames)
         if frames_read is not None:
-            frames_read.append(outputs["frames_read"])
-        return top_classes(tf.convert_to_tensor(outputs["predictions"]), top_k)
+            frames_read.append(frames.numpy())
+        return indexes, scores
 
     return predict
 

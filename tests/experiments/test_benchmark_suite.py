@@ -77,6 +77,9 @@ def test_tiny_benchmark_reports_every_model_and_memory(tmp_path):
     assert adaptive["speedup"] == pytest.approx(
         adaptive["adaptive_videos_per_second"] / adaptive["one_pass_videos_per_second"]
     )
+    assert adaptive["speedup_cache"] == pytest.approx(
+        adaptive["adaptive_videos_per_second_cache"] / adaptive["one_pass_videos_per_second_cache"]
+    )
     # Its operations: the same student's in one pass (the suite's count), then the fixed part
     # once per stage read, and the bound with the fixed part once per video.
     nextvlad_student = family[1]
