@@ -119,29 +119,35 @@ def test_eval_through_the_service_equals_reading_locally(teacher_dir, service):
         assert served[name] == pytest.approx(local[name], rel=1e-5, abs=1e-6), name
 
 
-def test_inference_through_the_service_writes_the_same_rows(teacher_dir, service, tmp_path):
-    rows = {}
+def infer_here_and_through_the_service(service, output_dir, train_dir, **options):
+    """{"local": ..., "served": ...}: (run_inference's result, {video id: its CSV pairs}) of the
+    same inference on the samples, read here and through the service; the CSVs' headers are
+    checked."""
+    outcomes = {}
     for name, address in (("local", ""), ("served", service)):
-        output = tmp_path / f"{name}.csv"
+        output = output_dir / f"{name}.csv"
         result = predictor.run_inference(
             SAMPLE,
             str(output),
-            train_dir=teacher_dir,
-            top_k=5,
+            train_dir=train_dir,
             batch_size=16,
             tf_data_service_address=address,
+            **options,
         )
-        assert result["num_videos"] == 59
         lines = output.read_text().splitlines()
         assert lines[0] + "\n" == predictor.CSV_HEADER
-        rows[name] = lines[1:]
-    assert len(set(rows["served"])) == 59
-    local_rows = {row.split(",")[0]: row for row in rows["local"]}
-    served_rows = {row.split(",")[0]: row for row in rows["served"]}
+        rows = {row.split(",")[0]: row.split(",")[1].split() for row in lines[1:]}
+        assert len(rows) == len(lines) - 1 == result["num_videos"] == 59  # each video once
+        outcomes[name] = (result, rows)
+    return outcomes
+
+
+def test_inference_through_the_service_writes_the_same_rows(teacher_dir, service, tmp_path):
+    outcomes = infer_here_and_through_the_service(service, tmp_path, teacher_dir, top_k=5)
+    (_, local_rows), (_, served_rows) = outcomes["local"], outcomes["served"]
     assert sorted(served_rows) == sorted(local_rows)
-    for video_id, row in local_rows.items():
-        local_pairs = row.split(",")[1].split()
-        served_pairs = served_rows[video_id].split(",")[1].split()
+    for video_id, local_pairs in local_rows.items():
+        served_pairs = served_rows[video_id]
         # Classes equal; scores to float32 rounding (a video is batched with others there).
         assert served_pairs[::2] == local_pairs[::2]
         np.testing.assert_allclose(
@@ -154,22 +160,11 @@ def test_inference_that_stops_videos_early_reads_the_same_through_the_service(se
     train_dir = str(tmp_path / "staged")
     trainer.train(tasks.SupervisedTask(staged), tiny_options(SAMPLE, train_dir, max_steps=1))
     early_exit.calibrate_train_dir(train_dir, SAMPLE, max_videos=30)
-    results = {}
-    for name, address in (("local", ""), ("served", service)):
-        output = tmp_path / f"{name}.csv"
-        result = predictor.run_inference(
-            SAMPLE,
-            str(output),
-            train_dir=train_dir,
-            top_k=3,
-            batch_size=16,
-            tf_data_service_address=address,
-            exit_threshold=0.0,  # every video stops after the first stage, wherever it is read
-        )
-        rows = output.read_text().splitlines()[1:]
-        results[name] = (result, {row.split(",")[0]: row.split(",")[1].split() for row in rows})
-    (local, local_rows), (served, served_rows) = results["local"], results["served"]
-    assert local["num_videos"] == served["num_videos"] == 59
+    # Threshold 0: every video stops after the first stage, wherever it is read.
+    outcomes = infer_here_and_through_the_service(
+        service, tmp_path, train_dir, top_k=3, exit_threshold=0.0
+    )
+    (local, local_rows), (served, served_rows) = outcomes["local"], outcomes["served"]
     assert served["mean_frames_read"] == pytest.approx(local["mean_frames_read"])
     assert local["mean_frames_read"] < 12  # a quarter of up to 40 frames, rounded up
     assert sorted(served_rows) == sorted(local_rows)

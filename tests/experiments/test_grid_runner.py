@@ -234,15 +234,19 @@ def test_a_tiny_grid_of_another_family_sweeps_its_staged_student(tmp_path):
     data shared from a root; the student is evaluated again at each exit threshold."""
     config = grid.resolve_config(preset="tiny", family="nextvlad")
     output_dir = str(tmp_path / "nextvlad")
-    outcome = grid_runner.run_grid(
-        config,
-        [50],
-        output_dir,
-        report=lambda line: None,
-        methods=["uniform", "default"],
-        data_root=str(tmp_path),
-        exit_thresholds=[0.0, 0.9],
-    )
+
+    def run(exit_thresholds):
+        return grid_runner.run_grid(
+            config,
+            [50],
+            output_dir,
+            report=lambda line: None,
+            methods=["uniform", "default"],
+            data_root=str(tmp_path),
+            exit_thresholds=exit_thresholds,
+        )
+
+    outcome = run([0.0, 0.9])
     names = [entry["name"] for entry in outcome["results"]]
     assert names == ["TEACHER-FULL", "TEACHER-UNIFORM-50", "STUDENT-50-DEFAULT"]
     student_dir = grid.model_dir(output_dir, "STUDENT-50-DEFAULT", 1)
@@ -262,15 +266,7 @@ def test_a_tiny_grid_of_another_family_sweeps_its_staged_student(tmp_path):
         assert "## Stopping videos early" in handle.read()
     # A rerun with other thresholds sweeps again without training.
     before = checkpoint_files(output_dir)
-    rerun = grid_runner.run_grid(
-        config,
-        [50],
-        output_dir,
-        report=lambda line: None,
-        methods=["uniform", "default"],
-        data_root=str(tmp_path),
-        exit_thresholds=[0.5],
-    )
+    rerun = run([0.5])
     swept = [point["threshold"] for point in rerun["results"][-1]["exit_sweep"]]
     assert swept == [-1.0, 0.5] and checkpoint_files(output_dir) == before
     assert rerun["trained"] == []
