@@ -117,7 +117,7 @@ def grid_config(values):
 def grid_markdown(config_values, stored):
     """README's block of one grid run: its data and settings, Table 1 (mean ± std over the
     seeds), the students against their baselines and, for a model swept over exit thresholds,
-    its table (grid_report.format_exit_section)."""
+    its table (grid_report.exit_table_lines)."""
     config = grid_config(config_values)
     results = stored["models"]
     commits = sorted(
@@ -139,10 +139,10 @@ def grid_markdown(config_values, stored):
     comparisons = grid_report.format_comparisons(results)
     if comparisons:
         lines += ["", comparisons]
-    exits = grid_report.format_exit_section(results)
+    exits = grid_report.exit_table_lines(results)
     if exits:
-        # The section's table without its heading: a block sits under a heading of its page.
-        lines += ["", *exits[2:-1]]
+        # Without the section's heading: a block sits under a heading of its page.
+        lines += ["", *exits]
     return "\n".join(lines)
 
 

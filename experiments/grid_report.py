@@ -277,6 +277,7 @@ def format_table_2(results):
 
 def format_markdown(config, results):
     """The whole results.md."""
+    recipe_line = describe_default_recipe(results, config.family)
     return "\n".join(
         [
             "# The paper's grid, reproduced",
@@ -290,11 +291,7 @@ def format_markdown(config, results):
             "",
             format_seeds(results),
             "",
-            *(
-                [describe_default_recipe(results, config.family), ""]
-                if describe_default_recipe(results, config.family)
-                else []
-            ),
+            *([recipe_line, ""] if recipe_line else []),
             format_table_1(results),
             "",
             *format_comparison_section(results),
@@ -412,15 +409,13 @@ def summarize_exits(results):
     return summary
 
 
-def format_exit_section(results):
-    """The exit sweep's heading, explanation and table (one row per model and threshold), or
-    nothing when no model was swept."""
+def exit_table_lines(results):
+    """The exit sweep's explanation and table (one row per model and threshold), or nothing
+    when no model was swept."""
     exits = summarize_exits(results)
     if not exits:
         return []
     lines = [
-        "## Stopping videos early",
-        "",
         "Each model that reads in exit stages, evaluated again at each `--exit_threshold` (the "
         "agreement target of its exit rule, calibrated on the grid's training videos; -1 reads "
         "every stage). Frames are those read per video; `% of frames` is k times the share of "
@@ -432,15 +427,18 @@ def format_exit_section(results):
     ]
     for name, model in exits.items():
         for point in model["points"]:
-            gap = f"{point['gap_mean']:.3f}"
-            if point["n"] > 1:
-                gap += f" ± {point['gap_std']:.3f}"
             shares = ", ".join(f"{share:.0%}" for share in point["exit_stage_shares"])
             lines.append(
-                f"| {name} | {point['threshold']:g} | {gap} | {point['frames_read_mean']:.1f} "
-                f"| {point['percent_of_frames']:.1f} | {shares} |"
+                f"| {name} | {point['threshold']:g} | {format_mean(point, 'gap')} "
+                f"| {point['frames_read_mean']:.1f} | {point['percent_of_frames']:.1f} | {shares} |"
             )
-    return [*lines, ""]
+    return lines
+
+
+def format_exit_section(results):
+    """The exit sweep's heading and `exit_table_lines`, or nothing when no model was swept."""
+    lines = exit_table_lines(results)
+    return ["## Stopping videos early", "", *lines, ""] if lines else []
 
 
 def method_series(results, method, key):

@@ -328,6 +328,19 @@ def sweep_exits(config, model_dir, train_pattern, eval_pattern, exit_thresholds)
     return sweep
 
 
+def add_exit_sweep(entry, config, model_dir, patterns, exit_thresholds):
+    """Sets a results.json entry's `exit_sweep` (`sweep_exits` on the `patterns`' train and eval
+    files) unless it holds one of these thresholds already, or no thresholds are asked; True
+    when the entry changed (a model that reads in one pass gets none)."""
+    swept = [point["threshold"] for point in entry.get("exit_sweep", [])]
+    if swept == (sweep_points(exit_thresholds) or swept):
+        return False
+    sweep = sweep_exits(config, model_dir, patterns["train"], patterns["eval"], exit_thresholds)
+    if sweep:
+        entry["exit_sweep"] = sweep
+    return bool(sweep)
+
+
 def parse_exit_thresholds(text):
     """Parses `--exit_thresholds`: a comma list of agreement targets in [0, 1] ("" : none).
 
@@ -437,14 +450,8 @@ def run_grid(
             directory = grid.model_dir(output_dir, model.name, seed)
             done = results.get((model.name, seed))
             if done and done.get("checkpoint") == latest_checkpoint_name(directory):
-                swept = [point["threshold"] for point in done.get("exit_sweep", [])]
-                if swept != (sweep_points(exit_thresholds) or swept):
-                    sweep = sweep_exits(
-                        config, directory, patterns["train"], patterns["eval"], exit_thresholds
-                    )
-                    if sweep:
-                        done["exit_sweep"] = sweep
-                        write_results(results_path, results)
+                if add_exit_sweep(done, config, directory, patterns, exit_thresholds):
+                    write_results(results_path, results)
                 report(format_progress(index, total, done, reused=True))
                 continue
             train_seconds, _ = train_model(
@@ -454,11 +461,7 @@ def run_grid(
             entry["seed"] = seed
             entry["train_seconds"] = train_seconds
             entry["commit"] = utils.source_commit()
-            sweep = sweep_exits(
-                config, directory, patterns["train"], patterns["eval"], exit_thresholds
-            )
-            if sweep:
-                entry["exit_sweep"] = sweep
+            add_exit_sweep(entry, config, directory, patterns, exit_thresholds)
             results[(model.name, seed)] = entry
             trained_names.append(f"{model.name}/seed{seed}")
             # Each model builds new Keras layers and tf.functions: free the previous ones.
