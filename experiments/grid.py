@@ -59,6 +59,10 @@ FAMILY_SIZES = {
         "dbof": {"cluster_size": 16, "hidden_size": 8},
     },
 }
+# A family's settings other than its sizes, at every preset. DBoF pools its frames by average,
+# as Model Garden's DbofModel does, not by the starter's max: on the proxy the max over 300
+# noisy frames put its TEACHER-FULL below its UNIFORM-10 (BUILD_NOTES, "The model families").
+FAMILY_SETTINGS = {"dbof": {"dbof_pooling": "average"}}
 
 # The sizes a user may override (resolve_config's size_overrides), with their --flag help.
 SIZE_FLAG_HELP = {
@@ -211,6 +215,9 @@ class GridConfig:
     family: str = "hierarchical"
     cluster_size: int = 0
     hidden_size: int = 0
+    # DbofModel's pooling over the frames (FAMILY_SETTINGS). The default is the starter's max,
+    # which every DBoF grid written before this setting used.
+    dbof_pooling: str = "max"
     proxy_shot_noise: float = 1.0  # the proxy's noise levels (proxy_data.FrameSpec)
     proxy_frame_noise: float = 1.0
     proxy_top_classes: int = 0  # 0: every class
@@ -470,6 +477,7 @@ def resolve_config(
         random_frame_offset=bool(random_frame_offset),
         family=family,
         **FAMILY_SIZES.get(preset, {}).get(family, {}),
+        **FAMILY_SETTINGS.get(family, {}),
         **sizes,
     )
 
@@ -498,6 +506,8 @@ def run_config_for(model, config):
     family_sizes = {}
     if config.family != "hierarchical":
         family_sizes = {"cluster_size": config.cluster_size, "hidden_size": config.hidden_size}
+    if config.family == "dbof":
+        family_sizes["dbof_pooling"] = config.dbof_pooling
     run_config = RunConfig(
         model=architecture,
         **family_sizes,

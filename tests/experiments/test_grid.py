@@ -236,6 +236,12 @@ def test_a_family_grid_builds_every_model_as_the_family_and_refuses_the_papers_m
         grid.GridModel("teacher", 100), grid.resolve_config(preset="paper", family="netvlad")
     )
     assert (published.cluster_size, published.hidden_size) == (256, 1024)
+    # DBoF grids pool by average, teacher and student; a grid written before kept the max.
+    dbof = grid.resolve_config(preset="tiny", family="dbof")
+    for model in (grid.GridModel("teacher", 100), grid.GridModel("default", 10)):
+        assert grid.run_config_for(model, dbof).dbof_pooling == "average"
+    defaults = {field.name: field.default for field in dataclasses.fields(grid.GridConfig)}
+    assert defaults["dbof_pooling"] == "max" == config.dbof_pooling
 
 
 def test_the_follow_ups_frame_selection_baselines():
