@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 from conftest import short_video_train_set, tiny_config, tiny_options
 
+import export_model
 import model_zoo
 import train
 import utils
@@ -176,3 +177,30 @@ def test_a_staged_student_distils_calibrates_and_evaluates_with_its_exits(tmp_pa
     assert csv.read_text().startswith(predictor.CSV_HEADER)
     with pytest.raises(utils.UserInputError, match="reads its frames in one pass"):
         evaluator.evaluate_checkpoint(str(teacher_dir), pattern, exit_threshold=0.5)
+
+    # export_model.py --exit_threshold: the SavedModel stops videos where inference does.
+    export_flags = types.SimpleNamespace(
+        train_dir=str(student_dir),
+        checkpoint_path="",
+        export_dir=str(tmp_path / "export"),
+        top_k=3,
+        video_id_key="id",
+        format="saved_model",
+        litert_quantization="float32",
+        representative_data_pattern="",
+        representative_videos=8,
+        exit_threshold=0.0,
+    )
+    _, export_dir = export_model.export(export_flags)
+    records = [record.numpy() for record in tf.data.TFRecordDataset(tf.io.gfile.glob(pattern))]
+    served = tf.saved_model.load(export_dir).signatures["serving_default"](
+        serialized_examples=tf.constant(records)
+    )
+    assert (served["exit_stage"].numpy() == 0).all()
+    assert served["frames_read"].numpy().mean() == pytest.approx(written["mean_frames_read"])
+    with pytest.raises(utils.UserInputError, match="a LiteRT model reads one video's frames"):
+        export_model.export(types.SimpleNamespace(**dict(vars(export_flags), format="litert")))
+    with pytest.raises(utils.UserInputError, match="reads its frames in one pass"):
+        export_model.export(
+            types.SimpleNamespace(**dict(vars(export_flags), train_dir=str(teacher_dir)))
+        )
