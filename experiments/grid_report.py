@@ -79,10 +79,13 @@ def describe_data(config):
     if family == "hierarchical":
         network = f"LSTM {config.lstm_cells} cells x {config.lstm_layers} layers"
     else:
+        pooling = ""
+        if family == "dbof":  # grids written before the setting pooled by max
+            pooling = f", {getattr(config, 'dbof_pooling', 'max')} pooling"
         network = (
             f"the {family} family ({FAMILIES[family]}: {config.cluster_size or 'published'} "
-            f"clusters, hidden {config.hidden_size or 'published'}; its students are built as "
-            "it and distilled by the default recipe)"
+            f"clusters, hidden {config.hidden_size or 'published'}{pooling}; its students are "
+            "built as it and distilled by the default recipe)"
         )
     return (
         f"Preset `{config.preset}` on {data}; {network}, batch {config.batch_size}, learning rate "
