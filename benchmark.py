@@ -108,6 +108,13 @@ def define_flags(flag_values=flags.FLAGS):
         "cache; empty: none.",
         flag_values=flag_values,
     )
+    flags.DEFINE_list(
+        "adaptive_batch_sizes",
+        ["64", "256"],
+        "Videos per batch at which the adaptive student is measured: --batch_size's default and "
+        "inference.py's and eval.py's default (its stages cost per batch as well as per video).",
+        flag_values=flag_values,
+    )
     flags.DEFINE_integer(
         "litert_latency_calls",
         30,
@@ -149,6 +156,7 @@ def main(unused_argv):
             litert_presets=flag_values.litert_presets,
             litert_options={"latency_calls": flag_values.litert_latency_calls},
             adaptive_presets=flag_values.adaptive_presets,
+            adaptive_batch_sizes=flag_values.adaptive_batch_sizes,
         )
     print(benchmark_report.benchmark_markdown(report))
     print(f"Wrote {os.path.join(flag_values.output_dir, 'benchmark.json')}")

@@ -1,7 +1,9 @@
 """The benchmark's adaptive student: end-to-end videos/s of a NeXtVLAD student-10 that stops
 videos early (early_exit.py), beside the same student reading every frame, in one run.
 
-    adaptive = benchmark_adaptive.measure_adaptive(pattern, work_dir, ["paper"], 64, 4, 2.0, 3)
+    adaptive = benchmark_adaptive.measure_adaptive(
+        pattern, work_dir, ["paper"], [64, 256], 4, 2.0, 3
+    )
 
 Per preset, the NeXtVLAD student-10 of benchmark_models (the published sizes at `paper`) is
 built with 3 exit stages. Its weights are random, so its confidences say nothing about the
@@ -10,9 +12,10 @@ stopping after each stage are `EXIT_SHARES`, the shares the trained student show
 real-label proxy at `--exit_threshold=0.9` (docs/adaptive.md). Speed depends on those shares,
 not on the weights. Both models run inference.py's loop (benchmark_input.end_to_end_rate), in
 turn within each repeat, on the full records and on the student's frame cache (its frames
-only, as prepare_frames.py writes it); the report gives the median rates, their ratios, the
-frames each read per video and the operations each ran (`operation_counts`), with the bound an
-exit decision that cost nothing would give.
+only, as prepare_frames.py writes it), at each batch size asked (benchmark.py: its
+--batch_size, 64, and inference.py's default, 256); the report gives the median rates, their
+ratios, the frames each read per video and the operations each ran (`operation_counts`), with
+the bound an exit decision that cost nothing would give.
 """
 
 import os
@@ -90,12 +93,21 @@ def counted_predict(predict, frames_read):
 
 
 def measure_adaptive(
-    pattern, work_dir, presets, batch_size, num_readers, min_seconds, repeats, shares=EXIT_SHARES
+    pattern,
+    work_dir,
+    presets,
+    batch_sizes,
+    num_readers,
+    min_seconds,
+    repeats,
+    shares=EXIT_SHARES,
 ):
-    """{preset: {one_pass_videos_per_second, adaptive_videos_per_second, speedup, the same three
-    read from the student's frame cache (`..._cache`, `speedup_cache`), frames_read_one_pass,
-    frames_read_adaptive, exit_shares, measured_exit_shares (those the
-    thresholds gave on these videos), the `operation_counts`, thresholds, samples}}."""
+    """{preset: {frames_read_one_pass, frames_read_adaptive, exit_shares, measured_exit_shares
+    (those the thresholds gave on these videos), the `operation_counts`, thresholds,
+    `batch_sizes`: {str(batch size): {one_pass_videos_per_second, adaptive_videos_per_second,
+    speedup, the same three read from the student's frame cache (`..._cache`,
+    `speedup_cache`), samples}}}}: the rates at each of `batch_sizes` (the stages' own steps
+    cost per batch, so larger batches gain more)."""
     report = {}
     for preset in presets:
         _, student = benchmark_models.benchmark_models(preset, [10], FAMILY)[-1]
@@ -108,7 +120,7 @@ def measure_adaptive(
         )
         reader = readers.reader_for(staged, "id")
         model, _, _ = checkpoints.restore_model(staged_dir)
-        dataset, _ = reader.make_dataset(pattern, batch_size, num_readers=num_readers)
+        dataset, _ = reader.make_dataset(pattern, batch_sizes[0], num_readers=num_readers)
         confidences = [
             early_exit.stage_confidences(
                 model(batch["video_matrix"], batch["num_frames"], in_stages=True)["stage_logits"]
@@ -125,43 +137,23 @@ def measure_adaptive(
                 early_exit.ExitPredictor(model, thresholds), 20, adaptive_frames
             ),
         }
-        for predict in runs.values():  # traces every batch shape before timing
-            for batch in dataset:
-                predict(batch["video_matrix"], batch["num_frames"])
-        del adaptive_frames[:], one_pass_frames[:]
         # Each reads the full records, then the student's frame cache (its frames only).
         cache_pattern = benchmark_input.write_student_cache(
             pattern, os.path.join(work_dir, "frame-cache"), student
         )
         sources = {"": pattern, **({"_cache": cache_pattern} if cache_pattern else {})}
-        samples = {name + source: [] for source in sources for name in runs}
-        for repeat in range(repeats):
-            for source, source_pattern in sources.items():
-                for name, predict in runs.items():
-                    samples[name + source].append(
-                        benchmark_input.end_to_end_rate(
-                            reader, predict, source_pattern, batch_size, num_readers, min_seconds
-                        )
-                    )
-            logging.info("%s adaptive pass %d: %s", preset, repeat + 1, samples)
-        rates = {name: statistics.median(values) for name, values in samples.items()}
-        cache_rates = {}
-        if cache_pattern:
-            cache_rates = {
-                "one_pass_videos_per_second_cache": rates["one_pass_cache"],
-                "adaptive_videos_per_second_cache": rates["adaptive_cache"],
-                "speedup_cache": rates["adaptive_cache"] / rates["one_pass_cache"],
-            }
+        by_batch_size = {}
+        for batch_size in batch_sizes:
+            by_batch_size[str(batch_size)] = batch_rates(
+                reader, runs, sources, batch_size, num_readers, min_seconds, repeats
+            )
+            logging.info("%s adaptive, batch %d: %s", preset, batch_size, by_batch_size)
         frames_read = {
             "frames_read_one_pass": float(np.mean(np.concatenate(one_pass_frames))),
             "frames_read_adaptive": float(np.mean(np.concatenate(adaptive_frames))),
         }
         measured_shares = stage_shares(stage_confidence, thresholds)
         report[preset] = {
-            "one_pass_videos_per_second": rates["one_pass"],
-            "adaptive_videos_per_second": rates["adaptive"],
-            "speedup": rates["adaptive"] / rates["one_pass"],
-            **cache_rates,
             **frames_read,
             "exit_shares": list(shares),
             "measured_exit_shares": measured_shares,
@@ -172,6 +164,40 @@ def measure_adaptive(
                 measured_shares,
             ),
             "thresholds": thresholds,
-            "samples": samples,
+            "batch_sizes": by_batch_size,
         }
     return report
+
+
+def batch_rates(reader, runs, sources, batch_size, num_readers, min_seconds, repeats):
+    """The end-to-end rates of `runs` (name: predict) at `batch_size`, each of `sources`
+    (suffix: pattern) in turn within each repeat: {one_pass_videos_per_second,
+    adaptive_videos_per_second, speedup, the same from the frame cache, samples}."""
+    for predict in runs.values():  # traces every batch shape before timing
+        dataset, _ = reader.make_dataset(sources[""], batch_size, num_readers=num_readers)
+        for batch in dataset:
+            predict(batch["video_matrix"], batch["num_frames"])
+    samples = {name + source: [] for source in sources for name in runs}
+    for _ in range(repeats):
+        for source, source_pattern in sources.items():
+            for name, predict in runs.items():
+                samples[name + source].append(
+                    benchmark_input.end_to_end_rate(
+                        reader, predict, source_pattern, batch_size, num_readers, min_seconds
+                    )
+                )
+    rates = {name: statistics.median(values) for name, values in samples.items()}
+    cache_rates = {}
+    if "_cache" in sources:
+        cache_rates = {
+            "one_pass_videos_per_second_cache": rates["one_pass_cache"],
+            "adaptive_videos_per_second_cache": rates["adaptive_cache"],
+            "speedup_cache": rates["adaptive_cache"] / rates["one_pass_cache"],
+        }
+    return {
+        "one_pass_videos_per_second": rates["one_pass"],
+        "adaptive_videos_per_second": rates["adaptive"],
+        "speedup": rates["adaptive"] / rates["one_pass"],
+        **cache_rates,
+        "samples": samples,
+    }

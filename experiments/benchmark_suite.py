@@ -76,6 +76,27 @@ QUICK_SETTINGS = {
 MEMORY_DATA_COPIES = 4
 
 
+def parse_batch_sizes(values, num_videos):
+    """`--adaptive_batch_sizes` -> ints, each at most half of `num_videos`.
+
+    Raises:
+      utils.UserInputError: naming the flag and the value.
+    """
+    sizes = []
+    for value in values:
+        try:
+            size = int(value)
+        except ValueError:
+            size = 0
+        if size < 1 or 2 * size > num_videos:
+            raise utils.UserInputError(
+                f"--adaptive_batch_sizes: '{value}' must be a number of videos from 1 to half of "
+                f"--num_videos={num_videos} (the first batch of each pass is not timed)."
+            )
+        sizes.append(size)
+    return sizes
+
+
 def parse_ks(values):
     """`--ks` -> sorted list of int percentages whose stride 100 / k is a whole number."""
     ks = []
@@ -285,6 +306,7 @@ def run_benchmark(
     litert_presets=(),
     litert_options=None,
     adaptive_presets=(),
+    adaptive_batch_sizes=(),
 ):
     """Runs every measurement and writes `output_dir/benchmark.json`; returns the report.
 
@@ -299,7 +321,8 @@ def run_benchmark(
     benchmark.py --quick's (QUICK_SETTINGS), so that its table says so. `litert_presets` are
     measured as device models (`litert`; `litert_options`: benchmark_litert.measure_litert's
     keyword arguments). For `adaptive_presets`, the NeXtVLAD student-10 with exit stages against
-    the same student reading every frame (`adaptive`: benchmark_adaptive.py).
+    the same student reading every frame (`adaptive`: benchmark_adaptive.py), at each of
+    `adaptive_batch_sizes` (none: `batch_size`).
     """
     if num_videos < 2 * batch_size:
         raise utils.UserInputError(
@@ -326,6 +349,8 @@ def run_benchmark(
         for preset in chosen:
             if preset not in benchmark_models.PRESETS:
                 raise utils.UserInputError(f"{flag}: unknown preset '{preset}' (small, paper).")
+    if adaptive_presets:
+        adaptive_batch_sizes = parse_batch_sizes(adaptive_batch_sizes, num_videos)
     data_dir = os.path.join(output_dir, f"data-{num_videos}videos")
     pattern = write_benchmark_data(data_dir, num_videos, num_classes=10)
     machine = utils.machine_facts()
@@ -437,7 +462,7 @@ def run_benchmark(
             pattern,
             os.path.join(output_dir, "adaptive"),
             adaptive_presets,
-            batch_size,
+            list(adaptive_batch_sizes) or [batch_size],
             num_readers,
             min_seconds,
             repeats,

@@ -26,6 +26,7 @@ def test_tiny_benchmark_reports_every_model_and_memory(tmp_path):
         quick=True,
         families=["nextvlad", "hierarchical"],
         adaptive_presets=["small"],
+        adaptive_batch_sizes=["8", "16"],
     )
     with open(f"{output_dir}/benchmark.json") as handle:
         assert json.load(handle) == json.loads(json.dumps(report))
@@ -74,12 +75,14 @@ def test_tiny_benchmark_reports_every_model_and_memory(tmp_path):
     adaptive = report["adaptive"]["small"]
     assert adaptive["frames_read_adaptive"] < 0.67 * adaptive["frames_read_one_pass"]
     assert adaptive["frames_read_one_pass"] == pytest.approx(results[1]["frames_per_video"])
-    assert adaptive["speedup"] == pytest.approx(
-        adaptive["adaptive_videos_per_second"] / adaptive["one_pass_videos_per_second"]
-    )
-    assert adaptive["speedup_cache"] == pytest.approx(
-        adaptive["adaptive_videos_per_second_cache"] / adaptive["one_pass_videos_per_second_cache"]
-    )
+    assert list(adaptive["batch_sizes"]) == ["8", "16"]  # each batch size asked, in turn
+    for rates in adaptive["batch_sizes"].values():
+        assert rates["speedup"] == pytest.approx(
+            rates["adaptive_videos_per_second"] / rates["one_pass_videos_per_second"]
+        )
+        assert rates["speedup_cache"] == pytest.approx(
+            rates["adaptive_videos_per_second_cache"] / rates["one_pass_videos_per_second_cache"]
+        )
     # Its operations: the same student's in one pass (the suite's count), then the fixed part
     # once per stage read, and the bound with the fixed part once per video.
     nextvlad_student = family[1]
@@ -94,7 +97,7 @@ def test_tiny_benchmark_reports_every_model_and_memory(tmp_path):
     )
     assert adaptive["gflops_free_exit_decision"] < adaptive["gflops_one_pass"]
     table = benchmark_report.benchmark_markdown(report)
-    assert "| small | 2" in table and "The adaptive NeXtVLAD student-10" in table
+    assert "| small | 16 | 2" in table and "The adaptive NeXtVLAD student-10" in table
     assert "student-10" in table and "Peak RSS" in table
     assert "| small | nextvlad | student-10 |" in table and "| small | hierarchical |" in table
     # benchmark.py --quick's table says what it is.
@@ -113,6 +116,10 @@ def test_bad_ks_are_refused(bad):
 def test_too_few_videos_for_the_batch_is_refused(tmp_path):
     with pytest.raises(utils.UserInputError, match="--num_videos"):
         benchmark_suite.run_benchmark(str(tmp_path), ["small"], ["10"], 10, 8, 1, 2, False)
+    assert benchmark_suite.parse_batch_sizes(["64", "256"], 640) == [64, 256]
+    for bad in ("0", "321", "many"):
+        with pytest.raises(utils.UserInputError, match=f"--adaptive_batch_sizes: '{bad}'"):
+            benchmark_suite.parse_batch_sizes([bad], 640)
 
 
 def test_exit_thresholds_for_given_shares_of_videos():
