@@ -217,6 +217,8 @@ def generated_blocks(results_dir):
         blocks["benchmark"] = benchmark_report.benchmark_markdown(benchmark)
         if benchmark_report.litert_markdown(benchmark):
             blocks["litert"] = benchmark_report.litert_markdown(benchmark)
+        if benchmark_report.adaptive_markdown(benchmark):
+            blocks["benchmark-adaptive"] = benchmark_report.adaptive_markdown(benchmark)
     for name in grid_names(results_dir):
         directory = os.path.join(results_dir, GRID_PREFIX + name)
         blocks[f"grid-{name}"] = grid_markdown(

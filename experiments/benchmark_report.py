@@ -125,7 +125,6 @@ def benchmark_markdown(report):
                     f"{entry['end_to_end_speedup']:.2f}x |"
                 )
     lines += family_cost_lines(report)
-    lines += adaptive_lines(report)
     for name, row in report.get("memory", {}).items():
         copies = [
             key for key in row if key.startswith("peak_rss_mib_") and key != "peak_rss_mib_1x"
@@ -194,6 +193,15 @@ def family_cost_lines(report):
                 f"{entry['end_to_end_videos_per_second']:,.1f} | {ratios} |"
             )
     return lines
+
+
+def adaptive_markdown(report):
+    """docs/adaptive.md's block: the run, then the adaptive student's table (`adaptive_lines`);
+    "" for a benchmark.json without `adaptive`."""
+    lines = adaptive_lines(report)
+    if not lines:
+        return ""
+    return "\n".join([f"`make bench`, {describe_run(report)}."] + lines)
 
 
 def adaptive_lines(report):

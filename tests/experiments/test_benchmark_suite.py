@@ -97,7 +97,9 @@ def test_tiny_benchmark_reports_every_model_and_memory(tmp_path):
     )
     assert adaptive["gflops_free_exit_decision"] < adaptive["gflops_one_pass"]
     table = benchmark_report.benchmark_markdown(report)
-    assert "| small | 16 | 2" in table and "The adaptive NeXtVLAD student-10" in table
+    adaptive_table = benchmark_report.adaptive_markdown(report)
+    assert "| small | 16 | 2" in adaptive_table and "The adaptive NeXtVLAD" in adaptive_table
+    assert "The adaptive NeXtVLAD" not in table  # its own block, on docs/adaptive.md
     assert "student-10" in table and "Peak RSS" in table
     assert "| small | nextvlad | student-10 |" in table and "| small | hierarchical |" in table
     # benchmark.py --quick's table says what it is.
