@@ -43,10 +43,10 @@ RECIPES = {
         prediction_weight=0.0,
         student_label_weight=1.0,
         random_frame_offset=True,
-        # Distilling every stage makes the NeXtVLAD and NetVLAD students better when they read
-        # all their frames, and lets them stop videos early; not DBoF's (BUILD_NOTES.md, "Which
-        # students read in stages").
-        staged_families=("nextvlad", "netvlad"),
+        # Distilling every stage makes the NeXtVLAD, NetVLAD and average-pooling DBoF students
+        # better when they read all their frames, and lets them stop videos early; a max-pooling
+        # DBoF student neither gains nor loses (BUILD_NOTES.md, "Which students read in stages").
+        staged_families=("nextvlad", "netvlad", "dbof"),
         exit_stages=3,
     ),
     # The paper's: teacher and student trained together, L_rep only, frames 0, j, 2j, ...

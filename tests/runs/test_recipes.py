@@ -22,10 +22,9 @@ def test_random_offsets_of_a_recipe_go_where_uniform_spacing_has_a_phase_to_draw
     assert not students.student_run_config(last, set()).random_frame_offset
 
 
-def test_the_default_recipe_reads_a_nextvlad_student_in_stages_unless_told_otherwise():
-    assert recipes.recipe_exit_stages("serial", "nextvlad") == 3
-    assert recipes.recipe_exit_stages("serial", "netvlad") == 3
-    assert recipes.recipe_exit_stages("serial", "dbof") == 1
+def test_the_default_recipe_reads_a_pooling_student_in_stages_unless_told_otherwise():
+    for family in ("nextvlad", "netvlad", "dbof"):
+        assert recipes.recipe_exit_stages("serial", family) == 3
     assert recipes.recipe_exit_stages("serial", "hierarchical") == 1
     assert recipes.recipe_exit_stages("paper", "nextvlad") == 1
     student = tiny_config(
