@@ -191,8 +191,8 @@ def iterate_predictions(
     """Yields (video_ids, class_indexes, class_scores) numpy arrays per batch, in input order.
 
     The frames each video read (`[batch]` per batch) are appended to the list `frames_read`
-    when given (a SavedModel's are not known): with `exit_threshold` >= 0 a checkpoint's model
-    that reads in stages stops each video by its exit rule (early_exit.py).
+    when given: with `exit_threshold` >= 0 a checkpoint's model that reads in stages stops each
+    video by its exit rule (early_exit.py), as a SavedModel exported with one does.
 
     With `corrupt_record_policy="skip"` what is left out is tallied in `skipped` (a
     corrupt_records.SkippedRecords). A SavedModel parses the records itself, with the "fail" checks:
@@ -242,6 +242,8 @@ def iterate_predictions(
                     f"--top_k={top_k} but the SavedModel in {saved_model_dir} returns "
                     f"{exported_k} classes per video; export it again with --top_k={top_k}."
                 )
+            if frames_read is not None:  # exported with exits: the frames of its stages read
+                frames_read.append(outputs.get("frames_read", outputs["num_frames"]).numpy())
             indexes = outputs["class_indexes"].numpy()[:, :top_k]
             scores = outputs["class_scores"].numpy()[:, :top_k]
             yield outputs["video_ids"].numpy(), indexes, scores

@@ -198,6 +198,10 @@ def test_a_staged_student_distils_calibrates_and_evaluates_with_its_exits(tmp_pa
     )
     assert (served["exit_stage"].numpy() == 0).all()
     assert served["frames_read"].numpy().mean() == pytest.approx(written["mean_frames_read"])
+    served_csv = predictor.run_inference(
+        pattern, str(tmp_path / "served.csv"), saved_model_dir=export_dir, batch_size=8, top_k=3
+    )
+    assert served_csv["mean_frames_read"] == pytest.approx(written["mean_frames_read"])
     with pytest.raises(utils.UserInputError, match="a LiteRT model reads one video's frames"):
         export_model.export(types.SimpleNamespace(**dict(vars(export_flags), format="litert")))
     with pytest.raises(utils.UserInputError, match="reads its frames in one pass"):
