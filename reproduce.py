@@ -238,6 +238,14 @@ def define_flags(flag_values=flags.FLAGS):
         "per video and epoch (evaluation still reads 0, j, 2j, ...; not the paper's).",
         flag_values=flag_values,
     )
+    flags.DEFINE_enum(
+        "dbof_pooling",
+        None,
+        ["max", "average"],
+        "The DBoF family's pooling over frames (default: average, grid.FAMILY_SETTINGS; max is "
+        "the starter's, better where labels hang on brief events).",
+        flag_values=flag_values,
+    )
     flags.DEFINE_integer(
         "seeds",
         None,
@@ -305,6 +313,7 @@ def main(argv):
                 align_teacher_blocks=flag_values.align_teacher_blocks,
                 random_frame_offset=flag_values.random_frame_offset,
                 family=family,
+                dbof_pooling=flag_values.dbof_pooling,
                 **{name: flag_values[name].value for name in grid.SIZE_FLAG_HELP},
             )
             for family in families

@@ -362,6 +362,7 @@ def resolve_config(
     align_teacher_blocks=False,
     random_frame_offset=False,
     family="hierarchical",
+    dbof_pooling=None,
     **size_overrides,
 ):
     """The grid's settings: the preset's sizes, then the overrides that are not None.
@@ -381,6 +382,7 @@ def resolve_config(
       align_teacher_blocks: joint students' teachers take blocks of student_block_size x j.
       random_frame_offset: UNIFORM-k baselines and students train from random offsets.
       family: the model family (runs.config.FAMILIES) of every model.
+      dbof_pooling: the DBoF family's pooling; None: FAMILY_SETTINGS'. Ignored by the others.
       **size_overrides: keys of SIZE_FLAG_HELP; None keeps the preset's value. With the proxy
         `num_train_videos` / `num_eval_videos` cap the real videos used (0: all).
 
@@ -477,9 +479,18 @@ def resolve_config(
         random_frame_offset=bool(random_frame_offset),
         family=family,
         **FAMILY_SIZES.get(preset, {}).get(family, {}),
-        **FAMILY_SETTINGS.get(family, {}),
+        **family_settings(family, dbof_pooling),
         **sizes,
     )
+
+
+def family_settings(family, dbof_pooling=None):
+    """The GridConfig settings of `family` beside its sizes: FAMILY_SETTINGS', with the DBoF
+    family's pooling replaced when `dbof_pooling` is given."""
+    settings = dict(FAMILY_SETTINGS.get(family, {}))
+    if family == "dbof" and dbof_pooling is not None:
+        settings["dbof_pooling"] = dbof_pooling
+    return settings
 
 
 def check_methods_for_family(config, methods):

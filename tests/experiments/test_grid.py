@@ -242,6 +242,8 @@ def test_a_family_grid_builds_every_model_as_the_family_and_refuses_the_papers_m
         assert grid.run_config_for(model, dbof).dbof_pooling == "average"
     defaults = {field.name: field.default for field in dataclasses.fields(grid.GridConfig)}
     assert defaults["dbof_pooling"] == "max" == config.dbof_pooling
+    starter = grid.resolve_config(preset="tiny", family="dbof", dbof_pooling="max")
+    assert grid.run_config_for(grid.GridModel("teacher", 100), starter).dbof_pooling == "max"
 
 
 def test_the_follow_ups_frame_selection_baselines():
