@@ -142,7 +142,7 @@ def export(flag_values):
         exit_predictor = None
         if exits:
             exit_predictor = early_exit.exit_predictor(
-                flag_values.train_dir, model, config, flag_values.exit_threshold
+                flag_values.train_dir, model, config, flag_values.exit_threshold, checkpoint_path
             )
         written = saved_model.export_saved_model(
             model, reader, export_dir, flag_values.top_k, exit_predictor

@@ -248,12 +248,14 @@ def calibrate_train_dir(train_dir, data_pattern, max_videos=CALIBRATION_VIDEOS, 
     return calibration
 
 
-def exit_predictor(train_dir, model, run_config, exit_threshold):
+def exit_predictor(train_dir, model, run_config, exit_threshold, checkpoint_path=None):
     """The ExitPredictor of `model` (restored from `train_dir`) for agreement target
-    `exit_threshold`, with the thresholds of the calibration in `train_dir`.
+    `exit_threshold`, with the thresholds of the calibration in `train_dir`; with
+    `checkpoint_path`, only when that calibration is the checkpoint's.
 
     Raises:
-      utils.UserInputError: for a model that reads in one pass, or no calibration.
+      utils.UserInputError: for a model that reads in one pass, no calibration, or the
+        calibration of another checkpoint.
     """
     if run_config.exit_stages < 2:
         raise utils.UserInputError(
@@ -261,4 +263,12 @@ def exit_predictor(train_dir, model, run_config, exit_threshold):
             "holds a model that reads its frames in one pass (--exit_stages=1)."
         )
     calibration = load_calibration(train_dir, run_config.exit_stages)
+    calibrated = os.path.basename(calibration.get("checkpoint") or "")
+    if checkpoint_path and calibrated and calibrated != os.path.basename(checkpoint_path):
+        raise utils.UserInputError(
+            f"--exit_threshold={exit_threshold}: {os.path.join(train_dir, CALIBRATION_FILE)} "
+            f"calibrates {calibrated}, not {os.path.basename(checkpoint_path)}; one checkpoint's "
+            f"thresholds do not hold for another. Export {calibrated}, or run train.py again "
+            "on the train_dir to calibrate its latest checkpoint."
+        )
     return ExitPredictor(model, exit_thresholds(calibration, exit_threshold))

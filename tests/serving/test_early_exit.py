@@ -202,6 +202,13 @@ def test_a_staged_student_distils_calibrates_and_evaluates_with_its_exits(tmp_pa
         pattern, str(tmp_path / "served.csv"), saved_model_dir=export_dir, batch_size=8, top_k=3
     )
     assert served_csv["mean_frames_read"] == pytest.approx(written["mean_frames_read"])
+    calibration_file = student_dir / early_exit.CALIBRATION_FILE
+    calibrated = calibration_file.read_text()
+    other = dict(json.loads(calibrated), checkpoint=str(student_dir / "ckpt-999"))
+    calibration_file.write_text(json.dumps(other))
+    with pytest.raises(utils.UserInputError, match="calibrates ckpt-999, not ckpt-"):
+        export_model.export(export_flags)
+    calibration_file.write_text(calibrated)
     with pytest.raises(utils.UserInputError, match="a LiteRT model reads one video's frames"):
         export_model.export(types.SimpleNamespace(**dict(vars(export_flags), format="litert")))
     with pytest.raises(utils.UserInputError, match="reads its frames in one pass"):
