@@ -87,7 +87,9 @@ def test_the_predictor_stops_each_video_where_the_rule_says_and_reads_only_that(
     assert first_only["frames_read"].tolist() == [3, 1, 0, 2]  # frames 0, 4, 8 of each
     # A threshold between the videos' confidences: the confident ones stop after stage 0.
     confidence, _ = early_exit.stage_confidences(reference)
-    threshold = float(np.sort(confidence[0])[2])
+    # (midway between two videos' confidences: the re-batched graph may round one of them
+    # differently in the last bit)
+    threshold = float(np.mean(np.sort(confidence[0])[1:3]))
     mixed = early_exit.ExitPredictor(staged, [threshold, np.inf])(video, num_frames)
     stops = confidence[0] >= threshold
     assert mixed["exit_stage"].tolist() == np.where(stops, 0, 2).tolist()
