@@ -242,7 +242,7 @@ def define_flags(flag_values=flags.FLAGS):
         "dbof_pooling",
         None,
         ["max", "average"],
-        "The DBoF family's pooling over frames (default: average, grid.FAMILY_SETTINGS; max is "
+        "The DBoF family's pooling over frames (default: average, grid.DBOF_GRID_POOLING; max is "
         "the starter's, better where labels hang on brief events).",
         flag_values=flag_values,
     )

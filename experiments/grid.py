@@ -59,10 +59,10 @@ FAMILY_SIZES = {
         "dbof": {"cluster_size": 16, "hidden_size": 8},
     },
 }
-# A family's settings other than its sizes, at every preset. DBoF pools its frames by average,
-# as Model Garden's DbofModel does, not by the starter's max: on the proxy the max over 300
-# noisy frames put its TEACHER-FULL below its UNIFORM-10 (BUILD_NOTES, "The model families").
-FAMILY_SETTINGS = {"dbof": {"dbof_pooling": "average"}}
+# The DBoF family's pooling over frames in a grid, at every preset: the average, as Model
+# Garden's DbofModel does, not the starter's max: on the proxy the max over 300 noisy frames
+# put its TEACHER-FULL below its UNIFORM-10 (BUILD_NOTES, "The model families").
+DBOF_GRID_POOLING = "average"
 
 # The sizes a user may override (resolve_config's size_overrides), with their --flag help.
 SIZE_FLAG_HELP = {
@@ -215,8 +215,8 @@ class GridConfig:
     family: str = "hierarchical"
     cluster_size: int = 0
     hidden_size: int = 0
-    # DbofModel's pooling over the frames (FAMILY_SETTINGS). The default is the starter's max,
-    # which every DBoF grid written before this setting used.
+    # DbofModel's pooling over the frames (DBOF_GRID_POOLING in a DBoF grid). The default is
+    # the starter's max, which every DBoF grid written before this setting used.
     dbof_pooling: str = "max"
     proxy_shot_noise: float = 1.0  # the proxy's noise levels (proxy_data.FrameSpec)
     proxy_frame_noise: float = 1.0
@@ -382,7 +382,7 @@ def resolve_config(
       align_teacher_blocks: joint students' teachers take blocks of student_block_size x j.
       random_frame_offset: UNIFORM-k baselines and students train from random offsets.
       family: the model family (runs.config.FAMILIES) of every model.
-      dbof_pooling: the DBoF family's pooling; None: FAMILY_SETTINGS'. Ignored by the others.
+      dbof_pooling: the DBoF family's pooling; None: DBOF_GRID_POOLING. Ignored by the others.
       **size_overrides: keys of SIZE_FLAG_HELP; None keeps the preset's value. With the proxy
         `num_train_videos` / `num_eval_videos` cap the real videos used (0: all).
 
@@ -479,18 +479,9 @@ def resolve_config(
         random_frame_offset=bool(random_frame_offset),
         family=family,
         **FAMILY_SIZES.get(preset, {}).get(family, {}),
-        **family_settings(family, dbof_pooling),
+        **({"dbof_pooling": dbof_pooling or DBOF_GRID_POOLING} if family == "dbof" else {}),
         **sizes,
     )
-
-
-def family_settings(family, dbof_pooling=None):
-    """The GridConfig settings of `family` beside its sizes: FAMILY_SETTINGS', with the DBoF
-    family's pooling replaced when `dbof_pooling` is given."""
-    settings = dict(FAMILY_SETTINGS.get(family, {}))
-    if family == "dbof" and dbof_pooling is not None:
-        settings["dbof_pooling"] = dbof_pooling
-    return settings
 
 
 def check_methods_for_family(config, methods):
