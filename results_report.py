@@ -215,10 +215,12 @@ def generated_blocks(results_dir):
     if os.path.exists(benchmark_path):
         benchmark = read_json(benchmark_path)
         blocks["benchmark"] = benchmark_report.benchmark_markdown(benchmark)
-        if benchmark_report.litert_markdown(benchmark):
-            blocks["litert"] = benchmark_report.litert_markdown(benchmark)
-        if benchmark_report.adaptive_markdown(benchmark):
-            blocks["benchmark-adaptive"] = benchmark_report.adaptive_markdown(benchmark)
+        for name, markdown in (
+            ("litert", benchmark_report.litert_markdown(benchmark)),
+            ("benchmark-adaptive", benchmark_report.adaptive_markdown(benchmark)),
+        ):
+            if markdown:  # "" for a benchmark.json without that part
+                blocks[name] = markdown
     for name in grid_names(results_dir):
         directory = os.path.join(results_dir, GRID_PREFIX + name)
         blocks[f"grid-{name}"] = grid_markdown(

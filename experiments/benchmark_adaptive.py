@@ -173,8 +173,8 @@ def batch_rates(reader, runs, sources, batch_size, num_readers, min_seconds, rep
     """The end-to-end rates of `runs` (name: predict) at `batch_size`, each of `sources`
     (suffix: pattern) in turn within each repeat: {one_pass_videos_per_second,
     adaptive_videos_per_second, speedup, the same from the frame cache, samples}."""
+    dataset, _ = reader.make_dataset(sources[""], batch_size, num_readers=num_readers)
     for predict in runs.values():  # traces every batch shape before timing
-        dataset, _ = reader.make_dataset(sources[""], batch_size, num_readers=num_readers)
         for batch in dataset:
             predict(batch["video_matrix"], batch["num_frames"])
     samples = {name + source: [] for source in sources for name in runs}
