@@ -95,6 +95,14 @@ def write_records(path, records):
     return str(path)
 
 
+def frame_sample_records():
+    """The serialized records of the real frame-level sample, in file order."""
+    import tensorflow as tf
+
+    files = sorted(str(path) for path in FRAME_SAMPLE.glob("*"))
+    return [record.numpy() for record in tf.data.TFRecordDataset(files)]
+
+
 def short_video_train_set(root, num_videos, num_classes, seed, min_frames, max_frames):
     """A synthetic train split of short videos (2 shards, up to 2 labels) in `root`; its pattern."""
     from datasets import synthetic

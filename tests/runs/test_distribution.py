@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import FRAME_SAMPLE, REPO_ROOT, tiny_config, tiny_options
+from conftest import FRAME_SAMPLE, REPO_ROOT, frame_sample_records, tiny_config, tiny_options
 
 import model_zoo
 import readers
@@ -306,7 +306,7 @@ def test_mixed_precision_trains_and_exports(tmp_path, float32_policy_after):
     model, _, _ = checkpoints.restore_model(options.train_dir)
     assert all(variable.dtype == "float32" for variable in model.trainable_variables)
     loaded = tf.saved_model.load(export_dir)
-    records = [record.numpy() for record in tf.data.TFRecordDataset(sorted(FRAME_SAMPLE.glob("*")))]
+    records = frame_sample_records()
     served = loaded.signatures["predict"](serialized_examples=tf.constant(records[:4]))
     assert served["predictions"].dtype == tf.float32
     # The export holds the trained weights: the float32 model restored from the checkpoint

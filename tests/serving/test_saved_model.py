@@ -4,7 +4,7 @@ records, for the hierarchical model and a student of another family."""
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import FRAME_SAMPLE, tiny_config
+from conftest import frame_sample_records, tiny_config
 
 import model_zoo
 import readers
@@ -25,7 +25,7 @@ def test_the_served_top_k_is_the_models(tmp_path, family_flags):
     reader = readers.reader_for(run_config)
     export_dir = saved_model.export_saved_model(model, reader, str(tmp_path / "export"), top_k=5)
     assert not [path for path in tmp_path.iterdir() if ".tmp-" in path.name]
-    records = [record.numpy() for record in tf.data.TFRecordDataset(sorted(FRAME_SAMPLE.glob("*")))]
+    records = frame_sample_records()
     batch = reader.parse_serialized(tf.constant(records[:6]))
     expected = model(batch["video_matrix"], num_frames=batch["num_frames"])["predictions"].numpy()
     loaded = tf.saved_model.load(export_dir)
@@ -49,7 +49,7 @@ def test_a_staged_model_exports_its_exits(tmp_path):
     )
     model = model_zoo.build_model(run_config)
     reader = readers.reader_for(run_config)
-    records = [record.numpy() for record in tf.data.TFRecordDataset(sorted(FRAME_SAMPLE.glob("*")))]
+    records = frame_sample_records()
     batch = reader.parse_serialized(tf.constant(records[:8]))
     # Thresholds that stop some videos after the first stage and let others read on.
     stage_logits = model(batch["video_matrix"], batch["num_frames"], in_stages=True)["stage_logits"]
