@@ -113,3 +113,71 @@ def test_real_records_take_the_slicing_path_and_other_layouts_do_not(tmp_path):
     parsed = read_all(readers.YT8MFrameFeatureReader(frame_stride=5, slice_records=False), path)
     for key in ("video_ids", "video_matrix", "num_frames", "labels"):
         np.testing.assert_array_equal(sliced[0][key].numpy(), parsed[0][key].numpy())
+
+
+def test_frames_cut_for_some_records_are_theirs_and_framing_is_checked_on_its_own():
+    records = real_records()[:4]
+    serialized = tf.constant(records)
+    layout = record_slicing.locate_frames(serialized, ["rgb", "audio"], [1024, 128], 300)
+    # Every 3rd frame, as a stride-3 model reads them.
+    selected = tf.range(0, layout["num_input_frames"], 3)
+    frame_indices = tf.tile(selected[tf.newaxis], [len(records), 1])
+    num_frames = (layout["num_frames"] + 2) // 3
+    full, framed = record_slicing.cut_frames(
+        serialized, layout["starts"], [1024, 128], frame_indices, num_frames
+    )
+    assert framed.numpy().all()
+    rows = tf.constant([2, 0])
+    only_rows = tf.where(tf.constant([True, False, True, False]), num_frames, 0)
+    part, part_framed = record_slicing.cut_frames(
+        serialized, layout["starts"], [1024, 128], frame_indices, only_rows, rows=rows
+    )
+    assert part_framed.numpy().tolist() == [True, True]
+    for matrix, rows_matrix in zip(full, part, strict=True):
+        np.testing.assert_array_equal(rows_matrix.numpy(), tf.gather(matrix, rows).numpy())
+    # A damaged framing byte of record 1's second selected frame (frame 3): only it fails.
+    element = len(record_slicing.frame_element_prefix(1024)) + 1024
+    damaged = bytearray(records[1])
+    damaged[int(layout["starts"][0][1]) + 3 * element + 1] ^= 0xFF
+    serialized = tf.constant(records[:1] + [bytes(damaged)] + records[2:])
+    checked = record_slicing.check_framing(
+        serialized, layout["starts"], [1024, 128], frame_indices, num_frames
+    )
+    _, cut_framed = record_slicing.cut_frames(
+        serialized, layout["starts"], [1024, 128], frame_indices, num_frames
+    )
+    assert checked.numpy().tolist() == cut_framed.numpy().tolist() == [True, False, True, True]
+
+
+def test_a_reader_that_leaves_frames_in_the_records_says_where_they_are(tmp_path):
+    records = real_records()[:6]
+    plain = readers.YT8MFrameFeatureReader(frame_stride=4)
+    leaving = readers.YT8MFrameFeatureReader(frame_stride=4, leave_frames_in_records=True)
+    expected = plain.parse_serialized(tf.constant(records))
+    batch = leaving.parse_serialized(tf.constant(records))
+    frame_records = batch["frame_records"]
+    assert bool(frame_records["in_records"])
+    assert batch["video_matrix"].shape[1] == 0  # nothing cut yet
+    for key in ("video_ids", "num_frames", "frame_indices", "labels"):
+        np.testing.assert_array_equal(batch[key].numpy(), expected[key].numpy(), err_msg=key)
+    starts = frame_records["starts"]
+    matrices, _ = record_slicing.cut_frames(
+        frame_records["serialized"],
+        [starts[:, 0], starts[:, 1]],
+        [1024, 128],
+        frame_records["positions"],
+        batch["num_frames"],
+    )
+    np.testing.assert_array_equal(tf.concat(matrices, 2).numpy(), expected["video_matrix"].numpy())
+    # A batch with a record laid out otherwise is parsed: its frames are in video_matrix.
+    odd = sequence_example(
+        "odd",
+        [1],
+        random_frames(np.random.default_rng(2), 9, (1024, 128, 8), ("rgb", "audio", "extra")),
+    )
+    parsed = leaving.parse_serialized(tf.constant(records[:2] + [odd]))
+    assert not bool(parsed["frame_records"]["in_records"])
+    np.testing.assert_array_equal(
+        parsed["video_matrix"].numpy(),
+        plain.parse_serialized(tf.constant(records[:2] + [odd]))["video_matrix"].numpy(),
+    )
