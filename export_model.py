@@ -137,14 +137,8 @@ def export(flag_values):
             checkpoint_path,
         )
     else:
-        # A SavedModel serves whatever labels its input has (or none); with exits, the frames
-        # of the stages a video skips stay in its record.
-        reader = readers.reader_for(
-            config,
-            flag_values.video_id_key,
-            check_labels=False,
-            leave_frames_in_records=exits,
-        )
+        # A SavedModel serves whatever labels its input has (or none).
+        reader = readers.reader_for(config, flag_values.video_id_key, check_labels=False)
         exit_predictor = None
         if exits:
             exit_predictor = early_exit.exit_predictor(

@@ -206,7 +206,6 @@ class YT8MFrameFeatureReader(BaseReader):
         corrupt_record_policy="fail",
         slice_records=True,
         check_labels=True,
-        leave_frames_in_records=False,
     ):
         """Args:
         num_classes: size C of the label space.
@@ -231,10 +230,6 @@ class YT8MFrameFeatureReader(BaseReader):
         slice_records: cut the selected frames straight out of records laid out as YouTube-8M
           writes them (`parse_serialized`); False always uses the protobuf parser.
         check_labels: False leaves labels outside [0, num_classes) out silently (inference).
-        leave_frames_in_records: for a model that stops videos early (early_exit.ExitPredictor):
-          the selected frames of records that fit slicing are left in the records, located
-          and their framing checked, to be cut out stage by stage for the videos still
-          reading (`parse_serialized`'s `frame_records`).
         """
         super().__init__(
             num_classes,
@@ -261,7 +256,6 @@ class YT8MFrameFeatureReader(BaseReader):
         self.frames_per_video = frames_per_video
         self.keep_all_frames = keep_all_frames
         self.slice_records = slice_records
-        self.leave_frames_in_records = leave_frames_in_records
 
     @classmethod
     def config_options(cls, config, training):
@@ -311,36 +305,13 @@ class YT8MFrameFeatureReader(BaseReader):
         size) have only their selected frames cut out of the serialized bytes, each checked for
         its 9-byte framing (`parse_by_slicing`); a batch with any other record is parsed by
         `tf.io.parse_sequence_example`, which gives the same tensors.
-
-        With `leave_frames_in_records`, the batch also has `frame_records`: `serialized [B]`,
-        `starts [B, F]` int64 (each feature list's byte offset), `positions [B, T']` int32
-        (each selected frame's place in its record) and `in_records` (scalar bool). When
-        `in_records` is True, the frames were left in the records (`video_matrix` is then
-        `[B, 0, D]`): `record_slicing.cut_frames` cuts them; otherwise `video_matrix` holds
-        them, as without the option.
         """
         if self.keep_all_frames or not self.slice_records or not self.selects_frames:
-            return self.with_frame_records(self.parse_with_parser(serialized, draw_seed))
+            return self.parse_with_parser(serialized, draw_seed)
         sliced, sliced_ok = self.parse_by_slicing(serialized, draw_seed)
         return tf.cond(
-            sliced_ok,
-            lambda: sliced,
-            lambda: self.with_frame_records(self.parse_with_parser(serialized, draw_seed)),
+            sliced_ok, lambda: sliced, lambda: self.parse_with_parser(serialized, draw_seed)
         )
-
-    def with_frame_records(self, batch):
-        """A batch whose frames are in `video_matrix`, given `frame_records` that say so when
-        the reader leaves frames in the records (the batch as it is otherwise)."""
-        if not self.leave_frames_in_records:
-            return batch
-        videos = tf.shape(batch["video_ids"])[0]
-        batch["frame_records"] = {
-            "serialized": tf.fill([videos], ""),
-            "starts": tf.zeros([videos, len(self.feature_names)], tf.int64),
-            "positions": tf.zeros_like(batch["frame_indices"]),
-            "in_records": tf.constant(False),
-        }
-        return batch
 
     def _select_frames(self, num_frames, num_input_frames, video_ids, record_strides, draw_seed):
         """`frame_selection.select_frame_positions` with this reader's selection and seed (or
@@ -400,23 +371,9 @@ class YT8MFrameFeatureReader(BaseReader):
         positions, frame_indices, selected_num_frames = self._select_frames(
             layout["num_frames"], layout["num_input_frames"], video_ids, record_strides, draw_seed
         )
-        if self.leave_frames_in_records:
-            framed = record_slicing.check_framing(
-                serialized, layout["starts"], self.feature_sizes, positions, selected_num_frames
-            )
-            frames = {
-                "records/serialized": serialized,
-                "records/starts": tf.stack(layout["starts"], axis=1),
-                "records/positions": positions,
-            }
-        else:
-            matrices, framed = record_slicing.cut_frames(
-                serialized, layout["starts"], self.feature_sizes, positions, selected_num_frames
-            )
-            frames = {
-                f"frames/{name}": matrix
-                for name, matrix in zip(self.feature_names, matrices, strict=True)
-            }
+        matrices, framed = record_slicing.cut_frames(
+            serialized, layout["starts"], self.feature_sizes, positions, selected_num_frames
+        )
         # Checked in every policy and only for the records that fit this path: a record
         # parsed instead is checked there.
         video_ids = corrupt_records.apply_policy(
@@ -431,24 +388,17 @@ class YT8MFrameFeatureReader(BaseReader):
                 "labels": labels,
                 "num_frames": selected_num_frames,
                 "frame_indices": frame_indices,
-                **frames,
+                **{
+                    f"frames/{name}": matrix
+                    for name, matrix in zip(self.feature_names, matrices, strict=True)
+                },
             },
             [label_problem],
             self.corrupt_record_policy,
         )
-        if self.leave_frames_in_records:
-            batch["frame_records"] = {
-                name: batch.pop(f"records/{name}") for name in ("serialized", "starts", "positions")
-            }
-            batch["frame_records"]["in_records"] = tf.constant(True)
-            batch["video_matrix"] = tf.zeros(
-                [tf.shape(batch["video_ids"])[0], 0, self.feature_size],
-                tf.float32 if self.dequantize else tf.uint8,
-            )
-        else:
-            matrices = [batch.pop(f"frames/{name}") for name in self.feature_names]
-            # The cuts are zero past each video's frames.
-            batch["video_matrix"] = self._assemble(matrices, batch["num_frames"], zero_padded=True)
+        matrices = [batch.pop(f"frames/{name}") for name in self.feature_names]
+        # The cuts are zero past each video's frames.
+        batch["video_matrix"] = self._assemble(matrices, batch["num_frames"], zero_padded=True)
         return batch, tf.reduce_all(layout["ok"] & framed)
 
     def parse_with_parser(self, serialized, draw_seed=None):
@@ -660,8 +610,7 @@ def reader_for(config, video_id_key="id", training=False, **options):
       video_id_key: context key of the video id.
       training: the reader of a training pipeline.
       **options: the reader's other arguments (`corrupt_record_policy`, `check_labels`; for
-        frames also `dequantize`, `keep_all_frames`, `slice_records`,
-        `leave_frames_in_records`).
+        frames also `dequantize`, `keep_all_frames`, `slice_records`).
     """
     kind = utils.FRAME_INPUT if config.frame_features else utils.VIDEO_INPUT
     return READERS.get(kind).from_config(config, video_id_key, training, **options)

@@ -130,17 +130,11 @@ def measure_adaptive(
         stage_confidence = np.concatenate(confidences, axis=1)
         thresholds = share_thresholds(stage_confidence, shares)
         adaptive_frames, one_pass_frames = [], []
-        one_pass_reader, one_pass = predictor.checkpoint_predictor(one_pass_dir, 20, "id")
-        # As inference.py reads for it: the frames of the stages a video skips stay in the
-        # records.
-        adaptive_reader = readers.reader_for(staged, "id", leave_frames_in_records=True)
+        _, one_pass = predictor.checkpoint_predictor(one_pass_dir, 20, "id")
         runs = {
-            "one_pass": (one_pass_reader, counted_predict(one_pass, one_pass_frames)),
-            "adaptive": (
-                adaptive_reader,
-                predictor.exit_top_classes(
-                    early_exit.ExitPredictor(model, thresholds), 20, adaptive_frames
-                ),
+            "one_pass": counted_predict(one_pass, one_pass_frames),
+            "adaptive": predictor.exit_top_classes(
+                early_exit.ExitPredictor(model, thresholds), 20, adaptive_frames
             ),
         }
         # Each reads the full records, then the student's frame cache (its frames only).
@@ -151,7 +145,7 @@ def measure_adaptive(
         by_batch_size = {}
         for batch_size in batch_sizes:
             by_batch_size[str(batch_size)] = batch_rates(
-                runs, sources, batch_size, num_readers, min_seconds, repeats
+                reader, runs, sources, batch_size, num_readers, min_seconds, repeats
             )
             logging.info("%s adaptive, batch %d: %s", preset, batch_size, by_batch_size)
         frames_read = {
@@ -175,18 +169,18 @@ def measure_adaptive(
     return report
 
 
-def batch_rates(runs, sources, batch_size, num_readers, min_seconds, repeats):
-    """The end-to-end rates of `runs` (name: (reader, predict)) at `batch_size`, each of
-    `sources` (suffix: pattern) in turn within each repeat: {one_pass_videos_per_second,
+def batch_rates(reader, runs, sources, batch_size, num_readers, min_seconds, repeats):
+    """The end-to-end rates of `runs` (name: predict) at `batch_size`, each of `sources`
+    (suffix: pattern) in turn within each repeat: {one_pass_videos_per_second,
     adaptive_videos_per_second, speedup, the same from the frame cache, samples}."""
-    for reader, predict in runs.values():  # traces every batch shape before timing
-        dataset, _ = reader.make_dataset(sources[""], batch_size, num_readers=num_readers)
+    dataset, _ = reader.make_dataset(sources[""], batch_size, num_readers=num_readers)
+    for predict in runs.values():  # traces every batch shape before timing
         for batch in dataset:
-            predict(*early_exit.predict_inputs(batch))
+            predict(batch["video_matrix"], batch["num_frames"])
     samples = {name + source: [] for source in sources for name in runs}
     for _ in range(repeats):
         for source, source_pattern in sources.items():
-            for name, (reader, predict) in runs.items():
+            for name, predict in runs.items():
                 samples[name + source].append(
                     benchmark_input.end_to_end_rate(
                         reader, predict, source_pattern, batch_size, num_readers, min_seconds

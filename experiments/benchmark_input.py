@@ -27,7 +27,7 @@ import utils
 from experiments import benchmark_training
 from pipeline import corrupt_records, record_batches
 from runs import config
-from serving import cpu_inference, early_exit
+from serving import cpu_inference
 from training import training_input
 
 REPO_DIR = utils.REPO_DIR
@@ -122,7 +122,7 @@ def end_to_end_rate(reader, predict, pattern, batch_size, num_readers, min_secon
 
     def make_batches():
         for batch in corrupt_records.iterate_batches(dataset, files):
-            indexes, scores = predict(*early_exit.predict_inputs(batch))
+            indexes, scores = predict(batch["video_matrix"], batch["num_frames"])
             yield batch["video_ids"].numpy(), indexes.numpy(), scores.numpy()
 
     return timed_rate(make_batches, lambda batch: len(batch[0]), min_seconds)

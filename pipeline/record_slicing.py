@@ -164,28 +164,7 @@ def locate_frames(serialized, feature_names, feature_sizes, max_frames):
     }
 
 
-def cut_elements(serialized, start, size, frame_indices, valid, cut_bytes):
-    """The first `cut_bytes` bytes of each selected frame's element (its framing prefix, then
-    its `size` raw bytes) of one feature: `[B, T']` strings, "" where not `valid [B, T']`."""
-    length = tf.cast(tf.strings.length(serialized), tf.int64)
-    element = len(frame_element_prefix(size)) + size
-    offsets = start[:, None] + tf.cast(frame_indices, tf.int64) * element
-    offsets = tf.where(valid, tf.minimum(offsets, length[:, None]), 0)
-    return tf.strings.substr(
-        serialized[:, None], offsets, tf.where(valid, tf.constant(cut_bytes, tf.int64), 0)
-    )
-
-
-def prefixes_match(decoded, size, valid):
-    """`[B]` bool: each row's valid elements (`decoded [B, T', >= prefix]` uint8) start with
-    the framing prefix of a `size`-byte frame."""
-    prefix = frame_element_prefix(size)
-    expected = tf.constant(list(prefix), tf.uint8)
-    prefixed = tf.reduce_all(tf.equal(decoded[:, :, : len(prefix)], expected), axis=2)
-    return tf.reduce_all(tf.logical_or(prefixed, ~valid), axis=1)
-
-
-def cut_frames(serialized, starts, feature_sizes, frame_indices, num_frames, rows=None):
+def cut_frames(serialized, starts, feature_sizes, frame_indices, num_frames):
     """Cuts the selected frames out of the records and decodes them, checking their framing.
 
     Each selected frame is cut together with its framing prefix, in one cut and one decode per
@@ -199,38 +178,26 @@ def cut_frames(serialized, starts, feature_sizes, frame_indices, num_frames, row
         the video, or in a frame cache's record its position there).
       num_frames: `[B]` int32, the selected frames of each video (the rest of a row is
         padding).
-      rows: None, or `[R]` int32: only these records' frames are cut and decoded (the others'
-        `num_frames` should be 0), and the results are theirs, in this order.
 
     Returns:
-      (matrices, framed): per feature a `[B, T', size]` uint8 matrix (`[R, T', size]` with
-      `rows`), zero past `num_frames`; `framed [B]` bool (`[R]`), False for a record whose
-      selected frames lack the expected framing.
+      (matrices, framed): per feature a `[B, T', size]` uint8 matrix, zero past `num_frames`;
+      `framed [B]` bool, False for a record whose selected frames lack the expected framing.
     """
+    length = tf.cast(tf.strings.length(serialized), tf.int64)
     valid = tf.sequence_mask(num_frames, maxlen=tf.shape(frame_indices)[1])
-    if rows is not None:
-        valid_rows = tf.gather(valid, rows)
     matrices, framed = [], []
     for start, size in zip(starts, feature_sizes, strict=True):
-        element = len(frame_element_prefix(size)) + size
-        elements = cut_elements(serialized, start, size, frame_indices, valid, element)
-        if rows is not None:  # the cuts of the other records are empty: nothing is copied
-            elements = tf.gather(elements, rows)
+        prefix = frame_element_prefix(size)
+        element = len(prefix) + size
+        offsets = start[:, None] + tf.cast(frame_indices, tf.int64) * element
+        offsets = tf.where(valid, tf.minimum(offsets, length[:, None]), 0)
         # Past each video's frames the cuts are empty, and decode_raw pads them with zeros.
+        elements = tf.strings.substr(
+            serialized[:, None], offsets, tf.where(valid, tf.constant(element, tf.int64), 0)
+        )
         decoded = tf.io.decode_raw(elements, tf.uint8, fixed_length=element)
-        framed.append(prefixes_match(decoded, size, valid if rows is None else valid_rows))
-        matrices.append(decoded[:, :, element - size :])
+        expected = tf.constant(list(prefix), tf.uint8)
+        prefixed = tf.reduce_all(tf.equal(decoded[:, :, : len(prefix)], expected), axis=2)
+        framed.append(tf.reduce_all(tf.logical_or(prefixed, ~valid), axis=1))
+        matrices.append(decoded[:, :, len(prefix) :])
     return matrices, tf.reduce_all(tf.stack(framed), axis=0)
-
-
-def check_framing(serialized, starts, feature_sizes, frame_indices, num_frames):
-    """`cut_frames`'s `framed [B]` at the cost of the framing bytes alone: only each selected
-    frame's prefix is cut, for frames left in the records to be cut later."""
-    valid = tf.sequence_mask(num_frames, maxlen=tf.shape(frame_indices)[1])
-    framed = []
-    for start, size in zip(starts, feature_sizes, strict=True):
-        prefix_bytes = len(frame_element_prefix(size))
-        prefixes = cut_elements(serialized, start, size, frame_indices, valid, prefix_bytes)
-        decoded = tf.io.decode_raw(prefixes, tf.uint8, fixed_length=prefix_bytes)
-        framed.append(prefixes_match(decoded, size, valid))
-    return tf.reduce_all(tf.stack(framed), axis=0)

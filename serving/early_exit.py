@@ -15,14 +15,10 @@ a = 0 stops every video after the first stage, and a above what any confidence r
 every stage.
 
 `ExitPredictor` re-batches: stage s runs only on the videos still reading, on the frames of that
-stage alone, and adds them to those videos' pooling (models.EncoderModel: `encoder.partial`,
-`combine`, `finish`), all stages in one compiled function. A video's outputs are those of the
-stage it stopped after, exactly the model's outputs on the frames of the stages up to it.
-
-Given a batch whose reader left the frames in the records (`leave_frames_in_records`, as eval,
-inference and the SavedModel read for it; `predict_inputs(batch)`), each stage cuts its frames
-out of the serialized records and decodes them for the videos still reading only: the frames of
-the stages a video skips are never copied out of its record or decoded.
+stage alone (dequantized then), and adds them to those videos' pooling (models.EncoderModel:
+`encoder.partial`, `combine`, `finish`), all stages in one compiled function. A video's
+outputs are those of the stage it stopped after, exactly the model's outputs on the frames of
+the stages up to it.
 """
 
 import functools
@@ -34,7 +30,7 @@ import tensorflow as tf
 
 import readers
 import utils
-from pipeline import frame_selection, record_slicing
+from pipeline import frame_selection
 from runs import checkpoints
 
 CALIBRATION_FILE = "exit_calibration.json"
@@ -160,31 +156,18 @@ def exit_thresholds(calibration, target):
     return thresholds
 
 
-def predict_inputs(batch):
-    """A parsed batch's arguments for a predict: (video_matrix, num_frames), and its
-    `frame_records` when its reader left the frames in the records (an ExitPredictor's)."""
-    inputs = (batch["video_matrix"], batch["num_frames"])
-    return inputs + ((batch["frame_records"],) if "frame_records" in batch else ())
-
-
-def dequantized(frames):
-    """`frames` as float32 features: uint8 ones dequantized, float32 ones as they are."""
-    return utils.dequantize(frames) if frames.dtype == tf.uint8 else tf.cast(frames, tf.float32)
-
-
 class ExitPredictor:
-    """`predict(video_matrix, num_frames, frame_records=None)` for a model that reads in
-    stages, stopping each video after the first stage whose confidence reaches its threshold
-    (`thresholds`: one per stage but the last).
+    """`predict(video_matrix, num_frames)` for a model that reads in stages, stopping each video
+    after the first stage whose confidence reaches its threshold (`thresholds`: one per stage
+    but the last).
 
     Returns numpy `predictions`, `logits` `[batch, num_classes]` (of the stage each video
     stopped after), `exit_stage [batch]` int32 and `frames_read [batch]` int32 (the video's
     frames in the stages it read).
 
     One compiled function runs every stage: each stage gathers the videos still reading, reads
-    their frames of that stage (cut out of the records when the reader left them there:
-    `frame_records`), decides which stop and carries the others' sums on, all in the graph,
-    with no return to Python between stages.
+    their frames of that stage, decides which stop and carries the others' sums on, all in the
+    graph, with no return to Python between stages.
     """
 
     def __init__(self, model, thresholds):
@@ -193,67 +176,22 @@ class ExitPredictor:
         if len(thresholds) != self.exit_stages - 1:
             raise ValueError(f"{len(thresholds)} thresholds for {self.exit_stages} stages")
         self.thresholds = [float(threshold) for threshold in thresholds]
-        self.feature_sizes = tuple(model.config.feature_sizes)
         self.predict = tf.function(self.predict_in_stages, reduce_retracing=True)
 
-    def stage_frames(self, video_matrix, num_frames, positions, reading=None, frame_records=None):
-        """The frames at `positions` (of the model's selected frames) of the videos `reading`
-        (`[R]` indexes into the batch; None: every video), dequantized and zero past each
-        video's frames, and their mask: (`[R, len(positions), D]` float32, `[R, len(positions)]`
-        bool).
-
-        With `frame_records` whose frames are `in_records` (the reader's
-        `leave_frames_in_records`), only these frames of these videos are cut out of the
-        serialized records and decoded; otherwise they are gathered from `video_matrix`.
-        """
-        if reading is not None:
-            num_frames = tf.gather(num_frames, reading)
+    def stage_frames(self, video_matrix, num_frames, positions):
+        """The frames at `positions` (dequantized, padding zeroed) and their mask."""
+        frames = tf.gather(video_matrix, positions, axis=1)
         mask = positions[tf.newaxis, :] < num_frames[:, tf.newaxis]
+        if frames.dtype == tf.uint8:
+            frames = utils.dequantize(frames)
+        return tf.cast(frames, tf.float32) * tf.cast(mask, tf.float32)[..., tf.newaxis], mask
 
-        def gathered():
-            rows = video_matrix if reading is None else tf.gather(video_matrix, reading)
-            return dequantized(tf.gather(rows, positions, axis=1))
-
-        if frame_records is None:
-            frames = gathered()
-        else:
-            frames = tf.cond(
-                frame_records["in_records"],
-                lambda: dequantized(self.cut_stage_frames(frame_records, reading, positions, mask)),
-                gathered,
-            )
-        return frames * tf.cast(mask, tf.float32)[..., tf.newaxis], mask
-
-    def cut_stage_frames(self, frame_records, reading, positions, mask):
-        """The frames at `positions` of the videos `reading` (None: all), cut out of
-        `frame_records`: `[R, len(positions), D]` uint8. A stage's positions are increasing, so
-        each video's frames in it are a prefix of them (`mask [R, len(positions)]`)."""
-        stage_frames = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
-        if reading is not None:  # 0 for the videos that stopped: nothing of theirs is cut
-            batch_size = tf.shape(frame_records["serialized"])[0]
-            stage_frames = tf.scatter_nd(reading[:, tf.newaxis], stage_frames, [batch_size])
-        starts = frame_records["starts"]
-        matrices, _ = record_slicing.cut_frames(
-            frame_records["serialized"],
-            [starts[:, feature] for feature in range(len(self.feature_sizes))],
-            self.feature_sizes,
-            tf.gather(frame_records["positions"], positions, axis=1),
-            stage_frames,
-            rows=reading,
-        )
-        return matrices[0] if len(matrices) == 1 else tf.concat(matrices, axis=2)
-
-    def predict_in_stages(self, video_matrix, num_frames, frame_records=None):
+    def predict_in_stages(self, video_matrix, num_frames):
         """The graph of `__call__`: `video_matrix [batch, frames, features]`, `num_frames
-        [batch]` and the reader's `frame_records` (None: the frames are in `video_matrix`)
-        -> its outputs, as tensors."""
-        if frame_records is None:
-            selected_frames = tf.shape(video_matrix)[1]
-        else:
-            selected_frames = tf.shape(frame_records["positions"])[1]
-        num_frames = tf.minimum(tf.cast(num_frames, tf.int32), selected_frames)
-        batch_size = tf.shape(num_frames)[0]
-        stage_of_frame = frame_selection.exit_stages_of(selected_frames, self.exit_stages)
+        [batch]` -> its outputs, as tensors."""
+        num_frames = tf.minimum(tf.cast(num_frames, tf.int32), tf.shape(video_matrix)[1])
+        batch_size = tf.shape(video_matrix)[0]
+        stage_of_frame = frame_selection.exit_stages_of(tf.shape(video_matrix)[1], self.exit_stages)
         logits = tf.zeros([batch_size, self.model.config.num_classes])
         exit_stage = tf.zeros([batch_size], tf.int32)
         frames_read = tf.zeros([batch_size], tf.int32)
@@ -261,13 +199,12 @@ class ExitPredictor:
         pooled = None
         for stage in range(self.exit_stages):
             positions = tf.cast(tf.where(tf.equal(stage_of_frame, stage))[:, 0], tf.int32)
-            frames, mask = self.stage_frames(
-                video_matrix,
-                num_frames,
-                positions,
-                None if stage == 0 else reading,  # every video reads the first stage
-                frame_records,
-            )
+            if stage == 0:  # every video reads the first stage
+                frames, mask = self.stage_frames(video_matrix, num_frames, positions)
+            else:
+                frames, mask = self.stage_frames(
+                    tf.gather(video_matrix, reading), tf.gather(num_frames, reading), positions
+                )
             pooled, outputs = self.model.read_stage(frames, mask, pooled)
             indices = reading[:, tf.newaxis]
             frames_read = tf.tensor_scatter_nd_add(
@@ -296,10 +233,8 @@ class ExitPredictor:
             "frames_read": frames_read,
         }
 
-    def __call__(self, video_matrix, num_frames, frame_records=None):
-        outputs = self.predict(
-            tf.convert_to_tensor(video_matrix), tf.convert_to_tensor(num_frames), frame_records
-        )
+    def __call__(self, video_matrix, num_frames):
+        outputs = self.predict(tf.convert_to_tensor(video_matrix), tf.convert_to_tensor(num_frames))
         return {name: value.numpy() for name, value in outputs.items()}
 
 

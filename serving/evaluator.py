@@ -83,12 +83,8 @@ def evaluate_checkpoint(
     data_service_input.check_service_options(tf_data_service_address, corrupt_record_policy)
     strategy = strategy or distribution.inference_strategy()
     model, config, checkpoint_path = checkpoints.restore_model(train_dir, checkpoint_path, strategy)
-    # Videos that stop early leave the frames of the stages they skip in the records.
     reader = readers.reader_for(
-        config,
-        video_id_key=video_id_key,
-        corrupt_record_policy=corrupt_record_policy,
-        leave_frames_in_records=exit_threshold >= 0,
+        config, video_id_key=video_id_key, corrupt_record_policy=corrupt_record_policy
     )
     dataset, files = reader.make_dataset(
         eval_data_pattern, batch_size, num_readers=num_readers, flag_name="--eval_data_pattern"
@@ -132,8 +128,7 @@ def evaluate_checkpoint(
 def evaluate_predictions(
     predict, config, reader, dataset, files, data_pattern, name, top_k, video_id_key, clock
 ):
-    """The metrics of `predict(video_matrix, num_frames[, frame_records])` (the batch's
-    `early_exit.predict_inputs`) -> `{predictions, logits}` over every
+    """The metrics of `predict(video_matrix, num_frames)` -> `{predictions, logits}` over every
     batch of `dataset` (read by `reader` from `files`, matching `data_pattern`); `name` is the
     model in progress lines.
 
@@ -151,7 +146,7 @@ def evaluate_predictions(
     frames_read = 0
     exit_stages = np.zeros([config.exit_stages], np.int64)
     for batch in batches:
-        outputs = predict(*early_exit.predict_inputs(batch))
+        outputs = predict(batch["video_matrix"], batch["num_frames"])
         # A model that stops videos early says what it read; the others read every frame given.
         frames_read += int(np.sum(outputs.get("frames_read", batch["num_frames"])))
         if "exit_stage" in outputs:

@@ -105,13 +105,11 @@ def checkpoint_predictor(
     model, config, checkpoint_path = checkpoints.restore_model(train_dir, strategy=strategy)
     logging.info("Restored %s", checkpoint_path)
     # Inference does not use the labels: unlabelled or differently labelled data is read.
-    # Videos that stop early leave the frames of the stages they skip in the records.
     reader = readers.reader_for(
         config,
         video_id_key=video_id_key,
         corrupt_record_policy=corrupt_record_policy,
         check_labels=False,
-        leave_frames_in_records=exit_threshold >= 0,
     )
 
     if exit_threshold >= 0:
@@ -126,19 +124,18 @@ def checkpoint_predictor(
 
 
 def exit_top_classes(exit_predictor, top_k, frames_read=None):
-    """predict(video_matrix, num_frames, frame_records=None) -> top-k indexes and scores of an
-    `early_exit.ExitPredictor` (`frame_records`: the reader's, when it left the frames in the
-    records), the frames each video read (`[batch]`) appended to the list `frames_read` when
-    given."""
+    """predict(video_matrix, num_frames) -> top-k indexes and scores of an
+    `early_exit.ExitPredictor`, the frames each video read (`[batch]`) appended to the list
+    `frames_read` when given."""
 
     @tf.function(reduce_retracing=True)
-    def top_and_frames_read(video_matrix, num_frames, frame_records):
+    def top_and_frames_read(video_matrix, num_frames):
         # Top-k in the predictor's own graph: only k classes per video come back.
-        outputs = exit_predictor.predict_in_stages(video_matrix, num_frames, frame_records)
+        outputs = exit_predictor.predict_in_stages(video_matrix, num_frames)
         return top_classes(outputs["predictions"], top_k), outputs["frames_read"]
 
-    def predict(video_matrix, num_frames, frame_records=None):
-        (indexes, scores), frames = top_and_frames_read(video_matrix, num_frames, frame_records)
+    def predict(video_matrix, num_frames):
+        (indexes, scores), frames = top_and_frames_read(video_matrix, num_frames)
         if frames_read is not None:
             frames_read.append(frames.numpy())
         return indexes, scores
@@ -277,7 +274,7 @@ def iterate_predictions(
         else:
             dataset = cpu_inference.input_dataset(dataset)
         for batch in corrupt_records.iterate_batches(dataset, files, skipped):
-            indexes, scores = predict(*early_exit.predict_inputs(batch))
+            indexes, scores = predict(batch["video_matrix"], batch["num_frames"])
             if frames_read is not None and exit_threshold < 0:
                 frames_read.append(batch["num_frames"].numpy())
             yield batch["video_ids"].numpy(), np.asarray(indexes), np.asarray(scores)

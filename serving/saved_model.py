@@ -9,9 +9,8 @@ with a message naming the video id.
 
 Exported with an `early_exit.ExitPredictor` (`export_model.py --exit_threshold`), a model that
 reads in exit stages stops each video after the first stage its rule allows, in the graph: the
-signatures then also return `frames_read [batch]` and `exit_stage [batch]` int32. Given a reader
-that leaves the frames in the records (export_model.py's), each stage's frames are cut out of
-the records and decoded only for the videos still reading.
+signatures then also return `frames_read [batch]` and `exit_stage [batch]` int32, and each
+stage's frames are dequantized only for the videos still reading.
 """
 
 import types
@@ -20,7 +19,6 @@ import uuid
 import tensorflow as tf
 
 import utils
-from serving import early_exit
 
 
 class ServingModule(tf.Module):
@@ -41,7 +39,7 @@ class ServingModule(tf.Module):
         batch = self._reader.parse_serialized(serialized_examples)
         exit_predictor = self._call_model.exit_predictor
         if exit_predictor is not None:
-            outputs = exit_predictor.predict_in_stages(*early_exit.predict_inputs(batch))
+            outputs = exit_predictor.predict_in_stages(batch["video_matrix"], batch["num_frames"])
             exits = {name: outputs[name] for name in ("frames_read", "exit_stage")}
             return batch, outputs["predictions"], exits
         model = self._call_model.model

@@ -4,7 +4,7 @@ records, for the hierarchical model and a student of another family."""
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import frame_sample_records, random_frames, sequence_example, tiny_config
+from conftest import frame_sample_records, tiny_config
 
 import model_zoo
 import readers
@@ -68,32 +68,6 @@ def test_a_staged_model_exports_its_exits(tmp_path):
     top = loaded.signatures["serving_default"](serialized_examples=tf.constant(records[:8]))
     np.testing.assert_array_equal(top["frames_read"], expected["frames_read"])
     assert set(top) >= {"class_indexes", "exit_stage"}
-    # Read as inference and export_model.py read for it, the frames stay in the records until
-    # the stage that needs them cuts them out, for the videos still reading: same outputs.
-    leaving = readers.reader_for(run_config, leave_frames_in_records=True)
-    left = leaving.parse_serialized(tf.constant(records[:8]))
-    assert bool(left["frame_records"]["in_records"]) and left["video_matrix"].shape[1] == 0
-    from_records = exit_predictor(*early_exit.predict_inputs(left))
-    for name in ("exit_stage", "frames_read"):
-        np.testing.assert_array_equal(from_records[name], expected[name])
-    np.testing.assert_allclose(from_records["predictions"], expected["predictions"], rtol=1e-5)
-    leaving_dir = saved_model.export_saved_model(
-        model, leaving, str(tmp_path / "leaving"), top_k=3, exit_predictor=exit_predictor
-    )
-    served = tf.saved_model.load(leaving_dir).signatures["predict"](
-        serialized_examples=tf.constant(records[:8])
-    )
-    np.testing.assert_allclose(served["predictions"], expected["predictions"], rtol=1e-5)
-    np.testing.assert_array_equal(served["frames_read"], expected["frames_read"])
-    # A batch the reader had to parse (a record laid out otherwise): frames from video_matrix.
-    frames = random_frames(np.random.default_rng(4), 12, (1024, 128, 8), ("rgb", "audio", "x"))
-    mixed = tf.constant(records[:7] + [sequence_example("odd", [1], frames)])
-    parsed = leaving.parse_serialized(mixed)
-    assert not bool(parsed["frame_records"]["in_records"])
-    from_matrix = exit_predictor(*early_exit.predict_inputs(reader.parse_serialized(mixed)))
-    from_parsed = exit_predictor(*early_exit.predict_inputs(parsed))
-    np.testing.assert_array_equal(from_parsed["frames_read"], from_matrix["frames_read"])
-    np.testing.assert_allclose(from_parsed["predictions"], from_matrix["predictions"], rtol=1e-5)
     # Videos that read every stage get the one-pass model's predictions.
     one_pass = model(batch["video_matrix"], batch["num_frames"])["predictions"].numpy()
     last = expected["exit_stage"] == 2
