@@ -80,8 +80,8 @@ def describe_data(config):
         network = f"LSTM {config.lstm_cells} cells x {config.lstm_layers} layers"
     else:
         pooling = ""
-        if family == "dbof":  # grids written before the setting pooled by max
-            pooling = f", {getattr(config, 'dbof_pooling', 'max')} pooling"
+        if family == "dbof":  # a grid written before the setting has its default, max
+            pooling = f", {config.dbof_pooling} pooling"
         network = (
             f"the {family} family ({FAMILIES[family]}: {config.cluster_size or 'published'} "
             f"clusters, hidden {config.hidden_size or 'published'}{pooling}; its students are "
